@@ -1,0 +1,188 @@
+//! JWT authentication: a key ring with one pinned algorithm per key, verification and issuing.
+//!
+//! A token is accepted only when it is signed by a ring key with that key's algorithm and
+//! carries `sub`, `exp`, `iat`, `jti`, `iss` and `aud`, with `iss`/`aud` as configured and
+//! `exp`/`nbf` within the leeway. Its `kid`, when present, is looked up in the ring only.
+
+mod keyring;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::errors::ErrorKind;
+use serde::{Deserialize, Serialize};
+
+pub use keyring::{KeyError, KeyRing};
+
+/// Longest token accepted; a bigger header is refused before any parsing.
+pub const MAX_TOKEN_LEN: usize = 8192;
+
+/// The claims of a sigcast token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Claims {
+    /// Who the token was issued to; appears in logs instead of the token.
+    pub sub: String,
+    /// Expiry, Unix seconds; a live session is closed at this time.
+    pub exp: u64,
+    /// Issue time, Unix seconds.
+    pub iat: u64,
+    /// Token id, so one token can be told apart (and later revoked).
+    pub jti: String,
+    pub iss: String,
+    pub aud: Audience,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+}
+
+/// `aud` may be one string or a list of them (RFC 7519 §4.1.3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// Why a client was refused; the message is short and safe to send back and to log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No `Authorization` header at all: the client did not try.
+    #[error("missing bearer token")]
+    Missing,
+    /// A token (or header) was given but is not acceptable.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl AuthError {
+    fn invalid(reason: impl Into<String>) -> Self {
+        AuthError::Invalid(reason.into())
+    }
+}
+
+/// Seconds since the Unix epoch, by the system clock.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Extracts the bearer token from the values of the request's `Authorization` headers.
+pub fn bearer_token<'a, I>(values: I) -> Result<&'a str, AuthError>
+where
+    I: IntoIterator<Item = &'a [u8]>,
+{
+    let mut values = values.into_iter();
+    let value = values.next().ok_or(AuthError::Missing)?;
+    if values.next().is_some() {
+        return Err(AuthError::invalid("more than one Authorization header"));
+    }
+    if value.len() > MAX_TOKEN_LEN {
+        return Err(AuthError::invalid("token too long"));
+    }
+    let value = std::str::from_utf8(value)
+        .map_err(|_| AuthError::invalid("Authorization header is not text"))?
+        .trim();
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or_else(|| AuthError::invalid("expected Authorization: Bearer <token>"))?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::invalid("expected Authorization: Bearer <token>"));
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(AuthError::invalid("empty bearer token"));
+    }
+    Ok(token)
+}
+
+impl KeyRing {
+    /// Verifies `token` and returns its claims, or a short reason it was refused.
+    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(AuthError::invalid("token too long"));
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|e| describe(e.kind()))?;
+        let key = match header.kid.as_deref() {
+            Some(kid) => self
+                .by_kid(kid)
+                .ok_or_else(|| AuthError::invalid("unknown key id"))?,
+            None => self.primary(),
+        };
+        if header.alg != key.algorithm() {
+            return Err(AuthError::invalid("algorithm not allowed for this key"));
+        }
+        let data = jsonwebtoken::decode::<Claims>(token, key.decoding(), key.validation())
+            .map_err(|e| describe(e.kind()))?;
+        let claims = data.claims;
+        if claims.sub.is_empty() {
+            return Err(AuthError::invalid("empty sub claim"));
+        }
+        if claims.jti.is_empty() {
+            return Err(AuthError::invalid("empty jti claim"));
+        }
+        Ok(claims)
+    }
+}
+
+/// Maps a jsonwebtoken failure to a short reason that reveals nothing of the token.
+fn describe(kind: &ErrorKind) -> AuthError {
+    let reason = match kind {
+        ErrorKind::ExpiredSignature => "token expired".to_string(),
+        ErrorKind::ImmatureSignature => "token not yet valid".to_string(),
+        ErrorKind::InvalidAudience => "wrong audience".to_string(),
+        ErrorKind::InvalidIssuer => "wrong issuer".to_string(),
+        ErrorKind::InvalidSignature => "bad signature".to_string(),
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+            "algorithm not allowed for this key".to_string()
+        }
+        ErrorKind::MissingAlgorithm => "algorithm missing".to_string(),
+        ErrorKind::MissingRequiredClaim(c) => format!("missing claim {c}"),
+        ErrorKind::InvalidClaimFormat(c) => format!("malformed claim {c}"),
+        ErrorKind::Json(e) => claim_problem(&e.to_string()),
+        _ => "malformed token".to_string(),
+    };
+    AuthError::Invalid(reason)
+}
+
+/// Turns a serde message about the claims into a reason naming only the claim.
+fn claim_problem(serde_message: &str) -> String {
+    if let Some(rest) = serde_message.strip_prefix("missing field `") {
+        if let Some(field) = rest.split('`').next() {
+            return format!("missing claim {field}");
+        }
+    }
+    "malformed claims".to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_extraction() {
+        let none: Vec<&[u8]> = vec![];
+        assert_eq!(bearer_token(none), Err(AuthError::Missing));
+        assert_eq!(bearer_token([b"Bearer abc".as_slice()]), Ok("abc"));
+        assert_eq!(bearer_token([b"bearer   abc ".as_slice()]), Ok("abc"));
+        assert!(bearer_token([b"Basic abc".as_slice()]).is_err());
+        assert!(bearer_token([b"Bearer ".as_slice()]).is_err());
+        assert!(bearer_token([b"Bearer a".as_slice(), b"Bearer b".as_slice()]).is_err());
+        let long = format!("Bearer {}", "a".repeat(MAX_TOKEN_LEN));
+        assert_eq!(
+            bearer_token([long.as_bytes()]),
+            Err(AuthError::Invalid("token too long".into()))
+        );
+    }
+
+    #[test]
+    fn serde_messages_name_only_the_claim() {
+        assert_eq!(
+            claim_problem("missing field `jti` at line 1 column 20"),
+            "missing claim jti"
+        );
+        assert_eq!(
+            claim_problem("invalid type: string \"x\", expected u64"),
+            "malformed claims"
+        );
+    }
+}

@@ -1,0 +1,267 @@
+//! The `sigcast` command line: `init`, `serve`, `demo`, `token` and `config`.
+//!
+//! Only this room wires the others together (see `serve.rs`).
+
+mod init;
+mod serve;
+mod token;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{self, Config, KEYS, Overrides, SourceKind};
+
+pub use serve::{Pipeline, bind, build_shared, start_pipeline};
+
+/// sigcast: authenticated trading-signal broadcast over TLS WebSocket.
+#[derive(Debug, Parser)]
+#[command(name = "sigcast", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write a commented sigcast.toml, a development certificate and a JWT secret into DIR.
+    Init {
+        /// Directory to write into (created if missing).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run the signal server.
+    Serve(ServeArgs),
+    /// Run a complete server offline on the synthetic market and print a ready wscat line.
+    Demo {
+        /// Where the demo keeps its certificate, secret and config.
+        #[arg(long, default_value = ".sigcast-demo")]
+        dir: PathBuf,
+        /// TLS port on 127.0.0.1; when taken, any free port is used.
+        #[arg(long, default_value_t = 8443)]
+        port: u16,
+    },
+    /// Issue and check tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Inspect configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Print a new token for SUB on stdout, signed with the configured primary key.
+    Issue {
+        /// Subject: who the token is for (shown in server logs).
+        #[arg(long)]
+        sub: String,
+        /// Lifetime, e.g. 30d, 12h, 15m.
+        #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+        /// Token id; random when omitted.
+        #[arg(long)]
+        jti: Option<String>,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+    /// Print a token's claims as JSON and exit 0 if the server would accept it.
+    Verify {
+        token: String,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Load the configuration, keys, certificate and signals/, and report the first problem.
+    Check {
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+    /// Print the effective configuration (file, then env, then flags) as TOML.
+    Show {
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+    /// List every setting with its environment variable and default.
+    Keys,
+}
+
+/// Where settings come from: a file, `SIGCAST_*` variables and these flags (which win).
+#[derive(Debug, Args, Clone, Default)]
+pub struct SettingsArgs {
+    /// Config file; defaults to ./sigcast.toml when it exists.
+    #[arg(long, env = "SIGCAST_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// HS256 secret file (auth.jwt_secret_file).
+    #[arg(long, value_name = "PATH")]
+    jwt_secret_file: Option<String>,
+    /// Ed25519 public key PEM for EdDSA tokens (auth.jwt_public_key).
+    #[arg(long, value_name = "PATH")]
+    jwt_public_key: Option<String>,
+    /// Set any key, e.g. --set server.max_connections=500 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+/// `serve`'s flags: the settings plus the listener, TLS and source shortcuts.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    settings: SettingsArgs,
+    /// Listen address (server.listen).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Certificate chain PEM (tls.cert).
+    #[arg(long, value_name = "PATH")]
+    tls_cert: Option<String>,
+    /// Private key PEM (tls.key).
+    #[arg(long, value_name = "PATH")]
+    tls_key: Option<String>,
+    /// Market source (source.kind).
+    #[arg(long, value_enum)]
+    source: Option<SourceKind>,
+}
+
+impl SettingsArgs {
+    fn overrides(&self) -> anyhow::Result<Overrides> {
+        let mut o = Overrides::default();
+        for text in &self.set {
+            o.parse_assignment(text)?;
+        }
+        if let Some(v) = &self.jwt_secret_file {
+            o.set("auth.jwt_secret_file", v);
+        }
+        if let Some(v) = &self.jwt_public_key {
+            o.set("auth.jwt_public_key", v);
+        }
+        Ok(o)
+    }
+
+    fn load(&self, extra: Overrides) -> anyhow::Result<Config> {
+        let mut o = self.overrides()?;
+        o.values.extend(extra.values);
+        let default_file = Path::new("sigcast.toml");
+        let file = match &self.config {
+            Some(f) => Some(f.as_path()),
+            None if default_file.exists() => Some(default_file),
+            None => None,
+        };
+        Ok(Config::load(file, &config::process_env(), &o)?)
+    }
+}
+
+impl ServeArgs {
+    fn load(&self) -> anyhow::Result<Config> {
+        let mut o = Overrides::default();
+        if let Some(v) = &self.listen {
+            o.set("server.listen", v);
+        }
+        if let Some(v) = &self.tls_cert {
+            o.set("tls.cert", v);
+        }
+        if let Some(v) = &self.tls_key {
+            o.set("tls.key", v);
+        }
+        if let Some(SourceKind::Synthetic) = self.source {
+            o.set("source.kind", "synthetic");
+        }
+        self.settings.load(o)
+    }
+}
+
+/// Parses the command line and runs it; errors are one line on stderr and a non-zero exit.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("sigcast: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Init { dir, force } => {
+            init::write(&dir, force)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve(args) => {
+            let config = args.load()?;
+            serve::init_logging(&config);
+            runtime()?.block_on(serve::serve(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { dir, port } => {
+            runtime()?.block_on(serve::demo(&dir, port))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token(TokenCommand::Issue {
+            sub,
+            ttl,
+            jti,
+            settings,
+        }) => {
+            let config = settings.load(Overrides::default())?;
+            println!("{}", token::issue(&config, &sub, ttl, jti)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token(TokenCommand::Verify { token, settings }) => {
+            let config = settings.load(Overrides::default())?;
+            token::verify(&config, &token)
+        }
+        Command::Config(ConfigCommand::Check { settings }) => {
+            let config = settings.load(Overrides::default())?;
+            serve::check(&config)?;
+            println!("configuration OK");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config(ConfigCommand::Show { settings }) => {
+            let config = settings.load(Overrides::default())?;
+            print!("{}", config.to_redacted_toml());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config(ConfigCommand::Keys) => {
+            print_keys();
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
+}
+
+/// Prints the settings reference as a Markdown table (the README's table comes from here).
+fn print_keys() {
+    let defaults = toml::Value::try_from(Config::default()).unwrap_or(toml::Value::Boolean(false));
+    println!("| key | env | default | meaning |");
+    println!("|---|---|---|---|");
+    for key in KEYS {
+        let (section, leaf) = key.name.split_once('.').unwrap_or((key.name, ""));
+        let default = defaults
+            .get(section)
+            .and_then(|s| s.get(leaf))
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "(unset)".into());
+        println!(
+            "| `{}` | `{}` | `{}` | {} |",
+            key.name,
+            key.env_name(),
+            default.replace('|', "\\|"),
+            key.help
+        );
+    }
+}

@@ -1,0 +1,200 @@
+//! `sigcast serve` and `sigcast demo`: wiring market → strategy → hub → server.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::KeyRing;
+use crate::config::{Config, LogFormat, Overrides, SourceKind};
+use crate::hub::Hub;
+use crate::market::{MarketEvent, synthetic};
+use crate::server::{self, Shared};
+use crate::strategy::{Engine, definition};
+use crate::tls;
+
+/// Sets up `tracing` on stderr (stdout carries tokens and the demo banner).
+pub fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match config.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Loads keys, certificate and strategies, so every startup problem surfaces before binding.
+pub fn check(config: &Config) -> anyhow::Result<()> {
+    build_shared(config)?;
+    definition::load(&config.signals.dir, &config.source.symbols)?;
+    Ok(())
+}
+
+/// The parts every session shares, from the configuration.
+pub fn build_shared(config: &Config) -> anyhow::Result<Arc<Shared>> {
+    let keys = KeyRing::from_settings(&config.auth)?;
+    let tls = tls::server_config(config.tls.cert.as_deref(), config.tls.key.as_deref())?;
+    let hub = Arc::new(Hub::new(
+        config.source.symbols.clone(),
+        config.server.queue_capacity,
+    ));
+    Ok(Arc::new(Shared {
+        tls: tokio_rustls::TlsAcceptor::from(tls),
+        keys,
+        hub,
+        settings: config.server.clone(),
+    }))
+}
+
+/// A running market → strategy → hub pipeline.
+pub struct Pipeline {
+    pub task: tokio::task::JoinHandle<()>,
+    /// Strategy instances running.
+    pub instances: usize,
+}
+
+/// Starts the source and the engine, publishing signals into `hub` until `stop`.
+pub fn start_pipeline(
+    config: &Config,
+    hub: Arc<Hub>,
+    stop: CancellationToken,
+) -> anyhow::Result<Pipeline> {
+    let strategies = definition::load(&config.signals.dir, &config.source.symbols)?;
+    let mut engine = Engine::new(strategies);
+    let instances = engine.len();
+    let mut events = match config.source.kind {
+        SourceKind::Synthetic => synthetic::spawn(
+            config.source.symbols.clone(),
+            config.source.seed,
+            config.source.tick,
+            stop.clone(),
+        ),
+    };
+    let task = tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            pump(&mut engine, &hub, &event);
+        }
+    });
+    Ok(Pipeline { task, instances })
+}
+
+/// One event through the engine into the hub.
+fn pump(engine: &mut Engine, hub: &Hub, event: &MarketEvent) {
+    if let Some(price) = event.price() {
+        hub.mark_price(&event.symbol, price);
+    }
+    for signal in engine.on_event(event) {
+        let listeners = hub.publish(&signal);
+        tracing::info!(
+            strategy = %signal.strategy,
+            symbol = %signal.symbol,
+            side = signal.side.as_str(),
+            price = signal.price,
+            listeners,
+            "signal"
+        );
+    }
+}
+
+/// Binds the client listener, naming the key when it fails.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("server.listen: cannot listen on {addr}"))
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut term = match signal(SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch SIGTERM");
+                    let _ = tokio::signal::ctrl_c().await;
+                    token.cancel();
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down: closing sessions with 1001");
+        token.cancel();
+    });
+}
+
+/// Runs the server until SIGINT/SIGTERM.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let shared = build_shared(&config)?;
+    let listener = bind(config.server.listen).await?;
+    run_until_signal(&config, shared, listener).await
+}
+
+async fn run_until_signal(
+    config: &Config,
+    shared: Arc<Shared>,
+    listener: TcpListener,
+) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let pipeline = start_pipeline(config, shared.hub.clone(), shutdown.clone())?;
+    cancel_on_signal(shutdown.clone());
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        source = ?config.source.kind,
+        strategies = pipeline.instances,
+        "sigcast listening"
+    );
+    server::run(listener, shared, shutdown.clone()).await;
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(1), pipeline.task).await;
+    Ok(())
+}
+
+/// `sigcast demo`: init `dir` when needed, serve on 127.0.0.1:`port`, print a token and wscat line.
+pub async fn demo(dir: &Path, port: u16) -> anyhow::Result<()> {
+    let config_file = dir.join("sigcast.toml");
+    if !config_file.exists() {
+        super::init::write(dir, false)?;
+    }
+    let mut overrides = Overrides::default();
+    overrides.set("log.level", "warn");
+    let config = Config::load(Some(&config_file), &Default::default(), &overrides)?;
+    init_logging(&config);
+    let shared = build_shared(&config)?;
+    let listener = match TcpListener::bind(("127.0.0.1", port)).await {
+        Ok(l) => l,
+        Err(_) => bind("127.0.0.1:0".parse()?).await?,
+    };
+    let port = listener.local_addr()?.port();
+    let token = shared
+        .keys
+        .issue("demo", Duration::from_secs(24 * 3600), None)?;
+    println!(
+        "sigcast demo: serving the synthetic market ({}) on wss://127.0.0.1:{port}",
+        config.source.symbols.join(", ")
+    );
+    println!("Signals arrive every few seconds; send `test` for test signals to you alone.");
+    println!();
+    println!("Token (sub=demo, valid 24h):");
+    println!("{token}");
+    println!();
+    println!("Connect (npm install -g wscat; -n accepts the self-signed demo certificate):");
+    println!("wscat -c wss://127.0.0.1:{port} -H \"Authorization: Bearer {token}\" -n");
+    println!();
+    println!("Files are in {}. Ctrl-C to stop.", dir.display());
+    run_until_signal(&config, shared, listener).await
+}

@@ -1,0 +1,687 @@
+//! Layered settings: built-in defaults, then the TOML file, then `SIGCAST_*` environment, then flags.
+//!
+//! Every key has a dotted name (`server.max_connections`), an environment variable made from it
+//! (`SIGCAST_SERVER_MAX_CONNECTIONS`) and can be set with `--set server.max_connections=500`.
+//! [`KEYS`] is the one list of them: overrides, `README.md` and `config show` all follow it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a configuration could not be loaded; every message names the key or file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{origin}: {key}: {message}")]
+    Override {
+        origin: String,
+        key: String,
+        message: String,
+    },
+    #[error("{key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+/// The whole effective configuration of one sigcast process.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerSettings,
+    pub tls: TlsSettings,
+    pub auth: AuthSettings,
+    pub source: SourceSettings,
+    pub signals: SignalsSettings,
+    pub log: LogSettings,
+}
+
+/// The client-facing listener: limits, timeouts and per-session budgets.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address the TLS WebSocket listener binds.
+    pub listen: SocketAddr,
+    /// Sessions served at once; the next client gets HTTP 503 before any upgrade.
+    pub max_connections: usize,
+    /// Budget for TLS plus the WebSocket upgrade, so a slow or silent peer cannot hold a slot.
+    #[serde(with = "duration")]
+    pub handshake_timeout: Duration,
+    /// How often the server pings each client.
+    #[serde(with = "duration")]
+    pub ping_interval: Duration,
+    /// A client that sends nothing (not even a pong) for this long is closed.
+    #[serde(with = "duration")]
+    pub idle_timeout: Duration,
+    /// A write to a client that cannot complete in this time ends the session.
+    #[serde(with = "duration")]
+    pub write_timeout: Duration,
+    /// Signals a client may fall behind before it is closed as a slow consumer (code 4000).
+    pub queue_capacity: usize,
+    /// Largest client message accepted; bigger ones are closed with 1009.
+    pub max_message_size: usize,
+    /// Per-connection read buffer (tungstenite's default is 128 KiB; sigcast keeps it small).
+    pub read_buffer_size: usize,
+    /// `test` requests a client may make in a burst before being rate-limited.
+    pub test_burst: u32,
+    /// After the burst, one more `test` is allowed per this interval.
+    #[serde(with = "duration")]
+    pub test_interval: Duration,
+    /// How long shutdown waits for sessions to close before exiting anyway.
+    #[serde(with = "duration")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8443".parse().expect("valid default address"),
+            max_connections: 10_000,
+            handshake_timeout: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(10),
+            queue_capacity: 1024,
+            max_message_size: 4096,
+            read_buffer_size: 4096,
+            test_burst: 3,
+            test_interval: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Certificate chain and private key, as PEM files.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSettings {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+/// JWT verification (and, for `token issue`, signing) settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// HS256 secret file: its trimmed content is the HMAC key (at least 32 bytes).
+    pub jwt_secret_file: Option<PathBuf>,
+    /// Ed25519 public key (PEM) to verify EdDSA tokens issued elsewhere.
+    pub jwt_public_key: Option<PathBuf>,
+    /// Ed25519 private key (PEM), used only by `token issue` when the primary key is EdDSA.
+    pub jwt_private_key: Option<PathBuf>,
+    /// `kid` of the primary key; tokens without a `kid` are checked against the primary key.
+    pub kid: Option<String>,
+    /// Required `iss` claim.
+    pub issuer: String,
+    /// Required `aud` claim.
+    pub audience: String,
+    /// Clock leeway for `exp` and `nbf` (at most 5 s).
+    #[serde(with = "duration")]
+    pub leeway: Duration,
+    /// Extra verification keys by `kid`, for rotation.
+    pub keys: Vec<RingKey>,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            jwt_secret_file: None,
+            jwt_public_key: None,
+            jwt_private_key: None,
+            kid: None,
+            issuer: "sigcast".into(),
+            audience: "sigcast-clients".into(),
+            leeway: Duration::from_secs(5),
+            keys: Vec::new(),
+        }
+    }
+}
+
+/// One extra verification key of the key ring.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RingKey {
+    pub kid: String,
+    pub alg: KeyAlg,
+    /// HS256: a secret file; EdDSA: a public-key PEM.
+    pub file: PathBuf,
+}
+
+/// The algorithms sigcast verifies; each key is pinned to exactly one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyAlg {
+    HS256,
+    EdDSA,
+}
+
+/// Where market data comes from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SourceSettings {
+    pub kind: SourceKind,
+    /// Symbols the synthetic market walks.
+    pub symbols: Vec<String>,
+    /// Seed of the synthetic random walk: the same seed walks the same prices.
+    pub seed: u64,
+    /// Time between synthetic trades.
+    #[serde(with = "duration")]
+    pub tick: Duration,
+}
+
+impl Default for SourceSettings {
+    fn default() -> Self {
+        Self {
+            kind: SourceKind::Synthetic,
+            symbols: vec!["BTCUSDT".into(), "ETHUSDT".into(), "SOLUSDT".into()],
+            seed: 42,
+            tick: Duration::from_millis(5),
+        }
+    }
+}
+
+/// The market sources sigcast can run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// A seeded random walk, offline.
+    Synthetic,
+}
+
+/// Where strategy definitions live.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SignalsSettings {
+    /// Directory of `*.toml` strategy definitions; when absent, the built-in default is used.
+    pub dir: PathBuf,
+}
+
+impl Default for SignalsSettings {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("signals"),
+        }
+    }
+}
+
+/// Logging output.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `tracing` filter, e.g. `info` or `sigcast=debug`.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The kind of value a key holds, so overrides from text are checked before they are merged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Text,
+    Path,
+    Integer,
+    Duration,
+    Address,
+    List,
+}
+
+/// One settable key: its dotted name, value kind and what it does.
+#[derive(Debug)]
+pub struct Key {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub help: &'static str,
+}
+
+macro_rules! keys {
+    ($( $name:literal, $kind:ident, $help:literal; )*) => {
+        /// Every key an operator can set, in README order.
+        pub const KEYS: &[Key] = &[ $( Key { name: $name, kind: Kind::$kind, help: $help } ),* ];
+    };
+}
+
+keys! {
+    "server.listen", Address, "TLS WebSocket listen address";
+    "server.max_connections", Integer, "sessions at once; beyond it HTTP 503";
+    "server.handshake_timeout", Duration, "TLS + upgrade budget";
+    "server.ping_interval", Duration, "server ping period";
+    "server.idle_timeout", Duration, "close after this long without client traffic";
+    "server.write_timeout", Duration, "a write that takes longer ends the session";
+    "server.queue_capacity", Integer, "signals a client may lag before close 4000";
+    "server.max_message_size", Integer, "largest client message (bytes); bigger is closed 1009";
+    "server.read_buffer_size", Integer, "per-connection read buffer (bytes)";
+    "server.test_burst", Integer, "`test` requests allowed in a burst";
+    "server.test_interval", Duration, "one more `test` per this interval after the burst";
+    "server.shutdown_grace", Duration, "how long shutdown waits for sessions";
+    "tls.cert", Path, "certificate chain PEM";
+    "tls.key", Path, "private key PEM (PKCS#8, PKCS#1 RSA or SEC1 EC)";
+    "auth.jwt_secret_file", Path, "HS256 secret file (trimmed, >= 32 bytes)";
+    "auth.jwt_public_key", Path, "Ed25519 public key PEM (EdDSA tokens)";
+    "auth.jwt_private_key", Path, "Ed25519 private key PEM, for `token issue` only";
+    "auth.kid", Text, "kid of the primary key";
+    "auth.issuer", Text, "required iss claim";
+    "auth.audience", Text, "required aud claim";
+    "auth.leeway", Duration, "clock leeway for exp/nbf (<= 5s)";
+    "source.kind", Text, "market source: synthetic";
+    "source.symbols", List, "symbols of the synthetic market (comma-separated in env/flags)";
+    "source.seed", Integer, "seed of the synthetic random walk";
+    "source.tick", Duration, "time between synthetic trades";
+    "signals.dir", Path, "directory of strategy definitions (*.toml)";
+    "log.level", Text, "tracing filter (info, debug, sigcast=trace, ...)";
+    "log.format", Text, "text or json";
+}
+
+impl Key {
+    /// The environment variable that sets this key.
+    pub fn env_name(&self) -> String {
+        format!("SIGCAST_{}", self.name.replace('.', "_").to_uppercase())
+    }
+
+    /// Converts override text to a TOML value of this key's kind, or says why it cannot.
+    fn parse(&self, text: &str) -> Result<toml::Value, String> {
+        match self.kind {
+            Kind::Text | Kind::Path => Ok(toml::Value::String(text.to_string())),
+            Kind::Integer => text
+                .trim()
+                .parse::<i64>()
+                .map(toml::Value::Integer)
+                .map_err(|_| format!("expected a whole number, got {text:?}")),
+            Kind::Duration => humantime::parse_duration(text.trim())
+                .map(|_| toml::Value::String(text.trim().to_string()))
+                .map_err(|e| format!("expected a duration like 10s or 500ms, got {text:?}: {e}")),
+            Kind::Address => text
+                .trim()
+                .parse::<SocketAddr>()
+                .map(|_| toml::Value::String(text.trim().to_string()))
+                .map_err(|_| format!("expected HOST:PORT such as 0.0.0.0:8443, got {text:?}")),
+            Kind::List => Ok(toml::Value::Array(
+                text.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| toml::Value::String(s.to_string()))
+                    .collect(),
+            )),
+        }
+    }
+}
+
+/// Finds a key by its dotted name.
+pub fn key(name: &str) -> Option<&'static Key> {
+    KEYS.iter().find(|k| k.name == name)
+}
+
+/// Settings given on the command line, applied last.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `(dotted key, text)` pairs, in the order given.
+    pub values: Vec<(String, String)>,
+}
+
+impl Overrides {
+    pub fn set(&mut self, key: &str, value: impl Into<String>) {
+        self.values.push((key.to_string(), value.into()));
+    }
+
+    /// Parses `--set key=value` text.
+    pub fn parse_assignment(&mut self, text: &str) -> Result<(), ConfigError> {
+        let (k, v) = text.split_once('=').ok_or_else(|| ConfigError::Override {
+            origin: "--set".into(),
+            key: text.into(),
+            message: "expected KEY=VALUE".into(),
+        })?;
+        self.set(k.trim(), v);
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if any), then `SIGCAST_*` from `env`, then `overrides`.
+    ///
+    /// Relative paths in the file are taken relative to the file's directory, so a config
+    /// works from any working directory; paths from env and flags are relative to the cwd.
+    pub fn load(
+        file: Option<&Path>,
+        env: &BTreeMap<String, String>,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let mut table = toml::Table::new();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            // Deserialize the file alone first so its errors point at its own lines and keys.
+            toml::from_str::<Config>(&text).map_err(|e| ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: e.to_string().trim().replace('\n', " | "),
+            })?;
+            table = text
+                .parse::<toml::Table>()
+                .map_err(|e| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })?;
+            let base = path.parent().unwrap_or(Path::new(""));
+            rebase_paths(&mut table, base);
+        }
+        for key in KEYS {
+            if let Some(text) = env.get(&key.env_name()) {
+                let value = key.parse(text).map_err(|message| ConfigError::Override {
+                    origin: key.env_name(),
+                    key: key.name.into(),
+                    message,
+                })?;
+                insert(&mut table, key.name, value);
+            }
+        }
+        for (name, text) in &overrides.values {
+            let key = key(name).ok_or_else(|| ConfigError::Override {
+                origin: "flag".into(),
+                key: name.clone(),
+                message: "no such setting (see `sigcast config keys`)".into(),
+            })?;
+            let value = key.parse(text).map_err(|message| ConfigError::Override {
+                origin: "flag".into(),
+                key: key.name.into(),
+                message,
+            })?;
+            insert(&mut table, key.name, value);
+        }
+        let config: Config =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    path: file.map(Path::to_path_buf).unwrap_or_default(),
+                    message: e.to_string(),
+                })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the relations between keys that types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        if s.max_connections == 0 {
+            return Err(invalid("server.max_connections", "must be at least 1"));
+        }
+        if s.queue_capacity == 0 {
+            return Err(invalid("server.queue_capacity", "must be at least 1"));
+        }
+        if s.max_message_size < 16 || s.max_message_size > 1 << 20 {
+            return Err(invalid(
+                "server.max_message_size",
+                "must be between 16 bytes and 1 MiB",
+            ));
+        }
+        if s.read_buffer_size < 1024 {
+            return Err(invalid("server.read_buffer_size", "must be at least 1024"));
+        }
+        for (key, d) in [
+            ("server.handshake_timeout", s.handshake_timeout),
+            ("server.ping_interval", s.ping_interval),
+            ("server.idle_timeout", s.idle_timeout),
+            ("server.write_timeout", s.write_timeout),
+            ("server.test_interval", s.test_interval),
+        ] {
+            if d.is_zero() {
+                return Err(invalid(key, "must be greater than zero"));
+            }
+        }
+        if s.idle_timeout <= s.ping_interval {
+            return Err(invalid(
+                "server.idle_timeout",
+                "must be longer than server.ping_interval, or every client idles out",
+            ));
+        }
+        if self.auth.leeway > Duration::from_secs(5) {
+            return Err(invalid("auth.leeway", "must be at most 5s"));
+        }
+        if self.auth.issuer.is_empty() {
+            return Err(invalid("auth.issuer", "must not be empty"));
+        }
+        if self.auth.audience.is_empty() {
+            return Err(invalid("auth.audience", "must not be empty"));
+        }
+        if self.source.symbols.is_empty() {
+            return Err(invalid("source.symbols", "needs at least one symbol"));
+        }
+        if let Some(bad) = self.source.symbols.iter().find(|s| !valid_symbol(s)) {
+            return Err(invalid(
+                "source.symbols",
+                format!("{bad:?} is not a symbol (A-Z and 0-9, up to 20)"),
+            ));
+        }
+        if self.source.tick.is_zero() {
+            return Err(invalid("source.tick", "must be greater than zero"));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| invalid("log.level", e.to_string()))?;
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, with secret material replaced by a marker.
+    ///
+    /// Key files are paths, not secrets, so they are shown; nothing here reads them.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+/// A market symbol as Binance spells them: upper-case letters and digits.
+pub fn valid_symbol(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 20
+        && s.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
+fn insert(table: &mut toml::Table, dotted: &str, value: toml::Value) {
+    let (section, leaf) = dotted.split_once('.').expect("keys are section.leaf");
+    let entry = table
+        .entry(section.to_string())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if !entry.is_table() {
+        *entry = toml::Value::Table(toml::Table::new());
+    }
+    if let toml::Value::Table(t) = entry {
+        t.insert(leaf.to_string(), value);
+    }
+}
+
+/// Makes relative path values from a file relative to that file's directory.
+fn rebase_paths(table: &mut toml::Table, base: &Path) {
+    let rebase = |v: &mut toml::Value| {
+        if let toml::Value::String(s) = v {
+            let p = Path::new(s.as_str());
+            if p.is_relative() && !s.is_empty() {
+                *s = base.join(p).to_string_lossy().into_owned();
+            }
+        }
+    };
+    for key in KEYS.iter().filter(|k| k.kind == Kind::Path) {
+        let (section, leaf) = key.name.split_once('.').expect("keys are section.leaf");
+        if let Some(v) = table
+            .get_mut(section)
+            .and_then(|s| s.as_table_mut())
+            .and_then(|s| s.get_mut(leaf))
+        {
+            rebase(v);
+        }
+    }
+    if let Some(keys) = table
+        .get_mut("auth")
+        .and_then(|a| a.as_table_mut())
+        .and_then(|a| a.get_mut("keys"))
+        .and_then(|k| k.as_array_mut())
+    {
+        for k in keys.iter_mut().filter_map(|k| k.as_table_mut()) {
+            if let Some(v) = k.get_mut("file") {
+                rebase(v);
+            }
+        }
+    }
+}
+
+/// Reads the `SIGCAST_*` variables of this process.
+pub fn process_env() -> BTreeMap<String, String> {
+    std::env::vars()
+        .filter(|(k, _)| k.starts_with("SIGCAST_"))
+        .collect()
+}
+
+/// Durations in the file are humantime text: `10s`, `500ms`, `30d`.
+mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "expected a duration like 10s or 500ms, got {text:?}: {e}"
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::load(None, &BTreeMap::new(), &Overrides::default()).unwrap();
+        assert_eq!(c.server.max_connections, 10_000);
+        assert_eq!(c.auth.issuer, "sigcast");
+    }
+
+    #[test]
+    fn flags_beat_env_beat_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sigcast.toml");
+        std::fs::write(
+            &file,
+            "[server]\nmax_connections = 10\nlisten = \"127.0.0.1:1\"\n[tls]\ncert = \"c.pem\"\n",
+        )
+        .unwrap();
+        let e = env(&[
+            ("SIGCAST_SERVER_MAX_CONNECTIONS", "20"),
+            ("SIGCAST_SERVER_LISTEN", "127.0.0.1:2"),
+        ]);
+        let mut o = Overrides::default();
+        o.set("server.listen", "127.0.0.1:3");
+        let c = Config::load(Some(&file), &e, &o).unwrap();
+        assert_eq!(c.server.max_connections, 20);
+        assert_eq!(c.server.listen.port(), 3);
+        assert_eq!(c.tls.cert.unwrap(), dir.path().join("c.pem"));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = env(&[("SIGCAST_SERVER_MAX_CONNECTIONS", "lots")]);
+        let err = Config::load(None, &e, &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("server.max_connections"), "{err}");
+
+        let mut o = Overrides::default();
+        o.set("auth.leeway", "30s");
+        let err = Config::load(None, &BTreeMap::new(), &o).unwrap_err();
+        assert!(err.to_string().starts_with("auth.leeway"), "{err}");
+
+        let mut o = Overrides::default();
+        o.set("server.nope", "1");
+        let err = Config::load(None, &BTreeMap::new(), &o).unwrap_err();
+        assert!(err.to_string().contains("server.nope"), "{err}");
+    }
+
+    #[test]
+    fn file_errors_name_file_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sigcast.toml");
+        std::fs::write(&file, "[server]\nmax_conections = 10\n").unwrap();
+        let err = Config::load(Some(&file), &BTreeMap::new(), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sigcast.toml") && err.contains("max_conections"),
+            "{err}"
+        );
+
+        std::fs::write(&file, "[server]\nping_interval = \"soon\"\n").unwrap();
+        let err = Config::load(Some(&file), &BTreeMap::new(), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ping_interval"), "{err}");
+    }
+
+    #[test]
+    fn every_key_is_a_real_setting() {
+        // Setting each key to a value of its kind must deserialize: KEYS and the structs agree.
+        for key in KEYS {
+            let text = match key.kind {
+                Kind::Text => match key.name {
+                    "source.kind" => "synthetic",
+                    "log.format" => "json",
+                    "log.level" => "debug",
+                    _ => "x",
+                },
+                Kind::Path => "/tmp/x",
+                Kind::Integer => "4096",
+                Kind::Duration => "2s",
+                Kind::Address => "127.0.0.1:9",
+                Kind::List => "BTCUSDT,ETHUSDT",
+            };
+            let mut o = Overrides::default();
+            o.set(key.name, text);
+            if key.name == "server.ping_interval" {
+                o.set("server.idle_timeout", "60s");
+            }
+            if key.name == "server.idle_timeout" {
+                o.set("server.ping_interval", "1s");
+            }
+            Config::load(None, &BTreeMap::new(), &o)
+                .unwrap_or_else(|e| panic!("{}: {e}", key.name));
+        }
+    }
+}

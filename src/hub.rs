@@ -1,0 +1,199 @@
+//! The hub: serializes each signal once and fans the same bytes out to every session.
+//!
+//! Sessions subscribe to one bounded broadcast ring of ready-made frames. Cloning a frame is
+//! a reference-count bump, so a signal costs one serialization however many clients listen,
+//! and a session that falls more than the ring's capacity behind learns so (`Lagged`) instead
+//! of making the server buffer for it.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::strategy::{Side, Signal};
+
+/// A serialized message, shared by every session that sends it.
+pub type Frame = Utf8Bytes;
+
+/// The client contract: `{"type","content":{"symbol","price","timestamp",...},"is_test"}`.
+#[derive(Serialize)]
+struct Wire<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    content: Content<'a>,
+    is_test: bool,
+}
+
+#[derive(Serialize)]
+struct Content<'a> {
+    symbol: &'a str,
+    price: f64,
+    timestamp: i64,
+    strategy: &'a str,
+    interval: &'a str,
+    reason: &'a str,
+}
+
+/// Serializes a signal in the client contract shape.
+pub fn encode(signal: &Signal, is_test: bool) -> Frame {
+    let wire = Wire {
+        kind: signal.side.as_str(),
+        content: Content {
+            symbol: &signal.symbol,
+            price: signal.price,
+            timestamp: signal.timestamp,
+            strategy: &signal.strategy,
+            interval: &signal.interval,
+            reason: &signal.reason,
+        },
+        is_test,
+    };
+    // Serializing plain strings and finite numbers cannot fail; NaN would become null.
+    serde_json::to_string(&wire)
+        .unwrap_or_else(|_| String::from("{}"))
+        .into()
+}
+
+/// Fan-out point between the strategy engine and the client sessions.
+pub struct Hub {
+    /// The shared ring of frames; its capacity is how many signals a session may lag.
+    tx: broadcast::Sender<Frame>,
+    /// Symbols the market source offers, in configured order: what `test` replies pick from.
+    symbols: Vec<String>,
+    /// Latest traded price per symbol, so `test` signals look like the market.
+    prices: RwLock<HashMap<String, f64>>,
+}
+
+impl Hub {
+    /// A hub for `symbols` whose sessions may fall `capacity` signals behind.
+    pub fn new(symbols: Vec<String>, capacity: usize) -> Self {
+        let (tx, _) = broadcast::channel(capacity.max(1));
+        Self {
+            tx,
+            symbols,
+            prices: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Serializes `signal` once and offers it to every session; returns how many listen.
+    pub fn publish(&self, signal: &Signal) -> usize {
+        self.tx.send(encode(signal, false)).unwrap_or(0)
+    }
+
+    /// A receiver of every frame published from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Frame> {
+        self.tx.subscribe()
+    }
+
+    /// Sessions currently subscribed.
+    pub fn listeners(&self) -> usize {
+        self.tx.receiver_count()
+    }
+
+    /// Records the latest price of a symbol.
+    pub fn mark_price(&self, symbol: &str, price: f64) {
+        if !price.is_finite() {
+            return;
+        }
+        let mut prices = self.prices.write().unwrap_or_else(|p| p.into_inner());
+        match prices.get_mut(symbol) {
+            Some(p) => *p = price,
+            None => {
+                prices.insert(symbol.to_string(), price);
+            }
+        }
+    }
+
+    /// The latest price of `symbol`, when one is known.
+    pub fn price(&self, symbol: &str) -> Option<f64> {
+        let prices = self.prices.read().unwrap_or_else(|p| p.into_inner());
+        prices.get(symbol).copied()
+    }
+
+    /// A buy and a sell test signal for the `n`th tracked symbol (round robin), at its latest
+    /// price when known. Sent to one session only, never through the ring.
+    pub fn test_frames(&self, n: usize, now_unix: i64) -> [Frame; 2] {
+        let symbol = self
+            .symbols
+            .get(n % self.symbols.len().max(1))
+            .map(String::as_str)
+            .unwrap_or("BTCUSDT");
+        let price = self.price(symbol).unwrap_or(100.0);
+        [Side::Buy, Side::Sell].map(|side| {
+            encode(
+                &Signal {
+                    side,
+                    symbol: symbol.to_string(),
+                    price,
+                    timestamp: now_unix,
+                    strategy: "test".into(),
+                    interval: String::new(),
+                    reason: "synthetic test signal requested by this client".into(),
+                },
+                true,
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signal() -> Signal {
+        Signal {
+            side: Side::Buy,
+            symbol: "BTCUSDT".into(),
+            price: 75000.0,
+            timestamp: 1720000000,
+            strategy: "ma-fast".into(),
+            interval: "1s".into(),
+            reason: "r".into(),
+        }
+    }
+
+    #[test]
+    fn contract_shape() {
+        let v: serde_json::Value = serde_json::from_str(encode(&signal(), false).as_str()).unwrap();
+        assert_eq!(v["type"], "buy");
+        assert_eq!(v["content"]["symbol"], "BTCUSDT");
+        assert!(v["content"]["price"].is_f64());
+        assert_eq!(v["content"]["price"], 75000.0);
+        assert!(v["content"]["timestamp"].is_i64());
+        assert_eq!(v["content"]["timestamp"], 1720000000);
+        assert_eq!(v["is_test"], false);
+        assert!(encode(&signal(), false).as_str().starts_with(
+            r#"{"type":"buy","content":{"symbol":"BTCUSDT","price":75000.0,"timestamp":1720000000,"#
+        ));
+    }
+
+    #[test]
+    fn one_serialization_shared_by_all() {
+        let hub = Hub::new(vec!["BTCUSDT".into()], 8);
+        let (mut a, mut b) = (hub.subscribe(), hub.subscribe());
+        assert_eq!(hub.publish(&signal()), 2);
+        let (fa, fb) = (a.try_recv().unwrap(), b.try_recv().unwrap());
+        assert_eq!(
+            fa.as_str().as_ptr(),
+            fb.as_str().as_ptr(),
+            "same bytes, not a copy"
+        );
+    }
+
+    #[test]
+    fn test_frames_use_latest_price() {
+        let hub = Hub::new(vec!["BTCUSDT".into(), "ETHUSDT".into()], 8);
+        hub.mark_price("ETHUSDT", 3456.5);
+        let [buy, sell] = hub.test_frames(1, 5);
+        let b: serde_json::Value = serde_json::from_str(buy.as_str()).unwrap();
+        let s: serde_json::Value = serde_json::from_str(sell.as_str()).unwrap();
+        assert_eq!(
+            (b["type"].as_str(), s["type"].as_str()),
+            (Some("buy"), Some("sell"))
+        );
+        assert_eq!(b["content"]["price"], 3456.5);
+        assert_eq!(b["is_test"], true);
+    }
+}

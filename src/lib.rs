@@ -1,0 +1,29 @@
+//! sigcast: an authenticated trading-signal broadcast server.
+//!
+//! Data flows one way through four rooms; nothing reaches backwards, and only
+//! [`cli`] wires the rooms together:
+//!
+//! ```text
+//!  market ──MarketEvent──▶ strategy ──Signal──▶ hub ──Frame──▶ server ──▶ clients
+//!  (synthetic source)      (engine, MA cross)   (serialize     (TLS, JWT in the
+//!                                                once, fan-out) handshake, sessions)
+//! ```
+//!
+//! - [`market`]: typed market events and the sources that produce them.
+//! - [`strategy`]: deterministic strategies that turn events into [`strategy::Signal`]s.
+//! - [`hub`]: serializes each signal once and fans the same bytes out to every session.
+//! - [`server`]: the TLS WebSocket listener, handshake authentication and client sessions.
+//! - [`auth`]: JWT verification (key ring, pinned algorithms) and issuing.
+//! - [`tls`] and [`devcert`]: loading PEM material and making development certificates.
+//! - [`config`]: layered settings (file, `SIGCAST_*` environment, flags).
+//! - [`cli`]: the `sigcast` command line.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod devcert;
+pub mod hub;
+pub mod market;
+pub mod server;
+pub mod strategy;
+pub mod tls;

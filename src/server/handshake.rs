@@ -1,0 +1,145 @@
+//! TLS plus the WebSocket upgrade, with the bearer token checked before any upgrade.
+
+use std::net::SocketAddr;
+
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{StatusCode, header};
+
+use super::{Admission, Shared};
+use crate::auth::{AuthError, Claims, bearer_token};
+
+/// A client's WebSocket after a successful handshake.
+pub type ClientWs = WebSocketStream<TlsStream<TcpStream>>;
+
+/// Runs TLS and the upgrade within `server.handshake_timeout`. Returns the socket and the
+/// token's claims, or `None` when the client was refused (it has then had its HTTP answer)
+/// or the handshake failed.
+pub async fn accept(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    admission: &Admission,
+) -> Option<(ClientWs, Claims)> {
+    let budget = shared.settings.handshake_timeout;
+    match tokio::time::timeout(budget, upgrade(tcp, peer, shared, admission)).await {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::info!(%peer, timeout = ?budget, "handshake timed out");
+            None
+        }
+    }
+}
+
+/// What the upgrade callback decided, kept for the log line after the handshake.
+enum Verdict {
+    Accepted(Claims),
+    Refused(AuthError),
+    OverLimit,
+}
+
+async fn upgrade(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    admission: &Admission,
+) -> Option<(ClientWs, Claims)> {
+    let tls = match shared.tls.accept(tcp).await {
+        Ok(tls) => tls,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            return None;
+        }
+    };
+    let mut verdict = None;
+    // The callback's signature is tungstenite's; its error type is the HTTP response itself.
+    #[allow(clippy::result_large_err)]
+    let callback = |request: &Request, response: Response| {
+        if matches!(admission, Admission::OverLimit(_)) {
+            verdict = Some(Verdict::OverLimit);
+            return Err(over_limit());
+        }
+        let values = request
+            .headers()
+            .get_all(header::AUTHORIZATION)
+            .iter()
+            .map(|v| v.as_bytes());
+        match bearer_token(values).and_then(|token| shared.keys.verify(token)) {
+            Ok(claims) => {
+                verdict = Some(Verdict::Accepted(claims));
+                Ok(response)
+            }
+            Err(e) => {
+                let refusal = unauthorized(&e);
+                verdict = Some(Verdict::Refused(e));
+                Err(refusal)
+            }
+        }
+    };
+    let result =
+        tokio_tungstenite::accept_hdr_async_with_config(tls, callback, Some(shared.ws_config()))
+            .await;
+    match (result, verdict) {
+        (Ok(ws), Some(Verdict::Accepted(claims))) => Some((ws, claims)),
+        (_, Some(Verdict::Refused(reason))) => {
+            // Never the token: the reason, who asked, and nothing else.
+            tracing::info!(%peer, %reason, "handshake refused: 401");
+            None
+        }
+        (_, Some(Verdict::OverLimit)) => {
+            tracing::warn!(%peer, "handshake refused: 503, connection limit reached");
+            None
+        }
+        (Err(e), _) => {
+            tracing::debug!(%peer, error = %e, "WebSocket upgrade failed");
+            None
+        }
+        (Ok(_), None) => None,
+    }
+}
+
+/// 401 with the `WWW-Authenticate` challenge of RFC 6750 and a short plain-text reason.
+fn unauthorized(error: &AuthError) -> ErrorResponse {
+    let challenge = match error {
+        AuthError::Missing => "Bearer realm=\"sigcast\"".to_string(),
+        AuthError::Invalid(reason) => format!(
+            "Bearer error=\"invalid_token\", error_description=\"{}\"",
+            reason.replace(['"', '\\'], "'")
+        ),
+    };
+    plain(
+        StatusCode::UNAUTHORIZED,
+        &error.to_string(),
+        Some(challenge),
+    )
+}
+
+fn over_limit() -> ErrorResponse {
+    plain(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "server at connection limit, retry later",
+        None,
+    )
+}
+
+fn plain(status: StatusCode, reason: &str, challenge: Option<String>) -> ErrorResponse {
+    let body = format!("{reason}\n");
+    let mut builder = tokio_tungstenite::tungstenite::http::Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .header(header::CONTENT_LENGTH, body.len())
+        .header(header::CONNECTION, "close");
+    if let Some(challenge) = challenge {
+        builder = builder.header(header::WWW_AUTHENTICATE, challenge);
+    }
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        builder = builder.header(header::RETRY_AFTER, "1");
+    }
+    builder.body(Some(body)).unwrap_or_else(|_| {
+        let mut fallback = ErrorResponse::new(None);
+        *fallback.status_mut() = status;
+        fallback
+    })
+}

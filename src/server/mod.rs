@@ -1,0 +1,186 @@
+//! The client side: a TLS WebSocket [`Listener`], handshake authentication and sessions.
+//!
+//! [`run`] takes its listener, its shared parts and a shutdown token, so `serve`, `demo` and
+//! the tests all drive the same code with their own inputs.
+
+mod handshake;
+mod session;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::KeyRing;
+use crate::config::ServerSettings;
+use crate::hub::Hub;
+
+/// WebSocket close codes sigcast sends, as documented in the README.
+pub mod close_code {
+    /// The server is shutting down, or its signal feed stopped.
+    pub const GOING_AWAY: u16 = 1001;
+    /// The client broke the WebSocket protocol.
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// The client sent a binary frame; sigcast speaks text only.
+    pub const UNSUPPORTED_DATA: u16 = 1003;
+    /// The client sent text that is not UTF-8.
+    pub const INVALID_PAYLOAD: u16 = 1007;
+    /// Policy: the session's token expired.
+    pub const POLICY_VIOLATION: u16 = 1008;
+    /// The client sent a message over `server.max_message_size`.
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// The client fell more than `server.queue_capacity` signals behind.
+    pub const SLOW_CONSUMER: u16 = 4000;
+    /// Nothing (not even a pong) heard from the client within `server.idle_timeout`.
+    pub const IDLE_TIMEOUT: u16 = 4001;
+}
+
+/// Handshakes refused with 503 at once beyond the connection limit; past this, sockets are
+/// dropped unanswered so a flood cannot pile up tasks.
+const OVERFLOW_HANDSHAKES: usize = 64;
+
+/// Largest batch of queued signals written before one flush.
+const MAX_BATCH: usize = 64;
+
+/// Everything sessions share, built once at startup.
+pub struct Shared {
+    /// TLS for every accepted socket.
+    pub tls: TlsAcceptor,
+    /// Verifies bearer tokens in the handshake.
+    pub keys: KeyRing,
+    /// The source of broadcast frames and `test` prices.
+    pub hub: Arc<Hub>,
+    /// Limits and timeouts.
+    pub settings: ServerSettings,
+}
+
+impl Shared {
+    /// tungstenite settings: a small read buffer (not the 128 KiB default), small message
+    /// limits, and a write buffer that lets a batch of signals share one TLS record.
+    fn ws_config(&self) -> WebSocketConfig {
+        let s = &self.settings;
+        WebSocketConfig::default()
+            .read_buffer_size(s.read_buffer_size)
+            .write_buffer_size(8 * 1024)
+            .max_write_buffer_size(256 * 1024)
+            .max_message_size(Some(s.max_message_size))
+            .max_frame_size(Some(s.max_message_size))
+    }
+}
+
+/// Accepts clients until `shutdown` is cancelled, then waits (up to the grace period) for
+/// every session to close with 1001.
+pub async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {
+    let listener = Listener {
+        slots: Arc::new(Semaphore::new(shared.settings.max_connections)),
+        overflow: Arc::new(Semaphore::new(OVERFLOW_HANDSHAKES)),
+        tasks: TaskTracker::new(),
+        listener,
+        shared,
+        shutdown,
+    };
+    listener.accept_loop().await;
+    listener.drain().await;
+}
+
+/// The accept loop and what it needs to admit or refuse a client.
+struct Listener {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    /// One permit per session: `server.max_connections`.
+    slots: Arc<Semaphore>,
+    /// Bounds the 503 replies in flight beyond the limit.
+    overflow: Arc<Semaphore>,
+    /// Every connection task, so shutdown can wait for them.
+    tasks: TaskTracker,
+    /// Cancelled once to stop accepting and close every session.
+    shutdown: CancellationToken,
+}
+
+impl Listener {
+    async fn accept_loop(&self) {
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            let accepted = tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                accepted = self.listener.accept() => accepted,
+            };
+            let (tcp, peer) = match accepted {
+                Ok(pair) => {
+                    backoff = Duration::from_millis(10);
+                    pair
+                }
+                Err(e) => {
+                    // Usually out of file descriptors: wait a little instead of spinning.
+                    tracing::warn!(error = %e, "accept failed; backing off");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let admitted = match self.slots.clone().try_acquire_owned() {
+                Ok(permit) => Admission::Admitted(permit),
+                Err(_) => match self.overflow.clone().try_acquire_owned() {
+                    Ok(permit) => Admission::OverLimit(permit),
+                    Err(_) => {
+                        tracing::warn!(%peer, "connection limit reached and refusal queue full; dropping socket");
+                        continue;
+                    }
+                },
+            };
+            let shared = self.shared.clone();
+            let shutdown = self.shutdown.clone();
+            self.tasks
+                .spawn(handle_connection(tcp, peer, shared, admitted, shutdown));
+        }
+    }
+
+    async fn drain(&self) {
+        self.tasks.close();
+        let grace = self.shared.settings.shutdown_grace;
+        if tokio::time::timeout(grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                remaining = self.tasks.len(),
+                "sessions still open after the shutdown grace period"
+            );
+        }
+    }
+}
+
+/// Whether a connection holds a session slot or only gets the 503.
+pub(crate) enum Admission {
+    /// Held for the session's whole life; dropping it frees the slot.
+    Admitted(#[allow(dead_code)] OwnedSemaphorePermit),
+    /// Over `server.max_connections`: answered 503 before any upgrade.
+    OverLimit(#[allow(dead_code)] OwnedSemaphorePermit),
+}
+
+/// One connection from accept to close. Expected disconnects are triaged here, once.
+async fn handle_connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    admission: Admission,
+    shutdown: CancellationToken,
+) {
+    let handshake = tokio::select! {
+        _ = shutdown.cancelled() => return,
+        h = handshake::accept(tcp, peer, &shared, &admission) => h,
+    };
+    let Some((ws, claims)) = handshake else {
+        return;
+    };
+    let session = session::Session::new(ws, peer, claims, shared, shutdown);
+    session.run().await;
+    drop(admission);
+}

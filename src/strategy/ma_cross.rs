@@ -1,0 +1,239 @@
+//! Moving-average crossover on closed candles: buy when the fast average crosses above the slow.
+
+use std::collections::VecDeque;
+
+use super::candle::CandleBuilder;
+use super::{Side, Signal, Strategy};
+use crate::market::{MarketEvent, MarketEventKind};
+
+/// Which moving average to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Average {
+    Sma,
+    Ema,
+}
+
+/// A simple or exponential moving average over closes.
+#[derive(Debug, Clone)]
+struct MovingAverage {
+    kind: Average,
+    period: usize,
+    /// SMA: the last `period` values; EMA: the seed values until `period` are in.
+    window: VecDeque<f64>,
+    sum: f64,
+    /// EMA value once seeded with the SMA of the first `period` values (TA-Lib's definition).
+    ema: Option<f64>,
+}
+
+impl MovingAverage {
+    fn new(kind: Average, period: usize) -> Self {
+        Self {
+            kind,
+            period,
+            window: VecDeque::with_capacity(period + 1),
+            sum: 0.0,
+            ema: None,
+        }
+    }
+
+    /// Adds a value; returns the average once `period` values are in.
+    fn push(&mut self, value: f64) -> Option<f64> {
+        match (self.kind, self.ema) {
+            (Average::Ema, Some(prev)) => {
+                let k = 2.0 / (self.period as f64 + 1.0);
+                let next = prev + k * (value - prev);
+                self.ema = Some(next);
+                Some(next)
+            }
+            _ => {
+                self.window.push_back(value);
+                self.sum += value;
+                if self.window.len() > self.period {
+                    self.sum -= self.window.pop_front().unwrap_or(0.0);
+                }
+                if self.window.len() < self.period {
+                    return None;
+                }
+                let sma = self.sum / self.period as f64;
+                if self.kind == Average::Ema {
+                    self.ema = Some(sma);
+                    self.window.clear();
+                    self.sum = 0.0;
+                }
+                Some(sma)
+            }
+        }
+    }
+
+    fn reset(&mut self) {
+        self.window.clear();
+        self.sum = 0.0;
+        self.ema = None;
+    }
+}
+
+/// Settings of one crossover instance.
+#[derive(Debug, Clone)]
+pub struct MaCrossParams {
+    pub name: String,
+    pub symbol: String,
+    pub interval_ms: i64,
+    /// Interval as written in the definition, e.g. `1s`; carried in signals.
+    pub interval_label: String,
+    pub fast: usize,
+    pub slow: usize,
+    pub average: Average,
+}
+
+/// The crossover strategy for one symbol.
+pub struct MaCross {
+    params: MaCrossParams,
+    candles: CandleBuilder,
+    fast: MovingAverage,
+    slow: MovingAverage,
+    /// Sign of (fast - slow) at the last closed candle; a change of sign is a crossover.
+    above: Option<bool>,
+}
+
+impl MaCross {
+    pub fn new(params: MaCrossParams) -> Self {
+        Self {
+            candles: CandleBuilder::new(params.interval_ms),
+            fast: MovingAverage::new(params.average, params.fast),
+            slow: MovingAverage::new(params.average, params.slow),
+            above: None,
+            params,
+        }
+    }
+}
+
+impl Strategy for MaCross {
+    fn name(&self) -> &str {
+        &self.params.name
+    }
+
+    fn symbol(&self) -> &str {
+        &self.params.symbol
+    }
+
+    fn on_event(&mut self, event: &MarketEvent, out: &mut Vec<Signal>) {
+        let MarketEventKind::Trade(trade) = &event.kind else {
+            return;
+        };
+        let Some(candle) = self
+            .candles
+            .push(event.exchange_time_ms, trade.price, trade.quantity)
+        else {
+            return;
+        };
+        let (Some(fast), Some(slow)) = (self.fast.push(candle.close), self.slow.push(candle.close))
+        else {
+            return; // still warming up: no signal from a half-filled average
+        };
+        if fast == slow {
+            return;
+        }
+        let above = fast > slow;
+        let crossed = self.above.is_some_and(|was| was != above);
+        self.above = Some(above);
+        if !crossed {
+            return;
+        }
+        let (side, dir) = if above {
+            (Side::Buy, "above")
+        } else {
+            (Side::Sell, "below")
+        };
+        let avg = match self.params.average {
+            Average::Sma => "SMA",
+            Average::Ema => "EMA",
+        };
+        out.push(Signal {
+            side,
+            symbol: self.params.symbol.clone(),
+            price: candle.close,
+            timestamp: candle.close_time_ms.div_euclid(1000),
+            strategy: self.params.name.clone(),
+            interval: self.params.interval_label.clone(),
+            reason: format!(
+                "{avg}({}) crossed {dir} {avg}({})",
+                self.params.fast, self.params.slow
+            ),
+        });
+    }
+
+    fn on_gap(&mut self) {
+        self.candles.reset();
+        self.fast.reset();
+        self.slow.reset();
+        self.above = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::market::Trade;
+
+    fn trade(t_ms: i64, price: f64) -> MarketEvent {
+        MarketEvent {
+            symbol: "BTCUSDT".into(),
+            exchange_time_ms: t_ms,
+            received_at: SystemTime::UNIX_EPOCH,
+            kind: MarketEventKind::Trade(Trade {
+                id: 0,
+                price,
+                quantity: 1.0,
+                buyer_is_maker: false,
+            }),
+        }
+    }
+
+    fn run(average: Average, closes: &[f64]) -> Vec<Signal> {
+        let mut s = MaCross::new(MaCrossParams {
+            name: "t".into(),
+            symbol: "BTCUSDT".into(),
+            interval_ms: 1000,
+            interval_label: "1s".into(),
+            fast: 2,
+            slow: 3,
+            average,
+        });
+        let mut out = Vec::new();
+        for (i, &p) in closes.iter().enumerate() {
+            s.on_event(&trade(i as i64 * 1000, p), &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn emits_buy_then_sell_on_crossings() {
+        // A trade at second i closes candle i-1, so closes lag by one trade.
+        let out = run(
+            Average::Sma,
+            &[10., 9., 8., 7., 9., 12., 13., 9., 6., 5., 5.],
+        );
+        let sides: Vec<_> = out.iter().map(|s| s.side).collect();
+        assert_eq!(sides, vec![Side::Buy, Side::Sell]);
+        assert_eq!(out[0].price, 12.0);
+        assert_eq!(out[0].timestamp, 6);
+        assert_eq!(out[0].reason, "SMA(2) crossed above SMA(3)");
+    }
+
+    #[test]
+    fn no_signal_while_warming_up() {
+        assert!(run(Average::Ema, &[1., 100., 1.]).is_empty());
+    }
+
+    #[test]
+    fn ema_is_seeded_with_sma() {
+        let mut ma = MovingAverage::new(Average::Ema, 3);
+        assert_eq!(ma.push(1.0), None);
+        assert_eq!(ma.push(2.0), None);
+        assert_eq!(ma.push(3.0), Some(2.0));
+        assert_eq!(ma.push(6.0), Some(4.0));
+    }
+}

@@ -1,0 +1,106 @@
+//! Strategies: deterministic, synchronous logic that turns [`MarketEvent`]s into [`Signal`]s.
+//!
+//! A strategy never touches the network or the clock: the same events give the same signals,
+//! live or replayed. The [`Engine`] routes each event only to the instances that trade its symbol.
+
+pub mod candle;
+pub mod definition;
+pub mod ma_cross;
+
+use std::collections::HashMap;
+
+use crate::market::{MarketEvent, MarketEventKind};
+
+/// Which way a signal points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Buy,
+    Sell,
+}
+
+impl Side {
+    /// The contract's `type` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Buy => "buy",
+            Side::Sell => "sell",
+        }
+    }
+}
+
+/// A trading signal, before it is numbered and serialized by the hub.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Signal {
+    pub side: Side,
+    pub symbol: String,
+    pub price: f64,
+    /// Unix seconds of the market moment the signal is about (exchange time).
+    pub timestamp: i64,
+    /// The strategy instance that emitted it.
+    pub strategy: String,
+    /// The candle interval it was computed on, e.g. `1s`.
+    pub interval: String,
+    /// A short human explanation.
+    pub reason: String,
+}
+
+/// One strategy instance for one symbol.
+pub trait Strategy: Send {
+    /// The instance name, carried in each signal.
+    fn name(&self) -> &str;
+    /// The symbol this instance trades.
+    fn symbol(&self) -> &str;
+    /// Feeds one event; pushes any signals it causes onto `out`.
+    fn on_event(&mut self, event: &MarketEvent, out: &mut Vec<Signal>);
+    /// The source lost data: drop indicator state and warm up again.
+    fn on_gap(&mut self);
+}
+
+/// Runs many strategy instances, dispatching events by symbol.
+#[derive(Default)]
+pub struct Engine {
+    instances: Vec<Box<dyn Strategy>>,
+    /// symbol -> indices into `instances`, so an event touches only the instances that need it.
+    by_symbol: HashMap<String, Vec<usize>>,
+}
+
+impl Engine {
+    pub fn new(instances: Vec<Box<dyn Strategy>>) -> Self {
+        let mut by_symbol: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, s) in instances.iter().enumerate() {
+            by_symbol.entry(s.symbol().to_string()).or_default().push(i);
+        }
+        Self {
+            instances,
+            by_symbol,
+        }
+    }
+
+    /// The symbols some instance trades.
+    pub fn symbols(&self) -> impl Iterator<Item = &str> {
+        self.by_symbol.keys().map(String::as_str)
+    }
+
+    pub fn len(&self) -> usize {
+        self.instances.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.instances.is_empty()
+    }
+
+    /// Feeds one event to the instances of its symbol; returns the signals in order.
+    pub fn on_event(&mut self, event: &MarketEvent) -> Vec<Signal> {
+        let mut out = Vec::new();
+        if let Some(indices) = self.by_symbol.get(&event.symbol) {
+            for &i in indices {
+                let instance = &mut self.instances[i];
+                match event.kind {
+                    MarketEventKind::Gap => instance.on_gap(),
+                    _ => instance.on_event(event, &mut out),
+                }
+            }
+        }
+        out
+    }
+}
