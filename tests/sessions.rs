@@ -1,0 +1,270 @@
+//! Sessions against a real server: broadcast contract, `test`, bad frames, timeouts, limits, shutdown.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures_util::SinkExt;
+use serde_json::Value;
+use sigcast::strategy::Side;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+
+#[tokio::test]
+async fn valid_token_receives_broadcasts_in_the_contract_shape() {
+    let server = TestServer::start(&[]).await;
+    let mut ws = server.connect(Some(&server.token("alice"))).await.unwrap();
+    server.wait_listeners(1).await;
+
+    server.hub.publish(&signal("BTCUSDT", Side::Buy, 75000.0));
+    server.hub.publish(&signal("ETHUSDT", Side::Sell, 3512.25));
+
+    let first = next_text(&mut ws).await;
+    assert!(
+        first.starts_with(
+            r#"{"type":"buy","content":{"symbol":"BTCUSDT","price":75000.0,"timestamp":1720000000,"#
+        ),
+        "{first}"
+    );
+    let v: Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(v["is_test"], Value::Bool(false));
+    assert!(
+        v["content"]["timestamp"].is_i64(),
+        "timestamp is integer seconds"
+    );
+    assert!(v["content"]["price"].is_f64(), "price is a JSON number");
+    assert_eq!(v["content"]["strategy"], "test-harness");
+
+    let second: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+    assert_eq!(second["type"], "sell");
+    assert_eq!(second["content"]["symbol"], "ETHUSDT");
+    assert_eq!(second["content"]["price"], 3512.25);
+}
+
+#[tokio::test]
+async fn two_clients_receive_byte_identical_broadcasts() {
+    let server = TestServer::start(&[]).await;
+    let mut a = server.connect(Some(&server.token("a"))).await.unwrap();
+    let mut b = server.connect(Some(&server.token("b"))).await.unwrap();
+    server.wait_listeners(2).await;
+    for i in 0..20 {
+        server
+            .hub
+            .publish(&signal("SOLUSDT", Side::Buy, 150.0 + i as f64 / 8.0));
+    }
+    for _ in 0..20 {
+        let (x, y) = (next_text(&mut a).await, next_text(&mut b).await);
+        assert_eq!(x.as_bytes(), y.as_bytes());
+    }
+}
+
+#[tokio::test]
+async fn test_replies_reach_only_the_requester() {
+    let server = TestServer::start(&[]).await;
+    server.hub.mark_price("BTCUSDT", 74321.5);
+    let mut a = server.connect(Some(&server.token("a"))).await.unwrap();
+    let mut b = server.connect(Some(&server.token("b"))).await.unwrap();
+    server.wait_listeners(2).await;
+
+    send_text(&mut a, "  test \n").await;
+    let buy: Value = serde_json::from_str(&next_text(&mut a).await).unwrap();
+    let sell: Value = serde_json::from_str(&next_text(&mut a).await).unwrap();
+    assert_eq!(
+        (buy["type"].as_str(), sell["type"].as_str()),
+        (Some("buy"), Some("sell"))
+    );
+    for v in [&buy, &sell] {
+        assert_eq!(v["is_test"], true);
+        assert_eq!(v["content"]["symbol"], "BTCUSDT");
+        assert_eq!(v["content"]["price"], 74321.5, "priced at the latest price");
+        assert!(v["content"]["timestamp"].is_u64());
+    }
+
+    // b got nothing from a's request: the next thing b sees is a real broadcast.
+    expect_silence(&mut b, Duration::from_millis(300)).await;
+    server.hub.publish(&signal("BTCUSDT", Side::Sell, 1.0));
+    let real: Value = serde_json::from_str(&next_text(&mut b).await).unwrap();
+    assert_eq!(real["is_test"], false);
+}
+
+#[tokio::test]
+async fn test_is_rate_limited_and_the_connection_stays_open() {
+    let server =
+        TestServer::start(&[("server.test_burst", "2"), ("server.test_interval", "1h")]).await;
+    let mut ws = server.connect(Some(&server.token("a"))).await.unwrap();
+    server.wait_listeners(1).await;
+    for _ in 0..2 {
+        send_text(&mut ws, "test").await;
+        assert!(next_text(&mut ws).await.contains(r#""is_test":true"#));
+        assert!(next_text(&mut ws).await.contains(r#""is_test":true"#));
+    }
+    send_text(&mut ws, "test").await;
+    let err: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+    assert_eq!(err["type"], "error");
+    assert_eq!(err["error_code"], "rate_limited");
+    // Still open and still served.
+    server.hub.publish(&signal("BTCUSDT", Side::Buy, 2.0));
+    assert!(next_text(&mut ws).await.contains(r#""is_test":false"#));
+}
+
+#[tokio::test]
+async fn unknown_text_gets_invalid_message_and_the_connection_stays_open() {
+    let server = TestServer::start(&[]).await;
+    let mut ws = server.connect(Some(&server.token("a"))).await.unwrap();
+    server.wait_listeners(1).await;
+    for text in ["hello", "{\"type\":\"subscribe\"", "TEST!"] {
+        send_text(&mut ws, text).await;
+        let err: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+        assert_eq!(err["type"], "error");
+        assert_eq!(err["error_code"], "invalid_message");
+        assert!(err["error_message"].as_str().unwrap().contains("test"));
+    }
+    server.hub.publish(&signal("BTCUSDT", Side::Buy, 2.0));
+    assert!(next_text(&mut ws).await.contains("BTCUSDT"));
+}
+
+#[tokio::test]
+async fn binary_frames_are_closed_with_1003() {
+    let server = TestServer::start(&[]).await;
+    let mut ws = server.connect(Some(&server.token("a"))).await.unwrap();
+    ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    let (code, reason) = expect_close(&mut ws, Duration::from_secs(5)).await;
+    assert_eq!(code, 1003, "{reason}");
+}
+
+#[tokio::test]
+async fn oversized_messages_are_closed_with_1009() {
+    let server = TestServer::start(&[("server.max_message_size", "1024")]).await;
+    let mut ws = server.connect(Some(&server.token("a"))).await.unwrap();
+    ws.send(Message::text("x".repeat(4096))).await.unwrap();
+    let (code, reason) = expect_close(&mut ws, Duration::from_secs(5)).await;
+    assert_eq!(code, 1009, "{reason}");
+    assert!(reason.contains("1024"), "{reason}");
+}
+
+#[tokio::test]
+async fn session_closes_with_1008_at_token_expiry() {
+    let server = TestServer::start(&[]).await;
+    let token = {
+        let ring = sigcast::auth::KeyRing::from_settings(&server.config.auth).unwrap();
+        ring.issue("short", Duration::from_secs(2), None).unwrap()
+    };
+    let mut ws = server.connect(Some(&token)).await.unwrap();
+    let started = std::time::Instant::now();
+    let (code, reason) = expect_close(&mut ws, Duration::from_secs(6)).await;
+    assert_eq!(code, 1008);
+    assert_eq!(reason, "token expired");
+    assert!(
+        started.elapsed() <= Duration::from_secs(3),
+        "closed at exp, not exp + leeway"
+    );
+}
+
+#[tokio::test]
+async fn silent_client_is_closed_by_idle_timeout() {
+    let server = TestServer::start(&[
+        ("server.ping_interval", "100ms"),
+        ("server.idle_timeout", "400ms"),
+    ])
+    .await;
+    let mut ws = server.connect(Some(&server.token("a"))).await.unwrap();
+    // Not reading means not answering pings: the server hears nothing.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let (code, _) = expect_close(&mut ws, Duration::from_secs(5)).await;
+    assert_eq!(code, 4001);
+}
+
+#[tokio::test]
+async fn responsive_client_survives_pings() {
+    let server = TestServer::start(&[
+        ("server.ping_interval", "100ms"),
+        ("server.idle_timeout", "400ms"),
+    ])
+    .await;
+    let mut ws = server.connect(Some(&server.token("a"))).await.unwrap();
+    server.wait_listeners(1).await;
+    // Reading answers pings with pongs; a second later the session is still there.
+    expect_silence(&mut ws, Duration::from_millis(1000)).await;
+    server.hub.publish(&signal("BTCUSDT", Side::Buy, 3.0));
+    assert!(next_text(&mut ws).await.contains("BTCUSDT"));
+}
+
+#[tokio::test]
+async fn slow_consumer_is_cut_off_with_4000() {
+    let server = TestServer::start(&[("server.queue_capacity", "4")]).await;
+    let mut ws = server.connect(Some(&server.token("slow"))).await.unwrap();
+    server.wait_listeners(1).await;
+    // Publish far faster than anyone could drain a 4-signal ring.
+    for i in 0..20_000 {
+        server.hub.publish(&signal("BTCUSDT", Side::Buy, i as f64));
+    }
+    let (code, reason) = expect_close(&mut ws, Duration::from_secs(10)).await;
+    assert_eq!(code, 4000, "{reason}");
+    assert!(reason.starts_with("slow consumer"), "{reason}");
+}
+
+#[tokio::test]
+async fn over_the_connection_limit_gets_503_before_upgrade() {
+    let server = TestServer::start(&[("server.max_connections", "1")]).await;
+    let _first = server.connect(Some(&server.token("a"))).await.unwrap();
+    server.wait_listeners(1).await;
+    let refusal = server.connect(Some(&server.token("b"))).await.unwrap_err();
+    assert_eq!(refusal.status, 503);
+    assert_eq!(server.hub.listeners(), 1);
+}
+
+#[tokio::test]
+async fn slot_is_freed_when_a_client_leaves() {
+    let server = TestServer::start(&[("server.max_connections", "1")]).await;
+    let mut first = server.connect(Some(&server.token("a"))).await.unwrap();
+    server.wait_listeners(1).await;
+    first.close(None).await.unwrap();
+    server.wait_listeners(0).await;
+    within(Duration::from_secs(5), async {
+        loop {
+            match server.connect(Some(&server.token("b"))).await {
+                Ok(_) => break,
+                Err(r) if r.status == 503 => tokio::time::sleep(Duration::from_millis(20)).await,
+                Err(r) => panic!("{r:?}"),
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn silent_socket_is_dropped_at_handshake_timeout() {
+    let server = TestServer::start(&[("server.handshake_timeout", "300ms")]).await;
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = within(Duration::from_secs(3), tcp.read(&mut buf))
+        .await
+        .unwrap_or(0);
+    assert_eq!(n, 0, "server closed the silent socket");
+
+    // Also after TLS, when the HTTP request never completes.
+    let mut tls = tls_connect(server.addr, &server.material.path("cert.pem")).await;
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let n = within(Duration::from_secs(3), tls.read(&mut buf))
+        .await
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+}
+
+#[tokio::test]
+async fn shutdown_closes_every_session_with_1001() {
+    let server = TestServer::start(&[]).await;
+    let mut a = server.connect(Some(&server.token("a"))).await.unwrap();
+    let mut b = server.connect(Some(&server.token("b"))).await.unwrap();
+    server.wait_listeners(2).await;
+    server.shutdown.cancel();
+    for ws in [&mut a, &mut b] {
+        let (code, reason) = expect_close(ws, Duration::from_secs(5)).await;
+        assert_eq!(code, 1001);
+        assert_eq!(reason, "server shutting down");
+    }
+    within(Duration::from_secs(5), server.task).await.unwrap();
+}
