@@ -101,7 +101,7 @@ impl KeyRing {
         if token.len() > MAX_TOKEN_LEN {
             return Err(AuthError::invalid("token too long"));
         }
-        let header = jsonwebtoken::decode_header(token).map_err(|e| describe(e.kind()))?;
+        let header = jsonwebtoken::decode_header(token).map_err(|e| header_problem(e.kind()))?;
         let key = match header.kid.as_deref() {
             Some(kid) => self
                 .by_kid(kid)
@@ -142,6 +142,16 @@ fn describe(kind: &ErrorKind) -> AuthError {
         _ => "malformed token".to_string(),
     };
     AuthError::Invalid(reason)
+}
+
+/// A header that does not parse: an algorithm sigcast does not know (`none` among them) or junk.
+fn header_problem(kind: &ErrorKind) -> AuthError {
+    match kind {
+        ErrorKind::Json(e) if e.to_string().starts_with("unknown variant") => {
+            AuthError::invalid("algorithm not allowed for this key")
+        }
+        _ => AuthError::invalid("malformed token"),
+    }
 }
 
 /// Turns a serde message about the claims into a reason naming only the claim.

@@ -1,0 +1,347 @@
+//! The `sigcast` binary as operators use it: init, token, serve (signals and SIGTERM), demo.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+fn sigcast(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(sigcast_bin())
+        .args(args)
+        .current_dir(dir)
+        .env_remove("SIGCAST_CONFIG")
+        .output()
+        .unwrap()
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts a failed start: non-zero exit, one `sigcast: error:` line containing `needle`.
+fn assert_clean_failure(out: &std::process::Output, needle: &str) {
+    let err = stderr(out);
+    assert!(!out.status.success(), "expected failure: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {err}");
+    assert!(
+        lines[0].starts_with("sigcast: error:") && lines[0].contains(needle),
+        "{err}"
+    );
+}
+
+/// A child process whose stdout and stderr lines arrive on channels.
+struct Running {
+    child: Child,
+    stdout: mpsc::Receiver<String>,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Running {
+    fn start(dir: &Path, args: &[&str]) -> Self {
+        let mut child = Command::new(sigcast_bin())
+            .args(args)
+            .current_dir(dir)
+            .env_remove("SIGCAST_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pipe = |r: Box<dyn std::io::Read + Send>| {
+            let (tx, rx) = mpsc::channel();
+            std::thread::spawn(move || {
+                for line in BufReader::new(r).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+            rx
+        };
+        let stdout = pipe(Box::new(child.stdout.take().unwrap()));
+        let stderr = pipe(Box::new(child.stderr.take().unwrap()));
+        Self {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// The first line on `which` for which `f` returns something, within 20 s.
+    fn find<T>(which: &mpsc::Receiver<String>, mut f: impl FnMut(&str) -> Option<T>) -> T {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = which
+                .recv_timeout(left)
+                .expect("expected line did not appear");
+            if let Some(v) = f(&line) {
+                return v;
+            }
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+
+    /// Waits for exit and returns its code.
+    fn wait(mut self, limit: Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("process did not exit within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+/// Connects a client to a local port trusting `ca`.
+async fn connect(port: u16, ca: &Path, token: &str) -> Client {
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let tls = tls_connect(addr, ca).await;
+    let mut request = format!("wss://127.0.0.1:{port}")
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+    );
+    tokio_tungstenite::client_async(request, tls)
+        .await
+        .unwrap()
+        .0
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn init_writes_config_cert_and_private_secret_and_refuses_to_overwrite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = sigcast(tmp.path(), &["init", "site"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let site = tmp.path().join("site");
+    for f in [
+        "sigcast.toml",
+        "certs/cert.pem",
+        "certs/key.pem",
+        "jwt.secret",
+        "signals/default.toml",
+    ] {
+        assert!(site.join(f).is_file(), "{f}");
+    }
+    #[cfg(unix)]
+    {
+        assert_eq!(mode(&site.join("jwt.secret")), 0o600);
+        assert_eq!(mode(&site.join("certs/key.pem")), 0o600);
+    }
+    let secret = std::fs::read_to_string(site.join("jwt.secret")).unwrap();
+    assert_eq!(secret.trim().len(), 64);
+    // The certificate covers localhost, 127.0.0.1 and ::1, and the config loads as written.
+    let check = sigcast(&site, &["config", "check"]);
+    assert!(check.status.success(), "{}", stderr(&check));
+
+    let again = sigcast(tmp.path(), &["init", "site"]);
+    assert_clean_failure(&again, "refusing to overwrite");
+    assert_eq!(
+        std::fs::read_to_string(site.join("jwt.secret")).unwrap(),
+        secret
+    );
+
+    let forced = sigcast(tmp.path(), &["init", "site", "--force"]);
+    assert!(forced.status.success());
+    assert_ne!(
+        std::fs::read_to_string(site.join("jwt.secret")).unwrap(),
+        secret
+    );
+}
+
+#[test]
+fn token_issue_then_verify() {
+    let tmp = tempfile::tempdir().unwrap();
+    assert!(sigcast(tmp.path(), &["init"]).status.success());
+    let out = sigcast(
+        tmp.path(),
+        &[
+            "token", "issue", "--sub", "bot-1", "--ttl", "2h", "--jti", "t-42",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let token = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(token.lines().count(), 1, "the token alone on stdout");
+    let token = token.trim();
+
+    let out = sigcast(tmp.path(), &["token", "verify", token]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let claims: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(claims["sub"], "bot-1");
+    assert_eq!(claims["jti"], "t-42");
+    assert_eq!(claims["iss"], "sigcast");
+    assert_eq!(claims["aud"], "sigcast-clients");
+    let ttl = claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap();
+    assert_eq!(ttl, 7200);
+
+    // A token from another server's secret is refused with a reason.
+    let other = tempfile::tempdir().unwrap();
+    assert!(sigcast(other.path(), &["init"]).status.success());
+    let out = sigcast(other.path(), &["token", "verify", token]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("bad signature"), "{}", stderr(&out));
+
+    // Flags reach the same settings as serve: --jwt-secret-file wins over the file.
+    let out = sigcast(
+        other.path(),
+        &[
+            "token",
+            "verify",
+            token,
+            "--jwt-secret-file",
+            tmp.path().join("jwt.secret").to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn serve_startup_errors_are_one_clear_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    assert!(sigcast(tmp.path(), &["init"]).status.success());
+
+    let out = sigcast(tmp.path(), &["serve", "--tls-cert", "nope/cert.pem"]);
+    assert_clean_failure(&out, "nope/cert.pem");
+
+    std::fs::write(tmp.path().join("short.secret"), "abc\n").unwrap();
+    let out = sigcast(tmp.path(), &["serve", "--jwt-secret-file", "short.secret"]);
+    assert_clean_failure(&out, "short.secret");
+
+    let out = Command::new(sigcast_bin())
+        .args(["serve"])
+        .current_dir(tmp.path())
+        .env("SIGCAST_SERVER_MAX_CONNECTIONS", "lots")
+        .output()
+        .unwrap();
+    assert_clean_failure(&out, "server.max_connections");
+
+    let out = sigcast(tmp.path(), &["serve", "--set", "auth.leeway=1m"]);
+    assert_clean_failure(&out, "auth.leeway");
+
+    let out = sigcast(tmp.path(), &["serve", "--listen", "not-an-address"]);
+    assert_clean_failure(&out, "server.listen");
+}
+
+/// The whole pipeline in the real binary: synthetic market → strategy → hub → client, then
+/// SIGTERM closes the client with 1001 and the process exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_broadcasts_strategy_signals_and_exits_cleanly_on_sigterm() {
+    let tmp = tempfile::tempdir().unwrap();
+    assert!(sigcast(tmp.path(), &["init"]).status.success());
+    // A quick strategy so the test sees real signals within seconds.
+    std::fs::write(
+        tmp.path().join("signals/default.toml"),
+        "[[strategy]]\nname = \"quick\"\nkind = \"ma_cross\"\nsymbols = [\"BTCUSDT\", \"ETHUSDT\", \"SOLUSDT\"]\ninterval = \"1s\"\nfast = 1\nslow = 2\n",
+    )
+    .unwrap();
+    let token =
+        String::from_utf8(sigcast(tmp.path(), &["token", "issue", "--sub", "e2e"]).stdout).unwrap();
+    let server = Running::start(
+        tmp.path(),
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--set",
+            "log.format=json",
+            "--set",
+            "source.tick=2ms",
+        ],
+    );
+    let port: u16 = Running::find(&server.stderr, |line| {
+        let v: Value = serde_json::from_str(line).ok()?;
+        let listen = v["fields"]["listen"].as_str()?;
+        listen.rsplit(':').next()?.parse().ok()
+    });
+    let mut ws = connect(port, &tmp.path().join("certs/cert.pem"), token.trim()).await;
+    let signal: Value =
+        serde_json::from_str(&within(Duration::from_secs(20), next_text(&mut ws)).await).unwrap();
+    assert_eq!(signal["is_test"], false);
+    assert!(["buy", "sell"].contains(&signal["type"].as_str().unwrap()));
+    assert_eq!(signal["content"]["strategy"], "quick");
+    assert_eq!(signal["content"]["interval"], "1s");
+    assert!(signal["content"]["price"].as_f64().unwrap() > 0.0);
+    let ts = signal["content"]["timestamp"].as_i64().unwrap();
+    assert!(
+        (ts - sigcast::auth::unix_now() as i64).abs() < 10,
+        "timestamp in Unix seconds"
+    );
+
+    server.signal("TERM");
+    let (code, _) = expect_close(&mut ws, Duration::from_secs(5)).await;
+    assert_eq!(code, 1001);
+    assert_eq!(server.wait(Duration::from_secs(5)), Some(0));
+}
+
+/// `sigcast demo`: one command, offline, prints a working token and wscat line; Ctrl-C exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_prints_a_working_wscat_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let demo = Running::start(tmp.path(), &["demo", "--port", "0"]);
+    let line = Running::find(&demo.stdout, |l| {
+        l.starts_with("wscat -c ").then(|| l.to_string())
+    });
+    // wscat -c wss://127.0.0.1:PORT -H "Authorization: Bearer TOKEN" -n
+    let port: u16 = line
+        .split("wss://127.0.0.1:")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let token = line
+        .split("Bearer ")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    assert!(line.ends_with(" -n"), "{line}");
+    let ca = tmp.path().join(".sigcast-demo/certs/cert.pem");
+    let mut ws = connect(port, &ca, token).await;
+    send_text(&mut ws, "test").await;
+    let reply: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+    assert_eq!(reply["is_test"], true);
+
+    demo.signal("INT");
+    let (code, _) = expect_close(&mut ws, Duration::from_secs(5)).await;
+    assert_eq!(code, 1001);
+    assert_eq!(demo.wait(Duration::from_secs(5)), Some(0));
+}
