@@ -489,10 +489,9 @@ impl Config {
         Ok(())
     }
 
-    /// The effective configuration as TOML, with secret material replaced by a marker.
-    ///
-    /// Key files are paths, not secrets, so they are shown; nothing here reads them.
-    pub fn to_redacted_toml(&self) -> String {
+    /// The effective configuration as TOML. It holds no secret material, only the paths of
+    /// key files (which are never read here), so nothing needs redacting.
+    pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
+use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
@@ -89,6 +90,15 @@ impl Running {
         }
     }
 
+    /// Every stderr line received so far (waits briefly for the pipe to catch up).
+    fn stderr_lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        while let Ok(line) = self.stderr.recv_timeout(Duration::from_millis(500)) {
+            lines.push(line);
+        }
+        lines
+    }
+
     fn signal(&self, name: &str) {
         let ok = Command::new("kill")
             .args([&format!("-{name}"), &self.child.id().to_string()])
@@ -99,7 +109,7 @@ impl Running {
     }
 
     /// Waits for exit and returns its code.
-    fn wait(mut self, limit: Duration) -> Option<i32> {
+    fn wait(&mut self, limit: Duration) -> Option<i32> {
         let deadline = std::time::Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -120,8 +130,8 @@ impl Drop for Running {
     }
 }
 
-/// Connects a client to a local port trusting `ca`.
-async fn connect(port: u16, ca: &Path, token: &str) -> Client {
+/// Tries a client handshake on a local port, trusting `ca`.
+async fn try_connect(port: u16, ca: &Path, token: &str) -> Result<Client, WsError> {
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let tls = tls_connect(addr, ca).await;
     let mut request = format!("wss://127.0.0.1:{port}")
@@ -133,8 +143,11 @@ async fn connect(port: u16, ca: &Path, token: &str) -> Client {
     );
     tokio_tungstenite::client_async(request, tls)
         .await
-        .unwrap()
-        .0
+        .map(|(ws, _)| ws)
+}
+
+async fn connect(port: u16, ca: &Path, token: &str) -> Client {
+    try_connect(port, ca, token).await.unwrap()
 }
 
 #[cfg(unix)]
@@ -271,7 +284,7 @@ async fn serve_broadcasts_strategy_signals_and_exits_cleanly_on_sigterm() {
     .unwrap();
     let token =
         String::from_utf8(sigcast(tmp.path(), &["token", "issue", "--sub", "e2e"]).stdout).unwrap();
-    let server = Running::start(
+    let mut server = Running::start(
         tmp.path(),
         &[
             "serve",
@@ -302,17 +315,42 @@ async fn serve_broadcasts_strategy_signals_and_exits_cleanly_on_sigterm() {
         "timestamp in Unix seconds"
     );
 
+    // A refused client: its (wrong-key) token must not reach the logs either.
+    let forged = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJtYWxsb3J5In0.Zm9yZ2VkLXNpZ25hdHVyZS1zaWdjYXN0";
+    match try_connect(port, &tmp.path().join("certs/cert.pem"), forged).await {
+        Err(WsError::Http(r)) => assert_eq!(r.status(), 401),
+        other => panic!("expected 401, got {:?}", other.map(|_| ())),
+    }
+
     server.signal("TERM");
     let (code, _) = expect_close(&mut ws, Duration::from_secs(5)).await;
     assert_eq!(code, 1001);
     assert_eq!(server.wait(Duration::from_secs(5)), Some(0));
+    let stderr_lines = server.stderr_lines();
+
+    let logs = stderr_lines.join("\n");
+    assert!(
+        logs.contains("handshake refused"),
+        "the refusal is logged: {logs}"
+    );
+    assert!(
+        logs.contains("session opened") && logs.contains("\"sub\":\"e2e\""),
+        "{logs}"
+    );
+    let secret = std::fs::read_to_string(tmp.path().join("jwt.secret")).unwrap();
+    for needle in [forged, token.trim(), secret.trim()] {
+        // Any long-enough piece of a token would be a leak, not just the whole of it.
+        for piece in needle.split('.').filter(|p| p.len() >= 16) {
+            assert!(!logs.contains(piece), "a token or secret reached the logs");
+        }
+    }
 }
 
 /// `sigcast demo`: one command, offline, prints a working token and wscat line; Ctrl-C exits 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_prints_a_working_wscat_line() {
     let tmp = tempfile::tempdir().unwrap();
-    let demo = Running::start(tmp.path(), &["demo", "--port", "0"]);
+    let mut demo = Running::start(tmp.path(), &["demo", "--port", "0"]);
     let line = Running::find(&demo.stdout, |l| {
         l.starts_with("wscat -c ").then(|| l.to_string())
     });

@@ -227,7 +227,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Config(ConfigCommand::Show { settings }) => {
             let config = settings.load(Overrides::default())?;
-            print!("{}", config.to_redacted_toml());
+            print!("{}", config.to_toml());
             Ok(ExitCode::SUCCESS)
         }
         Command::Config(ConfigCommand::Keys) => {
