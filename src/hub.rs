@@ -60,10 +60,16 @@ pub fn encode(signal: &Signal, is_test: bool) -> Frame {
 pub struct Hub {
     /// The shared ring of frames; its capacity is how many signals a session may lag.
     tx: broadcast::Sender<Frame>,
-    /// Symbols the market source offers, in configured order: what `test` replies pick from.
-    symbols: Vec<String>,
-    /// Latest traded price per symbol, so `test` signals look like the market.
-    prices: RwLock<HashMap<String, f64>>,
+    /// Latest prices and the symbols `test` replies pick from.
+    prices: RwLock<Prices>,
+}
+
+/// Symbols in the order they became known (configured first, then as prices arrive), and
+/// the latest traded price of each.
+#[derive(Default)]
+struct Prices {
+    order: Vec<String>,
+    last: HashMap<String, f64>,
 }
 
 impl Hub {
@@ -72,8 +78,10 @@ impl Hub {
         let (tx, _) = broadcast::channel(capacity.max(1));
         Self {
             tx,
-            symbols,
-            prices: RwLock::new(HashMap::new()),
+            prices: RwLock::new(Prices {
+                order: symbols,
+                last: HashMap::new(),
+            }),
         }
     }
 
@@ -98,10 +106,13 @@ impl Hub {
             return;
         }
         let mut prices = self.prices.write().unwrap_or_else(|p| p.into_inner());
-        match prices.get_mut(symbol) {
+        match prices.last.get_mut(symbol) {
             Some(p) => *p = price,
             None => {
-                prices.insert(symbol.to_string(), price);
+                prices.last.insert(symbol.to_string(), price);
+                if !prices.order.iter().any(|s| s == symbol) {
+                    prices.order.push(symbol.to_string());
+                }
             }
         }
     }
@@ -109,23 +120,27 @@ impl Hub {
     /// The latest price of `symbol`, when one is known.
     pub fn price(&self, symbol: &str) -> Option<f64> {
         let prices = self.prices.read().unwrap_or_else(|p| p.into_inner());
-        prices.get(symbol).copied()
+        prices.last.get(symbol).copied()
     }
 
     /// A buy and a sell test signal for the `n`th tracked symbol (round robin), at its latest
     /// price when known. Sent to one session only, never through the ring.
     pub fn test_frames(&self, n: usize, now_unix: i64) -> [Frame; 2] {
-        let symbol = self
-            .symbols
-            .get(n % self.symbols.len().max(1))
-            .map(String::as_str)
-            .unwrap_or("BTCUSDT");
-        let price = self.price(symbol).unwrap_or(100.0);
+        let (symbol, price) = {
+            let prices = self.prices.read().unwrap_or_else(|p| p.into_inner());
+            let symbol = prices
+                .order
+                .get(n % prices.order.len().max(1))
+                .cloned()
+                .unwrap_or_else(|| "BTCUSDT".to_string());
+            let price = prices.last.get(&symbol).copied().unwrap_or(100.0);
+            (symbol, price)
+        };
         [Side::Buy, Side::Sell].map(|side| {
             encode(
                 &Signal {
                     side,
-                    symbol: symbol.to_string(),
+                    symbol: symbol.clone(),
                     price,
                     timestamp: now_unix,
                     strategy: "test".into(),

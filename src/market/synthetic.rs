@@ -7,7 +7,9 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{MarketEvent, MarketEventKind, Trade};
+use rust_decimal::Decimal;
+
+use super::{Market, MarketEvent, MarketEventKind, Trade};
 
 /// A deterministic price walk: the same seed and symbols give the same trades.
 pub struct RandomWalk {
@@ -48,18 +50,21 @@ impl RandomWalk {
         let normal = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
         let (symbol, price) = &mut self.books[i];
         *price *= (normal * 0.0005).exp();
-        let rounded = (*price * 100.0).round() / 100.0;
-        let quantity = (self.rng.random_range(1..=1000) as f64) / 1000.0;
+        // Prices in cents, quantities in thousandths, as exact decimals like Binance's.
+        let cents = (*price * 100.0).round() as i64;
+        let quantity = Decimal::new(self.rng.random_range(1..=1000), 3);
         let id = self.next_trade_id;
         self.next_trade_id += 1;
         MarketEvent {
+            market: Market::Spot,
             symbol: symbol.clone(),
             exchange_time_ms: now_ms,
             received_at: SystemTime::now(),
             kind: MarketEventKind::Trade(Trade {
                 id,
-                price: rounded,
+                price: Decimal::new(cents, 2),
                 quantity,
+                time_ms: now_ms,
                 buyer_is_maker: self.rng.random(),
             }),
         }

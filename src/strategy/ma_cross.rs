@@ -4,6 +4,8 @@ use std::collections::VecDeque;
 
 use super::candle::CandleBuilder;
 use super::{Side, Signal, Strategy};
+use rust_decimal::prelude::ToPrimitive;
+
 use crate::market::{MarketEvent, MarketEventKind};
 
 /// Which moving average to use.
@@ -118,13 +120,15 @@ impl Strategy for MaCross {
     }
 
     fn on_event(&mut self, event: &MarketEvent, out: &mut Vec<Signal>) {
-        let MarketEventKind::Trade(trade) = &event.kind else {
+        let (time_ms, price, quantity) = match &event.kind {
+            MarketEventKind::Trade(t) => (t.time_ms, t.price, t.quantity),
+            MarketEventKind::AggTrade(t) => (t.time_ms, t.price, t.quantity),
+            _ => return,
+        };
+        let (Some(price), Some(quantity)) = (price.to_f64(), quantity.to_f64()) else {
             return;
         };
-        let Some(candle) = self
-            .candles
-            .push(event.exchange_time_ms, trade.price, trade.quantity)
-        else {
+        let Some(candle) = self.candles.push(time_ms, price, quantity) else {
             return;
         };
         let (Some(fast), Some(slow)) = (self.fast.push(candle.close), self.slow.push(candle.close))
@@ -176,17 +180,19 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
-    use crate::market::Trade;
+    use crate::market::{Decimal, Market, Trade};
 
     fn trade(t_ms: i64, price: f64) -> MarketEvent {
         MarketEvent {
+            market: Market::Spot,
             symbol: "BTCUSDT".into(),
             exchange_time_ms: t_ms,
             received_at: SystemTime::UNIX_EPOCH,
             kind: MarketEventKind::Trade(Trade {
                 id: 0,
-                price,
-                quantity: 1.0,
+                price: Decimal::try_from(price).unwrap(),
+                quantity: Decimal::ONE,
+                time_ms: t_ms,
                 buyer_is_maker: false,
             }),
         }

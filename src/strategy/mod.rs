@@ -52,8 +52,11 @@ pub trait Strategy: Send {
     fn symbol(&self) -> &str;
     /// Feeds one event; pushes any signals it causes onto `out`.
     fn on_event(&mut self, event: &MarketEvent, out: &mut Vec<Signal>);
-    /// The source lost data: drop indicator state and warm up again.
+    /// The source lost data it could not backfill: drop indicator state and warm up again.
     fn on_gap(&mut self);
+    /// The source reconnected; missed trades are backfilled before new ones, so by default
+    /// nothing needs resetting.
+    fn on_reconnect(&mut self) {}
 }
 
 /// Runs many strategy instances, dispatching events by symbol.
@@ -96,7 +99,8 @@ impl Engine {
             for &i in indices {
                 let instance = &mut self.instances[i];
                 match event.kind {
-                    MarketEventKind::Gap => instance.on_gap(),
+                    MarketEventKind::Gap(_) => instance.on_gap(),
+                    MarketEventKind::Reconnected => instance.on_reconnect(),
                     _ => instance.on_event(event, &mut out),
                 }
             }

@@ -1,0 +1,278 @@
+//! The replay source: plays recorded upstream traffic as if it arrived live.
+//!
+//! Several files are merged by receive time (so BTC and ETH recordings of the same span
+//! interleave as they did live, and consecutive files follow each other). Files are read on a
+//! plain thread, never on the async runtime.
+
+use std::collections::{BTreeSet, BinaryHeap};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::binance::{self, Parsed};
+use super::recording::{Recorded, RecordingError, RecordingReader};
+use super::{Gap, Malformed, Market, MarketEvent, MarketEventKind};
+
+/// How fast to play.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Speed {
+    /// Receive-time gaps divided by this factor: 1 is real time, 10 is ten times faster.
+    Factor(f64),
+    /// No waiting at all.
+    Max,
+}
+
+impl FromStr for Speed {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("max") {
+            return Ok(Speed::Max);
+        }
+        let factor = s.strip_suffix(['x', 'X']).unwrap_or(s);
+        match factor.parse::<f64>() {
+            Ok(f) if f.is_finite() && f > 0.0 => Ok(Speed::Factor(f)),
+            _ => Err(format!(
+                "{s:?} is not a replay speed: use 1 (real time), 10x, or max"
+            )),
+        }
+    }
+}
+
+/// What to play and how.
+#[derive(Debug, Clone)]
+pub struct ReplayOptions {
+    pub paths: Vec<PathBuf>,
+    pub speed: Speed,
+    /// Start again from the beginning after the end (strategies see a `Gap` first).
+    pub looped: bool,
+}
+
+/// Opens every file now, so a bad path is a startup error rather than a silent empty stream.
+pub fn check(paths: &[PathBuf]) -> Result<(), RecordingError> {
+    for p in paths {
+        RecordingReader::open(p)?;
+    }
+    Ok(())
+}
+
+/// The next message of one file, ordered by receive time (earliest first, then file order).
+struct Head {
+    recorded: Recorded,
+    file: usize,
+}
+
+impl PartialEq for Head {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+impl Eq for Head {}
+impl PartialOrd for Head {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Head {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        // BinaryHeap is a max-heap: reverse for earliest first.
+        (other.recorded.received_ns, other.file).cmp(&(self.recorded.received_ns, self.file))
+    }
+}
+
+/// Plays the recordings into a bounded channel until the end (or forever when looped),
+/// `stop`, or the receiver is dropped.
+pub fn spawn(options: ReplayOptions, stop: CancellationToken) -> mpsc::Receiver<MarketEvent> {
+    let (tx, rx) = mpsc::channel(4096);
+    let spawned = std::thread::Builder::new()
+        .name("sigcast-replay".into())
+        .spawn(move || play(&options, &tx, &stop));
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the replay thread");
+    }
+    rx
+}
+
+fn play(options: &ReplayOptions, tx: &mpsc::Sender<MarketEvent>, stop: &CancellationToken) {
+    let mut malformed = Malformed::new("replay");
+    // Symbols seen, per market (spot, futures), for the Gap events of a loop.
+    let mut symbols: [BTreeSet<String>; 2] = Default::default();
+    let mut round = 0u64;
+    loop {
+        if round > 0 {
+            // A loop restarts every id sequence: to strategies that is a gap.
+            let seen = [Market::Spot, Market::Futures]
+                .into_iter()
+                .flat_map(|m| symbols[m as usize].iter().map(move |s| (m, s)));
+            for (market, symbol) in seen {
+                let event = MarketEvent {
+                    market,
+                    symbol: symbol.clone(),
+                    exchange_time_ms: 0,
+                    received_at: SystemTime::now(),
+                    kind: MarketEventKind::Gap(Gap {
+                        stream: "replay loop",
+                        after_id: 0,
+                        resumed_at: 0,
+                    }),
+                };
+                if tx.blocking_send(event).is_err() {
+                    return;
+                }
+            }
+        }
+        match play_once(options, tx, stop, &mut malformed, &mut symbols) {
+            Ok(true) if options.looped && !stop.is_cancelled() => round += 1,
+            Ok(_) => break,
+            Err(e) => {
+                tracing::error!(error = %e, "replay stopped");
+                break;
+            }
+        }
+    }
+    tracing::info!(malformed = malformed.total(), "replay finished");
+}
+
+/// Plays every file once; `Ok(true)` when it reached the end, `Ok(false)` when told to stop.
+fn play_once(
+    options: &ReplayOptions,
+    tx: &mpsc::Sender<MarketEvent>,
+    stop: &CancellationToken,
+    malformed: &mut Malformed,
+    symbols: &mut [BTreeSet<String>; 2],
+) -> Result<bool, RecordingError> {
+    let mut readers = options
+        .paths
+        .iter()
+        .map(|p| RecordingReader::open(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut heap = BinaryHeap::new();
+    for (file, reader) in readers.iter_mut().enumerate() {
+        if let Some(recorded) = next_valid(reader, malformed) {
+            heap.push(Head { recorded, file });
+        }
+    }
+    let started = Instant::now();
+    let mut first_ns = None;
+    while let Some(Head { recorded, file }) = heap.pop() {
+        if stop.is_cancelled() {
+            return Ok(false);
+        }
+        if let (Speed::Factor(factor), true) = (options.speed, recorded.received_ns > 0) {
+            let base = *first_ns.get_or_insert(recorded.received_ns);
+            let offset = (recorded.received_ns - base).max(0) as f64 / factor;
+            let due = started + Duration::from_nanos(offset as u64);
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+        }
+        match binance::parse(recorded.market, &recorded.text, SystemTime::now()) {
+            Ok(Parsed::Event(event)) => {
+                let seen = &mut symbols[event.market as usize];
+                if !seen.contains(&event.symbol) {
+                    seen.insert(event.symbol.clone());
+                }
+                if tx.blocking_send(event).is_err() {
+                    return Ok(false);
+                }
+            }
+            Ok(_) => {} // snapshots and control replies in a capture carry no market event
+            Err(e) => malformed.record(&e),
+        }
+        if let Some(recorded) = next_valid(&mut readers[file], malformed) {
+            heap.push(Head { recorded, file });
+        }
+    }
+    Ok(true)
+}
+
+/// The next readable message of a file; unreadable lines are counted and skipped.
+fn next_valid(reader: &mut RecordingReader, malformed: &mut Malformed) -> Option<Recorded> {
+    loop {
+        match reader.next()? {
+            Ok(r) => return Some(r),
+            Err(e) => malformed.record(&e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn speeds_parse() {
+        assert_eq!("max".parse::<Speed>(), Ok(Speed::Max));
+        assert_eq!("1".parse::<Speed>(), Ok(Speed::Factor(1.0)));
+        assert_eq!("10x".parse::<Speed>(), Ok(Speed::Factor(10.0)));
+        assert!("0".parse::<Speed>().is_err());
+        assert!("fast".parse::<Speed>().is_err());
+    }
+
+    #[tokio::test]
+    async fn merges_files_by_receive_time_and_skips_bad_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let trade = |id: u64, sym: &str| {
+            format!(
+                r#"{{"stream":"{}@trade","data":{{"e":"trade","E":1,"s":"{sym}","t":{id},"p":"1.5","q":"2","T":1,"m":false,"M":true}}}}"#,
+                sym.to_lowercase()
+            )
+        };
+        let a = dir.path().join("a.jsonl");
+        let b = dir.path().join("b.jsonl");
+        std::fs::write(
+            &a,
+            [
+                super::super::recording::json_line(
+                    super::super::Market::Spot,
+                    10,
+                    &trade(1, "BTCUSDT"),
+                ),
+                "garbage".to_string(),
+                super::super::recording::json_line(
+                    super::super::Market::Spot,
+                    30,
+                    &trade(2, "BTCUSDT"),
+                ),
+            ]
+            .join("\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            &b,
+            super::super::recording::json_line(
+                super::super::Market::Spot,
+                20,
+                &trade(7, "ETHUSDT"),
+            ),
+        )
+        .unwrap();
+        let mut rx = spawn(
+            ReplayOptions {
+                paths: vec![a, b],
+                speed: Speed::Max,
+                looped: false,
+            },
+            CancellationToken::new(),
+        );
+        let mut ids = Vec::new();
+        while let Some(e) = rx.recv().await {
+            if let MarketEventKind::Trade(t) = e.kind {
+                ids.push((e.symbol, t.id));
+            }
+        }
+        assert_eq!(
+            ids,
+            vec![
+                ("BTCUSDT".into(), 1),
+                ("ETHUSDT".into(), 7),
+                ("BTCUSDT".into(), 2)
+            ]
+        );
+    }
+}
