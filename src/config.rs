@@ -180,6 +180,12 @@ pub struct SourceSettings {
     /// Time between synthetic trades.
     #[serde(with = "duration")]
     pub tick: Duration,
+    /// Recordings the replay source plays, merged by receive time.
+    pub replay: Vec<PathBuf>,
+    /// Replay pace: `1` is real time, `10x` ten times faster, `max` no waiting.
+    pub replay_speed: String,
+    /// Start the replay again after its end.
+    pub replay_loop: bool,
 }
 
 impl Default for SourceSettings {
@@ -189,16 +195,21 @@ impl Default for SourceSettings {
             symbols: vec!["BTCUSDT".into(), "ETHUSDT".into(), "SOLUSDT".into()],
             seed: 42,
             tick: Duration::from_millis(5),
+            replay: Vec::new(),
+            replay_speed: "1".into(),
+            replay_loop: false,
         }
     }
 }
 
 /// The market sources sigcast can run on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SourceKind {
     /// A seeded random walk, offline.
     Synthetic,
+    /// Recorded Binance traffic (`source.replay`), offline.
+    Replay,
 }
 
 /// Where strategy definitions live.
@@ -253,6 +264,8 @@ pub enum Kind {
     Duration,
     Address,
     List,
+    PathList,
+    Bool,
 }
 
 /// One settable key: its dotted name, value kind and what it does.
@@ -292,10 +305,13 @@ keys! {
     "auth.issuer", Text, "required iss claim";
     "auth.audience", Text, "required aud claim";
     "auth.leeway", Duration, "clock leeway for exp/nbf (<= 5s)";
-    "source.kind", Text, "market source: synthetic";
+    "source.kind", Text, "market source: synthetic or replay";
     "source.symbols", List, "symbols of the synthetic market (comma-separated in env/flags)";
     "source.seed", Integer, "seed of the synthetic random walk";
     "source.tick", Duration, "time between synthetic trades";
+    "source.replay", PathList, "recordings to replay (comma-separated in env/flags)";
+    "source.replay_speed", Text, "replay pace: 1 (real time), 10x, or max";
+    "source.replay_loop", Bool, "play the recordings again after the end";
     "signals.dir", Path, "directory of strategy definitions (*.toml)";
     "log.level", Text, "tracing filter (info, debug, sigcast=trace, ...)";
     "log.format", Text, "text or json";
@@ -324,7 +340,12 @@ impl Key {
                 .parse::<SocketAddr>()
                 .map(|_| toml::Value::String(text.trim().to_string()))
                 .map_err(|_| format!("expected HOST:PORT such as 0.0.0.0:8443, got {text:?}")),
-            Kind::List => Ok(toml::Value::Array(
+            Kind::Bool => match text.trim() {
+                "true" | "1" | "yes" | "on" => Ok(toml::Value::Boolean(true)),
+                "false" | "0" | "no" | "off" => Ok(toml::Value::Boolean(false)),
+                _ => Err(format!("expected true or false, got {text:?}")),
+            },
+            Kind::List | Kind::PathList => Ok(toml::Value::Array(
                 text.split(',')
                     .map(str::trim)
                     .filter(|s| !s.is_empty())
@@ -484,6 +505,16 @@ impl Config {
         if self.source.tick.is_zero() {
             return Err(invalid("source.tick", "must be greater than zero"));
         }
+        self.source
+            .replay_speed
+            .parse::<crate::market::replay::Speed>()
+            .map_err(|e| invalid("source.replay_speed", e))?;
+        if self.source.kind == SourceKind::Replay && self.source.replay.is_empty() {
+            return Err(invalid(
+                "source.replay",
+                "the replay source needs at least one recording (--source replay:PATH)",
+            ));
+        }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| invalid("log.level", e.to_string()))?;
         Ok(())
@@ -527,14 +558,19 @@ fn rebase_paths(table: &mut toml::Table, base: &Path) {
             }
         }
     };
-    for key in KEYS.iter().filter(|k| k.kind == Kind::Path) {
+    for key in KEYS
+        .iter()
+        .filter(|k| matches!(k.kind, Kind::Path | Kind::PathList))
+    {
         let (section, leaf) = key.name.split_once('.').expect("keys are section.leaf");
-        if let Some(v) = table
+        match table
             .get_mut(section)
             .and_then(|s| s.as_table_mut())
             .and_then(|s| s.get_mut(leaf))
         {
-            rebase(v);
+            Some(toml::Value::Array(items)) => items.iter_mut().for_each(rebase),
+            Some(v) => rebase(v),
+            None => {}
         }
     }
     if let Some(keys) = table
@@ -661,6 +697,7 @@ mod tests {
             let text = match key.kind {
                 Kind::Text => match key.name {
                     "source.kind" => "synthetic",
+                    "source.replay_speed" => "max",
                     "log.format" => "json",
                     "log.level" => "debug",
                     _ => "x",
@@ -670,6 +707,8 @@ mod tests {
                 Kind::Duration => "2s",
                 Kind::Address => "127.0.0.1:9",
                 Kind::List => "BTCUSDT,ETHUSDT",
+                Kind::PathList => "/tmp/a.gz,/tmp/b.txt",
+                Kind::Bool => "true",
             };
             let mut o = Overrides::default();
             o.set(key.name, text);

@@ -383,3 +383,86 @@ async fn demo_prints_a_working_wscat_line() {
     assert_eq!(code, 1001);
     assert_eq!(demo.wait(Duration::from_secs(5)), Some(0));
 }
+
+/// `--source replay:` plays real Binance futures trades through the strategy to a client:
+/// prices and timestamps are the recording's, not the clock's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_replays_recorded_binance_trades() {
+    let recording = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/binance/usdm_btcusdt_20240808.gz");
+    let tmp = tempfile::tempdir().unwrap();
+    assert!(sigcast(tmp.path(), &["init"]).status.success());
+    std::fs::write(
+        tmp.path().join("signals/default.toml"),
+        "[[strategy]]\nname = \"replayed\"\nkind = \"ma_cross\"\nsymbols = [\"BTCUSDT\"]\ninterval = \"1s\"\nfast = 1\nslow = 2\n",
+    )
+    .unwrap();
+    let token =
+        String::from_utf8(sigcast(tmp.path(), &["token", "issue", "--sub", "replay"]).stdout)
+            .unwrap();
+    let source = format!("replay:{}", recording.display());
+    let mut server = Running::start(
+        tmp.path(),
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--source",
+            &source,
+            "--set",
+            "source.replay_speed=20x",
+            "--set",
+            "log.format=json",
+        ],
+    );
+    let port: u16 = Running::find(&server.stderr, |line| {
+        let v: Value = serde_json::from_str(line).ok()?;
+        v["fields"]["listen"]
+            .as_str()?
+            .rsplit(':')
+            .next()?
+            .parse()
+            .ok()
+    });
+    let mut ws = connect(port, &tmp.path().join("certs/cert.pem"), token.trim()).await;
+    let signal: Value =
+        serde_json::from_str(&within(Duration::from_secs(20), next_text(&mut ws)).await).unwrap();
+    assert_eq!(signal["content"]["symbol"], "BTCUSDT");
+    assert_eq!(signal["content"]["strategy"], "replayed");
+    let price = signal["content"]["price"].as_f64().unwrap();
+    assert!(
+        (60_000.0..63_000.0).contains(&price),
+        "a recorded BTC price: {price}"
+    );
+    let ts = signal["content"]["timestamp"].as_i64().unwrap();
+    // The recording spans 2024-08-08 23:54 to 2024-08-09 00:05 UTC.
+    assert!(
+        (1_723_161_200..1_723_162_000).contains(&ts),
+        "recording time: {ts}"
+    );
+
+    // `test` now quotes the replayed market.
+    send_text(&mut ws, "test").await;
+    let test = loop {
+        let v: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+        if v["is_test"] == true {
+            break v;
+        }
+    };
+    assert_eq!(test["content"]["symbol"], "BTCUSDT");
+    let quoted = test["content"]["price"].as_f64().unwrap();
+    assert!((60_000.0..63_000.0).contains(&quoted), "{quoted}");
+
+    server.signal("TERM");
+    assert_eq!(server.wait(Duration::from_secs(5)), Some(0));
+}
+
+#[test]
+fn replay_of_a_missing_file_is_a_clear_startup_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    assert!(sigcast(tmp.path(), &["init"]).status.success());
+    let out = sigcast(tmp.path(), &["serve", "--source", "replay:nowhere.gz"]);
+    assert_clean_failure(&out, "nowhere.gz");
+    let out = sigcast(tmp.path(), &["serve", "--source", "binance-please"]);
+    assert_clean_failure(&out, "--source");
+}

@@ -12,9 +12,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{self, Config, KEYS, Overrides, SourceKind};
+use crate::config::{self, Config, KEYS, Overrides};
 
-pub use serve::{Pipeline, bind, build_shared, start_pipeline};
+pub use serve::{Pipeline, bind, build_shared, pump, start_pipeline};
 
 /// sigcast: authenticated trading-signal broadcast over TLS WebSocket.
 #[derive(Debug, Parser)]
@@ -125,9 +125,10 @@ pub struct ServeArgs {
     /// Private key PEM (tls.key).
     #[arg(long, value_name = "PATH")]
     tls_key: Option<String>,
-    /// Market source (source.kind).
-    #[arg(long, value_enum)]
-    source: Option<SourceKind>,
+    /// Market source: `synthetic`, or `replay:PATH[,PATH...]` to play recordings
+    /// (source.kind, source.replay).
+    #[arg(long, value_name = "SOURCE")]
+    source: Option<String>,
 }
 
 impl SettingsArgs {
@@ -170,8 +171,18 @@ impl ServeArgs {
         if let Some(v) = &self.tls_key {
             o.set("tls.key", v);
         }
-        if let Some(SourceKind::Synthetic) = self.source {
-            o.set("source.kind", "synthetic");
+        match self.source.as_deref() {
+            None => {}
+            Some("synthetic") => o.set("source.kind", "synthetic"),
+            Some(spec) => match spec.strip_prefix("replay:") {
+                Some(paths) if !paths.trim().is_empty() => {
+                    o.set("source.kind", "replay");
+                    o.set("source.replay", paths);
+                }
+                _ => anyhow::bail!(
+                    "--source: expected `synthetic` or `replay:PATH[,PATH...]`, got {spec:?}"
+                ),
+            },
         }
         self.settings.load(o)
     }

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::KeyRing;
 use crate::config::{Config, LogFormat, Overrides, SourceKind};
 use crate::hub::Hub;
-use crate::market::{MarketEvent, synthetic};
+use crate::market::{MarketEvent, replay, synthetic};
 use crate::server::{self, Shared};
 use crate::strategy::{Engine, definition};
 use crate::tls;
@@ -31,21 +31,37 @@ pub fn init_logging(config: &Config) {
     };
 }
 
-/// Loads keys, certificate and strategies, so every startup problem surfaces before binding.
+/// Loads keys, certificate, strategies and recordings, so every startup problem surfaces
+/// before binding.
 pub fn check(config: &Config) -> anyhow::Result<()> {
     build_shared(config)?;
-    definition::load(&config.signals.dir, &config.source.symbols)?;
+    load_strategies(config)?;
+    if config.source.kind == SourceKind::Replay {
+        replay::check(&config.source.replay)?;
+    }
     Ok(())
+}
+
+/// The strategy instances of `signals.dir`. With the synthetic source their symbols must be
+/// among the ones it walks; a replay offers whatever its recordings hold.
+fn load_strategies(config: &Config) -> anyhow::Result<Vec<Box<dyn crate::strategy::Strategy>>> {
+    let offered = match config.source.kind {
+        SourceKind::Synthetic => Some(config.source.symbols.as_slice()),
+        SourceKind::Replay => None,
+    };
+    Ok(definition::load(&config.signals.dir, offered)?)
 }
 
 /// The parts every session shares, from the configuration.
 pub fn build_shared(config: &Config) -> anyhow::Result<Arc<Shared>> {
     let keys = KeyRing::from_settings(&config.auth)?;
     let tls = tls::server_config(config.tls.cert.as_deref(), config.tls.key.as_deref())?;
-    let hub = Arc::new(Hub::new(
-        config.source.symbols.clone(),
-        config.server.queue_capacity,
-    ));
+    // `test` replies pick from these until prices of others arrive.
+    let seed_symbols = match config.source.kind {
+        SourceKind::Synthetic => config.source.symbols.clone(),
+        SourceKind::Replay => Vec::new(),
+    };
+    let hub = Arc::new(Hub::new(seed_symbols, config.server.queue_capacity));
     Ok(Arc::new(Shared {
         tls: tokio_rustls::TlsAcceptor::from(tls),
         keys,
@@ -67,8 +83,7 @@ pub fn start_pipeline(
     hub: Arc<Hub>,
     stop: CancellationToken,
 ) -> anyhow::Result<Pipeline> {
-    let strategies = definition::load(&config.signals.dir, &config.source.symbols)?;
-    let mut engine = Engine::new(strategies);
+    let mut engine = Engine::new(load_strategies(config)?);
     let instances = engine.len();
     let mut events = match config.source.kind {
         SourceKind::Synthetic => synthetic::spawn(
@@ -77,6 +92,22 @@ pub fn start_pipeline(
             config.source.tick,
             stop.clone(),
         ),
+        SourceKind::Replay => {
+            replay::check(&config.source.replay)?;
+            let speed = config
+                .source
+                .replay_speed
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!("source.replay_speed: {e}"))?;
+            replay::spawn(
+                replay::ReplayOptions {
+                    paths: config.source.replay.clone(),
+                    speed,
+                    looped: config.source.replay_loop,
+                },
+                stop.clone(),
+            )
+        }
     };
     let task = tokio::spawn(async move {
         while let Some(event) = events.recv().await {
@@ -87,7 +118,7 @@ pub fn start_pipeline(
 }
 
 /// One event through the engine into the hub.
-fn pump(engine: &mut Engine, hub: &Hub, event: &MarketEvent) {
+pub fn pump(engine: &mut Engine, hub: &Hub, event: &MarketEvent) {
     if let Some(price) = event.price() {
         hub.mark_price(&event.symbol, price);
     }

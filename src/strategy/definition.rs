@@ -57,7 +57,7 @@ pub enum Kind {
 }
 
 impl Definition {
-    fn check(&self, known_symbols: &[String]) -> Result<i64, String> {
+    fn check(&self, offered: Option<&[String]>) -> Result<i64, String> {
         let at = |key: &str| format!("strategy {:?}: {key}", self.name);
         if self.name.is_empty()
             || !self
@@ -94,7 +94,7 @@ impl Definition {
             if !valid_symbol(s) {
                 return Err(format!("{}: {s:?} is not a symbol", at("symbols")));
             }
-            if !known_symbols.contains(s) {
+            if offered.is_some_and(|known| !known.contains(s)) {
                 return Err(format!(
                     "{}: {s:?} is not offered by the market source (source.symbols)",
                     at("symbols")
@@ -127,7 +127,7 @@ impl Definition {
 fn build_text(
     path: &Path,
     text: &str,
-    known_symbols: &[String],
+    offered: Option<&[String]>,
     seen: &mut Vec<String>,
 ) -> Result<Vec<Box<dyn Strategy>>, DefinitionError> {
     let invalid = |message: String| DefinitionError::Invalid {
@@ -138,7 +138,7 @@ fn build_text(
         toml::from_str(text).map_err(|e| invalid(e.to_string().trim().replace('\n', " | ")))?;
     let mut out = Vec::new();
     for def in &file.strategy {
-        let interval_ms = def.check(known_symbols).map_err(invalid)?;
+        let interval_ms = def.check(offered).map_err(invalid)?;
         if seen.contains(&def.name) {
             return Err(invalid(format!(
                 "strategy name {:?} is used twice",
@@ -152,16 +152,17 @@ fn build_text(
 }
 
 /// Loads every `*.toml` in `dir` (sorted by name), or the built-in default when `dir` is absent.
+/// When `offered` is given, every symbol must be among them.
 pub fn load(
     dir: &Path,
-    known_symbols: &[String],
+    offered: Option<&[String]>,
 ) -> Result<Vec<Box<dyn Strategy>>, DefinitionError> {
     let mut seen = Vec::new();
     if !dir.exists() {
         return build_text(
             Path::new("<built-in default>"),
             DEFAULT_DEFINITIONS,
-            known_symbols,
+            offered,
             &mut seen,
         );
     }
@@ -181,7 +182,7 @@ pub fn load(
             path: path.clone(),
             source,
         })?;
-        out.extend(build_text(&path, &text, known_symbols, &mut seen)?);
+        out.extend(build_text(&path, &text, offered, &mut seen)?);
     }
     if out.is_empty() {
         return Err(DefinitionError::Invalid {
@@ -202,7 +203,7 @@ mod tests {
 
     #[test]
     fn default_builds_one_instance_per_symbol() {
-        let built = load(Path::new("/nonexistent/signals"), &symbols()).unwrap();
+        let built = load(Path::new("/nonexistent/signals"), Some(&symbols())).unwrap();
         assert_eq!(built.len(), 3);
         assert_eq!(built[0].name(), "ma-fast");
     }
@@ -213,7 +214,10 @@ mod tests {
         let f = dir.path().join("a.toml");
         let bad = DEFAULT_DEFINITIONS.replace("slow = 8", "slow = 2");
         std::fs::write(&f, bad).unwrap();
-        let err = load(dir.path(), &symbols()).err().unwrap().to_string();
+        let err = load(dir.path(), Some(&symbols()))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("a.toml") && err.contains("fast/slow"), "{err}");
 
         std::fs::write(
@@ -221,7 +225,10 @@ mod tests {
             DEFAULT_DEFINITIONS.replace("\"SOLUSDT\"", "\"DOGEUSDT\""),
         )
         .unwrap();
-        let err = load(dir.path(), &symbols()).err().unwrap().to_string();
+        let err = load(dir.path(), Some(&symbols()))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("DOGEUSDT"), "{err}");
 
         std::fs::write(
@@ -229,7 +236,10 @@ mod tests {
             DEFAULT_DEFINITIONS.replace("fast = 3", "fast = 3\nfats = 1"),
         )
         .unwrap();
-        let err = load(dir.path(), &symbols()).err().unwrap().to_string();
+        let err = load(dir.path(), Some(&symbols()))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("fats"), "{err}");
     }
 }
