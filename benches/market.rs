@@ -119,6 +119,7 @@ fn latency(trades: &[(Market, String)]) {
         .map(|s| {
             Box::new(MaCross::new(MaCrossParams {
                 name: "bench".into(),
+                market: Market::Spot,
                 symbol: s.clone(),
                 interval_ms: 1000,
                 interval_label: "1s".into(),

@@ -46,6 +46,7 @@ pub struct Config {
     pub tls: TlsSettings,
     pub auth: AuthSettings,
     pub source: SourceSettings,
+    pub binance: BinanceSettings,
     pub signals: SignalsSettings,
     pub log: LogSettings,
 }
@@ -210,6 +211,69 @@ pub enum SourceKind {
     Synthetic,
     /// Recorded Binance traffic (`source.replay`), offline.
     Replay,
+    /// Binance's live market streams (spot and USD-M futures), per `[binance]`.
+    Binance,
+}
+
+/// The live Binance upstream: endpoints, sharding, limits and recovery.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BinanceSettings {
+    /// Spot combined-stream base (`/stream?streams=` is appended).
+    pub spot_ws: String,
+    /// USD-M futures base for bookTicker and depth (the 2026 `/public` path).
+    pub futures_ws_public: String,
+    /// USD-M futures base for aggTrade, trade, kline, continuousKline and ticker (`/market`).
+    pub futures_ws_market: String,
+    /// Spot REST base, for backfill.
+    pub spot_rest: String,
+    /// USD-M futures REST base, for backfill.
+    pub futures_rest: String,
+    /// Streams per connection (Binance allows up to 1024).
+    pub streams_per_connection: usize,
+    /// Messages per second sigcast may send on a spot connection (Binance cuts above 5).
+    pub spot_message_rate: u32,
+    /// Messages per second sigcast may send on a futures connection (Binance cuts above 10).
+    pub futures_message_rate: u32,
+    /// A stream silent for this long makes its connection reconnect.
+    #[serde(with = "duration")]
+    pub watchdog: Duration,
+    /// First reconnect delay; doubled (with jitter) per failed attempt up to `backoff_max`.
+    #[serde(with = "duration")]
+    pub backoff_initial: Duration,
+    /// Each failed attempt multiplies the delay by this.
+    pub backoff_factor: f64,
+    #[serde(with = "duration")]
+    pub backoff_max: Duration,
+    /// Reconnect attempts in a row before giving up; 0 is unlimited.
+    pub max_attempts: u32,
+    /// Replace each connection after this long (Binance cuts them at 24 h).
+    #[serde(with = "duration")]
+    pub rotate_after: Duration,
+    /// Optional SOCKS5 proxy, `socks5://host:port`.
+    pub proxy: String,
+}
+
+impl Default for BinanceSettings {
+    fn default() -> Self {
+        Self {
+            spot_ws: "wss://stream.binance.com:9443".into(),
+            futures_ws_public: "wss://fstream.binance.com/public".into(),
+            futures_ws_market: "wss://fstream.binance.com/market".into(),
+            spot_rest: "https://api.binance.com".into(),
+            futures_rest: "https://fapi.binance.com".into(),
+            streams_per_connection: 200,
+            spot_message_rate: 5,
+            futures_message_rate: 10,
+            watchdog: Duration::from_secs(60),
+            backoff_initial: Duration::from_secs(1),
+            backoff_factor: 2.0,
+            backoff_max: Duration::from_secs(60),
+            max_attempts: 0,
+            rotate_after: Duration::from_secs(23 * 3600),
+            proxy: String::new(),
+        }
+    }
 }
 
 /// Where strategy definitions live.
@@ -266,6 +330,7 @@ pub enum Kind {
     List,
     PathList,
     Bool,
+    Number,
 }
 
 /// One settable key: its dotted name, value kind and what it does.
@@ -305,13 +370,28 @@ keys! {
     "auth.issuer", Text, "required iss claim";
     "auth.audience", Text, "required aud claim";
     "auth.leeway", Duration, "clock leeway for exp/nbf (<= 5s)";
-    "source.kind", Text, "market source: synthetic or replay";
+    "source.kind", Text, "market source: synthetic, replay or binance";
     "source.symbols", List, "symbols of the synthetic market (comma-separated in env/flags)";
     "source.seed", Integer, "seed of the synthetic random walk";
     "source.tick", Duration, "time between synthetic trades";
     "source.replay", PathList, "recordings to replay (comma-separated in env/flags)";
     "source.replay_speed", Text, "replay pace: 1 (real time), 10x, or max";
     "source.replay_loop", Bool, "play the recordings again after the end";
+    "binance.spot_ws", Text, "spot combined-stream base URL";
+    "binance.futures_ws_public", Text, "futures base URL for bookTicker and depth";
+    "binance.futures_ws_market", Text, "futures base URL for trades, klines and tickers";
+    "binance.spot_rest", Text, "spot REST base URL (backfill)";
+    "binance.futures_rest", Text, "futures REST base URL (backfill)";
+    "binance.streams_per_connection", Integer, "streams per upstream connection (<= 1024)";
+    "binance.spot_message_rate", Integer, "messages/s sigcast sends per spot connection (<= 5)";
+    "binance.futures_message_rate", Integer, "messages/s sigcast sends per futures connection (<= 10)";
+    "binance.watchdog", Duration, "reconnect when a stream is silent this long";
+    "binance.backoff_initial", Duration, "first reconnect delay (doubles, with jitter)";
+    "binance.backoff_factor", Number, "reconnect delay multiplier per failed attempt";
+    "binance.backoff_max", Duration, "longest reconnect delay";
+    "binance.max_attempts", Integer, "reconnect attempts in a row before giving up (0: never)";
+    "binance.rotate_after", Duration, "replace each connection after this long (< 24h)";
+    "binance.proxy", Text, "optional SOCKS5 proxy, socks5://host:port";
     "signals.dir", Path, "directory of strategy definitions (*.toml)";
     "log.level", Text, "tracing filter (info, debug, sigcast=trace, ...)";
     "log.format", Text, "text or json";
@@ -340,6 +420,13 @@ impl Key {
                 .parse::<SocketAddr>()
                 .map(|_| toml::Value::String(text.trim().to_string()))
                 .map_err(|_| format!("expected HOST:PORT such as 0.0.0.0:8443, got {text:?}")),
+            Kind::Number => text
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite())
+                .map(toml::Value::Float)
+                .ok_or_else(|| format!("expected a number, got {text:?}")),
             Kind::Bool => match text.trim() {
                 "true" | "1" | "yes" | "on" => Ok(toml::Value::Boolean(true)),
                 "false" | "0" | "no" | "off" => Ok(toml::Value::Boolean(false)),
@@ -513,6 +600,69 @@ impl Config {
             return Err(invalid(
                 "source.replay",
                 "the replay source needs at least one recording (--source replay:PATH)",
+            ));
+        }
+        let b = &self.binance;
+        if !(1..=1024).contains(&b.streams_per_connection) {
+            return Err(invalid(
+                "binance.streams_per_connection",
+                "must be 1 to 1024",
+            ));
+        }
+        if !(1..=5).contains(&b.spot_message_rate) {
+            return Err(invalid(
+                "binance.spot_message_rate",
+                "must be 1 to 5 (Binance's limit)",
+            ));
+        }
+        if !(1..=10).contains(&b.futures_message_rate) {
+            return Err(invalid(
+                "binance.futures_message_rate",
+                "must be 1 to 10 (Binance's limit)",
+            ));
+        }
+        for (key, url) in [
+            ("binance.spot_ws", &b.spot_ws),
+            ("binance.futures_ws_public", &b.futures_ws_public),
+            ("binance.futures_ws_market", &b.futures_ws_market),
+        ] {
+            if !(url.starts_with("wss://") || url.starts_with("ws://")) {
+                return Err(invalid(
+                    key,
+                    format!("{url:?} is not a ws:// or wss:// URL"),
+                ));
+            }
+        }
+        for (key, url) in [
+            ("binance.spot_rest", &b.spot_rest),
+            ("binance.futures_rest", &b.futures_rest),
+        ] {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(invalid(key, format!("{url:?} is not an http(s) URL")));
+            }
+        }
+        if !b.proxy.is_empty() && !b.proxy.starts_with("socks5://") {
+            return Err(invalid("binance.proxy", "expected socks5://host:port"));
+        }
+        if b.backoff_initial.is_zero() || b.backoff_max < b.backoff_initial {
+            return Err(invalid(
+                "binance.backoff_max",
+                "backoff_initial must be > 0 and backoff_max at least backoff_initial",
+            ));
+        }
+        if !(1.0..=10.0).contains(&b.backoff_factor) {
+            return Err(invalid(
+                "binance.backoff_factor",
+                "must be between 1 and 10",
+            ));
+        }
+        if b.watchdog.is_zero() {
+            return Err(invalid("binance.watchdog", "must be greater than zero"));
+        }
+        if b.rotate_after.is_zero() || b.rotate_after >= Duration::from_secs(24 * 3600) {
+            return Err(invalid(
+                "binance.rotate_after",
+                "must be under 24h, or Binance cuts the connection first",
             ));
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
@@ -698,17 +848,24 @@ mod tests {
                 Kind::Text => match key.name {
                     "source.kind" => "synthetic",
                     "source.replay_speed" => "max",
+                    "binance.spot_ws"
+                    | "binance.futures_ws_public"
+                    | "binance.futures_ws_market" => "ws://127.0.0.1:1",
+                    "binance.spot_rest" | "binance.futures_rest" => "http://127.0.0.1:1",
+                    "binance.proxy" => "socks5://127.0.0.1:1080",
                     "log.format" => "json",
                     "log.level" => "debug",
                     _ => "x",
                 },
                 Kind::Path => "/tmp/x",
+                Kind::Integer if key.name.starts_with("binance.") => "3",
                 Kind::Integer => "4096",
                 Kind::Duration => "2s",
                 Kind::Address => "127.0.0.1:9",
                 Kind::List => "BTCUSDT,ETHUSDT",
                 Kind::PathList => "/tmp/a.gz,/tmp/b.txt",
                 Kind::Bool => "true",
+                Kind::Number => "1.5",
             };
             let mut o = Overrides::default();
             o.set(key.name, text);

@@ -394,7 +394,7 @@ async fn serve_replays_recorded_binance_trades() {
     assert!(sigcast(tmp.path(), &["init"]).status.success());
     std::fs::write(
         tmp.path().join("signals/default.toml"),
-        "[[strategy]]\nname = \"replayed\"\nkind = \"ma_cross\"\nsymbols = [\"BTCUSDT\"]\ninterval = \"1s\"\nfast = 1\nslow = 2\n",
+        "[[strategy]]\nname = \"replayed\"\nkind = \"ma_cross\"\nmarket = \"futures\"\nsymbols = [\"BTCUSDT\"]\ninterval = \"1s\"\nfast = 1\nslow = 2\n",
     )
     .unwrap();
     let token =

@@ -125,8 +125,8 @@ pub struct ServeArgs {
     /// Private key PEM (tls.key).
     #[arg(long, value_name = "PATH")]
     tls_key: Option<String>,
-    /// Market source: `synthetic`, or `replay:PATH[,PATH...]` to play recordings
-    /// (source.kind, source.replay).
+    /// Market source: `synthetic`, `binance` (live), or `replay:PATH[,PATH...]` to play
+    /// recordings (source.kind, source.replay).
     #[arg(long, value_name = "SOURCE")]
     source: Option<String>,
 }
@@ -174,13 +174,14 @@ impl ServeArgs {
         match self.source.as_deref() {
             None => {}
             Some("synthetic") => o.set("source.kind", "synthetic"),
+            Some("binance") => o.set("source.kind", "binance"),
             Some(spec) => match spec.strip_prefix("replay:") {
                 Some(paths) if !paths.trim().is_empty() => {
                     o.set("source.kind", "replay");
                     o.set("source.replay", paths);
                 }
                 _ => anyhow::bail!(
-                    "--source: expected `synthetic` or `replay:PATH[,PATH...]`, got {spec:?}"
+                    "--source: expected `synthetic`, `binance` or `replay:PATH[,PATH...]`, got {spec:?}"
                 ),
             },
         }

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::KeyRing;
 use crate::config::{Config, LogFormat, Overrides, SourceKind};
 use crate::hub::Hub;
+use crate::market::binance::live;
 use crate::market::{MarketEvent, replay, synthetic};
 use crate::server::{self, Shared};
 use crate::strategy::{Engine, definition};
@@ -47,7 +48,7 @@ pub fn check(config: &Config) -> anyhow::Result<()> {
 fn load_strategies(config: &Config) -> anyhow::Result<Vec<Box<dyn crate::strategy::Strategy>>> {
     let offered = match config.source.kind {
         SourceKind::Synthetic => Some(config.source.symbols.as_slice()),
-        SourceKind::Replay => None,
+        SourceKind::Replay | SourceKind::Binance => None,
     };
     Ok(definition::load(&config.signals.dir, offered)?)
 }
@@ -59,7 +60,7 @@ pub fn build_shared(config: &Config) -> anyhow::Result<Arc<Shared>> {
     // `test` replies pick from these until prices of others arrive.
     let seed_symbols = match config.source.kind {
         SourceKind::Synthetic => config.source.symbols.clone(),
-        SourceKind::Replay => Vec::new(),
+        SourceKind::Replay | SourceKind::Binance => Vec::new(),
     };
     let hub = Arc::new(Hub::new(seed_symbols, config.server.queue_capacity));
     Ok(Arc::new(Shared {
@@ -107,6 +108,15 @@ pub fn start_pipeline(
                 },
                 stop.clone(),
             )
+        }
+        SourceKind::Binance => {
+            let streams = engine.streams();
+            tracing::info!(
+                streams = streams.len(),
+                "subscribing to what the strategies need"
+            );
+            live::spawn(config.binance.clone(), &streams, stop.clone())
+                .map_err(|e| anyhow::anyhow!(e))?
         }
     };
     let task = tokio::spawn(async move {

@@ -85,7 +85,7 @@ pub struct AggTrade {
 }
 
 /// The contract a continuous kline follows (futures only).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ContractType {
     Perpetual,
     CurrentQuarter,

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use super::Strategy;
 use super::ma_cross::{Average, MaCross, MaCrossParams};
 use crate::config::valid_symbol;
+use crate::market::Market;
 
 /// The definitions used when `signals.dir` does not exist (also what `sigcast init` writes).
 pub const DEFAULT_DEFINITIONS: &str = include_str!("../../signals/default.toml");
@@ -37,12 +38,19 @@ struct File {
 pub struct Definition {
     pub name: String,
     pub kind: Kind,
+    /// `spot` (default) or `futures` (USD-M).
+    #[serde(default = "default_market")]
+    pub market: Market,
     pub symbols: Vec<String>,
     pub interval: String,
     pub fast: usize,
     pub slow: usize,
     #[serde(default = "default_average")]
     pub average: Average,
+}
+
+fn default_market() -> Market {
+    Market::Spot
 }
 
 fn default_average() -> Average {
@@ -111,6 +119,7 @@ impl Definition {
             .map(|symbol| match self.kind {
                 Kind::MaCross => Box::new(MaCross::new(MaCrossParams {
                     name: self.name.clone(),
+                    market: self.market,
                     symbol: symbol.clone(),
                     interval_ms,
                     interval_label: self.interval.clone(),

@@ -6,7 +6,7 @@ use super::candle::CandleBuilder;
 use super::{Side, Signal, Strategy};
 use rust_decimal::prelude::ToPrimitive;
 
-use crate::market::{MarketEvent, MarketEventKind};
+use crate::market::{Market, MarketEvent, MarketEventKind};
 
 /// Which moving average to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -79,6 +79,7 @@ impl MovingAverage {
 #[derive(Debug, Clone)]
 pub struct MaCrossParams {
     pub name: String,
+    pub market: Market,
     pub symbol: String,
     pub interval_ms: i64,
     /// Interval as written in the definition, e.g. `1s`; carried in signals.
@@ -115,8 +116,16 @@ impl Strategy for MaCross {
         &self.params.name
     }
 
+    fn market(&self) -> Market {
+        self.params.market
+    }
+
     fn symbol(&self) -> &str {
         &self.params.symbol
+    }
+
+    fn streams(&self) -> Vec<String> {
+        vec![format!("{}@aggTrade", self.params.symbol.to_lowercase())]
     }
 
     fn on_event(&mut self, event: &MarketEvent, out: &mut Vec<Signal>) {
@@ -180,7 +189,7 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
-    use crate::market::{Decimal, Market, Trade};
+    use crate::market::{Decimal, Trade};
 
     fn trade(t_ms: i64, price: f64) -> MarketEvent {
         MarketEvent {
@@ -201,6 +210,7 @@ mod tests {
     fn run(average: Average, closes: &[f64]) -> Vec<Signal> {
         let mut s = MaCross::new(MaCrossParams {
             name: "t".into(),
+            market: Market::Spot,
             symbol: "BTCUSDT".into(),
             interval_ms: 1000,
             interval_label: "1s".into(),

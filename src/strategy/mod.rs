@@ -9,7 +9,7 @@ pub mod ma_cross;
 
 use std::collections::HashMap;
 
-use crate::market::{MarketEvent, MarketEventKind};
+use crate::market::{Market, MarketEvent, MarketEventKind};
 
 /// Which way a signal points.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,8 +48,13 @@ pub struct Signal {
 pub trait Strategy: Send {
     /// The instance name, carried in each signal.
     fn name(&self) -> &str;
+    /// The market this instance trades on.
+    fn market(&self) -> Market;
     /// The symbol this instance trades.
     fn symbol(&self) -> &str;
+    /// The upstream streams it needs, e.g. `btcusdt@aggTrade`: operators declare strategies,
+    /// and the subscriptions follow from them.
+    fn streams(&self) -> Vec<String>;
     /// Feeds one event; pushes any signals it causes onto `out`.
     fn on_event(&mut self, event: &MarketEvent, out: &mut Vec<Signal>);
     /// The source lost data it could not backfill: drop indicator state and warm up again.
@@ -59,19 +64,23 @@ pub trait Strategy: Send {
     fn on_reconnect(&mut self) {}
 }
 
-/// Runs many strategy instances, dispatching events by symbol.
+/// Runs many strategy instances, dispatching events by market and symbol.
 #[derive(Default)]
 pub struct Engine {
     instances: Vec<Box<dyn Strategy>>,
-    /// symbol -> indices into `instances`, so an event touches only the instances that need it.
-    by_symbol: HashMap<String, Vec<usize>>,
+    /// Per market (spot, futures): symbol -> indices into `instances`, so an event touches
+    /// only the instances that need it (and looking it up allocates nothing).
+    by_symbol: [HashMap<String, Vec<usize>>; 2],
 }
 
 impl Engine {
     pub fn new(instances: Vec<Box<dyn Strategy>>) -> Self {
-        let mut by_symbol: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut by_symbol: [HashMap<String, Vec<usize>>; 2] = Default::default();
         for (i, s) in instances.iter().enumerate() {
-            by_symbol.entry(s.symbol().to_string()).or_default().push(i);
+            by_symbol[s.market() as usize]
+                .entry(s.symbol().to_string())
+                .or_default()
+                .push(i);
         }
         Self {
             instances,
@@ -79,9 +88,16 @@ impl Engine {
         }
     }
 
-    /// The symbols some instance trades.
-    pub fn symbols(&self) -> impl Iterator<Item = &str> {
-        self.by_symbol.keys().map(String::as_str)
+    /// Every upstream stream some instance needs, once each, sorted.
+    pub fn streams(&self) -> Vec<(Market, String)> {
+        let mut all: Vec<(Market, String)> = self
+            .instances
+            .iter()
+            .flat_map(|s| s.streams().into_iter().map(move |st| (s.market(), st)))
+            .collect();
+        all.sort();
+        all.dedup();
+        all
     }
 
     pub fn len(&self) -> usize {
@@ -95,7 +111,7 @@ impl Engine {
     /// Feeds one event to the instances of its symbol; returns the signals in order.
     pub fn on_event(&mut self, event: &MarketEvent) -> Vec<Signal> {
         let mut out = Vec::new();
-        if let Some(indices) = self.by_symbol.get(&event.symbol) {
+        if let Some(indices) = self.by_symbol[event.market as usize].get(&event.symbol) {
             for &i in indices {
                 let instance = &mut self.instances[i];
                 match event.kind {

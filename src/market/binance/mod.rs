@@ -3,6 +3,7 @@
 //! [`parse`] never panics: anything it cannot understand is a [`ParseError`], which the caller
 //! counts and logs at a rate limit (see [`super::Malformed`]) and then carries on.
 
+pub mod live;
 pub mod wire;
 
 use std::str::FromStr;

@@ -207,3 +207,33 @@ pub struct FuturesDepth<'a> {
     #[serde(borrow)]
     pub a: Vec<[&'a str; 2]>,
 }
+
+/// One element of `GET /api/v3/aggTrades` or `/fapi/v1/aggTrades`.
+#[derive(Debug, Deserialize)]
+pub struct RestAggTrade {
+    pub a: u64,
+    pub p: String,
+    pub q: String,
+    pub f: u64,
+    pub l: u64,
+    #[serde(rename = "T")]
+    pub trade_time: i64,
+    pub m: bool,
+}
+
+/// One element of `GET /api/v3/klines` or `/fapi/v1/klines`: open time, o, h, l, c, volume,
+/// close time, quote volume, trades, taker buy base, taker buy quote, ignore.
+pub type RestKline = (
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    String,
+    u64,
+    String,
+    String,
+    serde_json::Value,
+);

@@ -1,0 +1,128 @@
+//! The live Binance upstream: subscriptions that follow from the strategies, sharded across
+//! combined-stream connections, kept alive and gap-free.
+//!
+//! Each shard (see [`shard`]) owns its streams' sequencing, so every trade reaches the
+//! strategies once, in order, across reconnects and rotations; what cannot be recovered
+//! arrives as an explicit [`Gap`](crate::market::Gap) event.
+
+pub mod budget;
+pub mod rest;
+pub mod sequence;
+pub mod shard;
+pub mod transport;
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::BinanceSettings;
+use crate::market::binance::StreamKind;
+use crate::market::{Market, MarketEvent};
+use shard::{Shard, ShardSpec};
+
+/// The endpoint base a stream belongs on: spot has one; futures split since 2026 into
+/// `/public` (bookTicker, depth) and `/market` (the rest).
+fn base_for<'a>(
+    market: Market,
+    stream: &str,
+    settings: &'a BinanceSettings,
+) -> (&'static str, &'a str) {
+    match market {
+        Market::Spot => ("spot", &settings.spot_ws),
+        Market::Futures => match StreamKind::of(stream) {
+            Some(StreamKind::BookTicker | StreamKind::Depth) => {
+                ("futures-public", &settings.futures_ws_public)
+            }
+            _ => ("futures-market", &settings.futures_ws_market),
+        },
+    }
+}
+
+/// Splits `streams` into shards of at most `streams_per_connection`, per market and endpoint.
+pub fn plan(streams: &[(Market, String)], settings: &BinanceSettings) -> Vec<ShardSpec> {
+    let mut groups: Vec<(&'static str, Market, String, Vec<String>)> = Vec::new();
+    for (market, stream) in streams {
+        let (label, base) = base_for(*market, stream, settings);
+        match groups.iter_mut().find(|g| g.0 == label) {
+            Some(g) => g.3.push(stream.clone()),
+            None => groups.push((label, *market, base.to_string(), vec![stream.clone()])),
+        }
+    }
+    let mut shards = Vec::new();
+    for (label, market, base, streams) in groups {
+        for (i, chunk) in streams.chunks(settings.streams_per_connection).enumerate() {
+            shards.push(ShardSpec {
+                name: format!("{label}#{i}"),
+                market,
+                url: format!("{}/stream", base.trim_end_matches('/')),
+                streams: chunk.to_vec(),
+            });
+        }
+    }
+    shards
+}
+
+/// Starts one task per shard; their events arrive, per stream in order, on the receiver.
+pub fn spawn(
+    settings: BinanceSettings,
+    streams: &[(Market, String)],
+    stop: CancellationToken,
+) -> Result<mpsc::Receiver<MarketEvent>, String> {
+    let proxy = (!settings.proxy.is_empty()).then_some(settings.proxy.as_str());
+    let rest = rest::Rest::new(&settings.spot_rest, &settings.futures_rest, proxy)
+        .map_err(|e| format!("binance REST client: {e}"))?;
+    let (tx, rx) = mpsc::channel(8192);
+    let shards = plan(streams, &settings);
+    let settings = Arc::new(settings);
+    for spec in shards {
+        let shard = Shard::new(spec, settings.clone(), rest.clone(), tx.clone());
+        tokio::spawn(shard.run(stop.clone()));
+    }
+    Ok(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_split_by_market_endpoint_and_size() {
+        let settings = BinanceSettings {
+            streams_per_connection: 2,
+            ..BinanceSettings::default()
+        };
+        let streams: Vec<(Market, String)> = [
+            (Market::Spot, "a@aggTrade"),
+            (Market::Spot, "b@aggTrade"),
+            (Market::Spot, "c@aggTrade"),
+            (Market::Futures, "a@aggTrade"),
+            (Market::Futures, "a@bookTicker"),
+        ]
+        .into_iter()
+        .map(|(m, s)| (m, s.to_string()))
+        .collect();
+        let shards = plan(&streams, &settings);
+        let view: Vec<(&str, &str, usize)> = shards
+            .iter()
+            .map(|s| (s.name.as_str(), s.url.as_str(), s.streams.len()))
+            .collect();
+        assert_eq!(
+            view,
+            vec![
+                ("spot#0", "wss://stream.binance.com:9443/stream", 2),
+                ("spot#1", "wss://stream.binance.com:9443/stream", 1),
+                (
+                    "futures-market#0",
+                    "wss://fstream.binance.com/market/stream",
+                    1
+                ),
+                (
+                    "futures-public#0",
+                    "wss://fstream.binance.com/public/stream",
+                    1
+                ),
+            ]
+        );
+    }
+}
