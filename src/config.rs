@@ -231,6 +231,8 @@ pub struct BinanceSettings {
     pub futures_rest: String,
     /// Streams per connection (Binance allows up to 1024).
     pub streams_per_connection: usize,
+    /// Streams named in one `SUBSCRIBE` request.
+    pub subscribe_batch: usize,
     /// Messages per second sigcast may send on a spot connection (Binance cuts above 5).
     pub spot_message_rate: u32,
     /// Messages per second sigcast may send on a futures connection (Binance cuts above 10).
@@ -263,6 +265,7 @@ impl Default for BinanceSettings {
             spot_rest: "https://api.binance.com".into(),
             futures_rest: "https://fapi.binance.com".into(),
             streams_per_connection: 200,
+            subscribe_batch: 50,
             spot_message_rate: 5,
             futures_message_rate: 10,
             watchdog: Duration::from_secs(60),
@@ -383,6 +386,7 @@ keys! {
     "binance.spot_rest", Text, "spot REST base URL (backfill)";
     "binance.futures_rest", Text, "futures REST base URL (backfill)";
     "binance.streams_per_connection", Integer, "streams per upstream connection (<= 1024)";
+    "binance.subscribe_batch", Integer, "streams per SUBSCRIBE request";
     "binance.spot_message_rate", Integer, "messages/s sigcast sends per spot connection (<= 5)";
     "binance.futures_message_rate", Integer, "messages/s sigcast sends per futures connection (<= 10)";
     "binance.watchdog", Duration, "reconnect when a stream is silent this long";
@@ -608,6 +612,9 @@ impl Config {
                 "binance.streams_per_connection",
                 "must be 1 to 1024",
             ));
+        }
+        if !(1..=1024).contains(&b.subscribe_batch) {
+            return Err(invalid("binance.subscribe_batch", "must be 1 to 1024"));
         }
         if !(1..=5).contains(&b.spot_message_rate) {
             return Err(invalid(

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod binance_mock;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -31,6 +31,12 @@ impl Budget {
         }
     }
 
+    /// Counts a message that goes out regardless of the budget: the pong tungstenite sends
+    /// for every ping it reads.
+    pub fn note_sent(&mut self) {
+        self.sent.push_back(Instant::now());
+    }
+
     /// Waits until one more message may be sent, and counts it.
     pub async fn acquire(&mut self) {
         loop {
@@ -43,10 +49,12 @@ impl Budget {
                 self.sent.pop_front();
             }
             if self.sent.len() < self.per_second {
+                // Never more than the budget in flight, even counting noted pongs.
                 self.sent.push_back(now);
                 return;
             }
-            let oldest = self.sent[0];
+            let release = self.sent.len() - self.per_second;
+            let oldest = self.sent[release];
             tokio::time::sleep_until(oldest + Duration::from_secs(1) + MARGIN).await;
         }
     }
@@ -77,5 +85,18 @@ mod tests {
         }
         // 20 messages at 4 per second take about 4 seconds, not much more.
         assert!(times[19] < Duration::from_secs(5), "{:?}", times[19]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pongs_take_their_share() {
+        let mut b = Budget::new(5);
+        let start = Instant::now();
+        b.note_sent();
+        b.note_sent();
+        for _ in 0..3 {
+            b.acquire().await;
+        }
+        // Two pongs and two requests fill the window; the third request waits for it.
+        assert!(Instant::now().duration_since(start) >= Duration::from_secs(1));
     }
 }

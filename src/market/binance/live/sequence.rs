@@ -164,6 +164,20 @@ impl Sequencer {
         verdict
     }
 
+    /// For every aggTrade stream seen so far: its symbol and the next id expected.
+    pub fn agg_trade_resume_points(&self) -> Vec<(String, u64)> {
+        let mut points: Vec<(String, u64)> = self
+            .last
+            .iter()
+            .filter_map(|((symbol, key), last)| match (key, last) {
+                (Key::AggTrade, Last::AggTrade { id, .. }) => Some((symbol.clone(), id + 1)),
+                _ => None,
+            })
+            .collect();
+        points.sort();
+        points
+    }
+
     /// Records `event` as seen after a backfill that could not close the gap; returns the
     /// gap to report before it.
     pub fn give_up(&mut self, event: &MarketEvent, stream: &'static str, after_id: u64) -> Gap {

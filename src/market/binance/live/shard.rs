@@ -27,12 +27,15 @@ use crate::config::BinanceSettings;
 use crate::market::binance::{Parsed, parse};
 use crate::market::{Malformed, Market, MarketEvent, MarketEventKind};
 
-/// Streams per `SUBSCRIBE` request.
-const SUBSCRIBE_BATCH: usize = 100;
 /// How long a connect or a subscribe reply may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long the old connection keeps being read after a rotation switched to the new one.
+/// How long the old connection keeps being read after a rotation switched to the new one
+/// (shorter for very short rotation periods).
 const ROTATION_OVERLAP: Duration = Duration::from_secs(3);
+
+fn overlap(settings: &BinanceSettings) -> Duration {
+    ROTATION_OVERLAP.min(settings.rotate_after / 4)
+}
 
 /// What one shard subscribes to, and where.
 #[derive(Debug, Clone, PartialEq)]
@@ -138,7 +141,7 @@ impl Shard {
             };
             failures = 0;
             tracing::info!(shard = %self.spec.name, streams = self.spec.streams.len(), "upstream connected and subscribed");
-            if connected_before && !self.announce_reconnect().await {
+            if connected_before && !(self.announce_reconnect().await && self.catch_up().await) {
                 return;
             }
             connected_before = true;
@@ -176,6 +179,49 @@ impl Shard {
         true
     }
 
+    /// After a reconnect, fetches every aggTrade stream's missed trades at once, so a trade
+    /// made while disconnected arrives even if no later trade reveals the gap.
+    async fn catch_up(&mut self) -> bool {
+        for (market_symbol, mut next_id) in self.sequencer.agg_trade_resume_points() {
+            let symbol = market_symbol;
+            loop {
+                let rows = match self
+                    .rest
+                    .agg_trades(self.spec.market, &symbol, next_id)
+                    .await
+                {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        tracing::warn!(shard = %self.spec.name, %symbol, error = %e, "catch-up failed; gaps will be filled as trades arrive");
+                        break;
+                    }
+                };
+                let full_page = rows.len() >= PAGE;
+                if rows.first().is_some_and(|t| t.id != next_id) {
+                    // History expired: the next live trade reports the gap.
+                    break;
+                }
+                for t in rows {
+                    next_id = t.id + 1;
+                    let e = MarketEvent {
+                        market: self.spec.market,
+                        symbol: symbol.clone(),
+                        exchange_time_ms: t.time_ms,
+                        received_at: SystemTime::now(),
+                        kind: MarketEventKind::AggTrade(t),
+                    };
+                    if self.sequencer.admit(&e) == Admit::Emit && self.out.send(e).await.is_err() {
+                        return false;
+                    }
+                }
+                if !full_page {
+                    break;
+                }
+            }
+        }
+        true
+    }
+
     async fn serve(&mut self, mut conn: Conn, stop: &CancellationToken) -> End {
         let settings = self.settings.clone();
         let start = Instant::now();
@@ -189,6 +235,8 @@ impl Shard {
         let mut watchdog =
             tokio::time::interval((settings.watchdog / 4).max(Duration::from_millis(20)));
         let mut pending = std::mem::take(&mut conn.pending);
+        // The new connection's messages during a rotation overlap.
+        let mut held: VecDeque<String> = VecDeque::new();
         loop {
             while let Some(text) = pending.pop_front() {
                 match self.on_text(&text).await {
@@ -203,7 +251,12 @@ impl Shard {
                     return End::Stop;
                 }
                 message = conn.ws.next() => match message {
+                    // During a rotation's overlap the new connection's messages wait until
+                    // the old one is done, so nothing overtakes what the old still delivers.
+                    Some(Ok(Message::Text(text))) if old.is_some() => held.push_back(text.as_str().to_owned()),
                     Some(Ok(Message::Text(text))) => pending.push_back(text.as_str().to_owned()),
+                    // tungstenite answers with a pong carrying the same payload; count it.
+                    Some(Ok(Message::Ping(_))) => conn.budget.note_sent(),
                     Some(Ok(Message::Close(frame))) => {
                         return End::Reconnect(format!("closed by Binance: {}", describe_close(frame)));
                     }
@@ -213,22 +266,28 @@ impl Shard {
                 },
                 message = next_message(&mut old), if old.is_some() => match message {
                     Some(text) => pending.push_back(text),
-                    None => old = None,
+                    None => {
+                        old = None;
+                        pending.append(&mut held);
+                    }
                 },
                 _ = tokio::time::sleep_until(old_until), if old.is_some() => {
                     if let Some(mut o) = old.take() {
                         let _ = tokio::time::timeout(Duration::from_secs(1), o.ws.close(None)).await;
                     }
+                    // What the new connection delivered meanwhile; the sequencer drops what the
+                    // old one already passed on.
+                    pending.append(&mut held);
                     tracing::info!(shard = %self.spec.name, "rotation complete: old connection closed");
                 }
                 result = async { next.as_mut().expect("guarded").await }, if next.is_some() => {
                     next = None;
                     match result {
                         Ok(mut fresh) => {
-                            pending.extend(fresh.pending.drain(..));
+                            held.extend(fresh.pending.drain(..));
                             rotate_at = fresh.opened + settings.rotate_after;
                             old = Some(std::mem::replace(&mut conn, fresh));
-                            old_until = Instant::now() + ROTATION_OVERLAP;
+                            old_until = Instant::now() + overlap(&settings);
                             tracing::info!(shard = %self.spec.name, "rotation: new connection subscribed; overlapping");
                         }
                         Err(e) => {
@@ -437,7 +496,7 @@ async fn connect(
         opened: Instant::now(),
         pending: VecDeque::new(),
     };
-    for batch in spec.streams.chunks(SUBSCRIBE_BATCH) {
+    for batch in spec.streams.chunks(settings.subscribe_batch.max(1)) {
         let id = ids.fetch_add(1, Ordering::Relaxed);
         let request = serde_json::json!({"method": "SUBSCRIBE", "params": batch, "id": id});
         conn.budget.acquire().await;
@@ -463,6 +522,10 @@ async fn await_reply(conn: &mut Conn, market: Market, id: i64) -> Result<(), Sha
             .map_err(|e| ShardError::Ws(e.to_string()))?;
         let text = match message {
             Message::Text(t) => t,
+            Message::Ping(_) => {
+                conn.budget.note_sent();
+                continue;
+            }
             Message::Close(frame) => {
                 return Err(ShardError::Ws(format!(
                     "closed while subscribing: {}",
