@@ -5,11 +5,12 @@
 //!
 //! ```text
 //!  market ──MarketEvent──▶ strategy ──Signal──▶ hub ──Frame──▶ server ──▶ clients
-//!  (synthetic source)      (engine, MA cross)   (serialize     (TLS, JWT in the
-//!                                                once, fan-out) handshake, sessions)
+//!  (Binance live, replay,  (engine, MA cross)   (serialize     (TLS, JWT in the
+//!   synthetic)                                   once, fan-out) handshake, sessions)
 //! ```
 //!
-//! - [`market`]: typed market events and the sources that produce them.
+//! - [`market`]: typed market events and the sources that produce them (Binance live with
+//!   backfill, replay of recordings, synthetic); Binance's wire format lives in `market::binance`.
 //! - [`strategy`]: deterministic strategies that turn events into [`strategy::Signal`]s.
 //! - [`hub`]: serializes each signal once and fans the same bytes out to every session.
 //! - [`server`]: the TLS WebSocket listener, handshake authentication and client sessions.

@@ -56,11 +56,22 @@ leeway = "5s"
 # file = "jwt-2026-10.secret"
 
 [source]
-# Market data: "synthetic" is a seeded random walk, offline.
+# Market data: "synthetic" (a seeded random walk, offline), "replay" (recordings, offline)
+# or "binance" (the live streams; see [binance]).
 kind = "synthetic"
 symbols = ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
 seed = 42
 tick = "5ms"
+# replay = ["recordings/btc.jsonl"]
+# replay_speed = "1"        # 1 = real time, 10x, or max
+# replay_loop = false
+
+[binance]
+# The live upstream. Defaults follow Binance's documented endpoints and limits.
+# streams_per_connection = 200
+# watchdog = "60s"
+# rotate_after = "23h"
+# proxy = "socks5://127.0.0.1:1080"
 
 [signals]
 # Strategy definitions: every *.toml file here.

@@ -46,6 +46,23 @@ enum Command {
         #[arg(long, default_value_t = 8443)]
         port: u16,
     },
+    /// Save live Binance messages, with receive times, in the JSON-lines replay format.
+    Record {
+        /// Streams, comma-separated, e.g. btcusdt@aggTrade,btcusdt@depth@100ms.
+        #[arg(long, value_delimiter = ',', required = true)]
+        streams: Vec<String>,
+        /// `spot` or `futures` (USD-M).
+        #[arg(long, default_value = "spot")]
+        market: String,
+        /// File to write (replay it with --source replay:FILE).
+        #[arg(long)]
+        out: PathBuf,
+        /// Stop after this long (e.g. 10m); otherwise at Ctrl-C.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<std::time::Duration>,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
     /// Issue and check tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -215,6 +232,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Demo { dir, port } => {
             runtime()?.block_on(serve::demo(&dir, port))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Record {
+            streams,
+            market,
+            out,
+            duration,
+            settings,
+        } => {
+            let config = settings.load(Overrides::default())?;
+            serve::init_logging(&config);
+            let summary = runtime()?.block_on(serve::record(
+                &config,
+                &streams,
+                &market,
+                out.clone(),
+                duration,
+            ))?;
+            eprintln!(
+                "sigcast: recorded {} messages ({:.1} MiB) to {}",
+                summary.messages,
+                summary.bytes as f64 / (1024.0 * 1024.0),
+                out.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Token(TokenCommand::Issue {

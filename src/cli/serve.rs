@@ -152,6 +152,34 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("server.listen: cannot listen on {addr}"))
 }
 
+/// `sigcast record`: live upstream messages into a replay file until Ctrl-C or `duration`.
+pub async fn record(
+    config: &Config,
+    streams: &[String],
+    market: &str,
+    out: std::path::PathBuf,
+    duration: Option<Duration>,
+) -> anyhow::Result<live::recorder::Summary> {
+    let market = match market {
+        "spot" => crate::market::Market::Spot,
+        "futures" | "usdm" => crate::market::Market::Futures,
+        other => anyhow::bail!("--market: expected spot or futures, got {other:?}"),
+    };
+    let mut subscriptions = Vec::new();
+    for s in streams.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        if !s.contains('@') {
+            anyhow::bail!("--streams: {s:?} is not a stream name like btcusdt@aggTrade");
+        }
+        subscriptions.push((market, s.to_string()));
+    }
+    if subscriptions.is_empty() {
+        anyhow::bail!("--streams: name at least one stream");
+    }
+    let stop = CancellationToken::new();
+    cancel_on_signal(stop.clone());
+    live::recorder::record(config.binance.clone(), &subscriptions, out, duration, stop).await
+}
+
 /// Cancels `token` on SIGINT or SIGTERM.
 fn cancel_on_signal(token: CancellationToken) {
     tokio::spawn(async move {
@@ -174,7 +202,7 @@ fn cancel_on_signal(token: CancellationToken) {
         }
         #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("shutting down: closing sessions with 1001");
+        tracing::info!("signal received: stopping");
         token.cancel();
     });
 }

@@ -6,6 +6,7 @@
 //! arrives as an explicit [`Gap`](crate::market::Gap) event.
 
 pub mod budget;
+pub mod recorder;
 pub mod rest;
 pub mod sequence;
 pub mod shard;

@@ -50,7 +50,7 @@ pub struct ShardSpec {
 
 /// Why a connection attempt failed or a connection ended.
 #[derive(Debug, thiserror::Error)]
-enum ShardError {
+pub(super) enum ShardError {
     #[error(transparent)]
     Connect(#[from] transport::ConnectError),
     #[error("timed out after {0:?}")]
@@ -62,12 +62,12 @@ enum ShardError {
 }
 
 /// A subscribed connection.
-struct Conn {
-    ws: Upstream,
-    budget: Budget,
+pub(super) struct Conn {
+    pub(super) ws: Upstream,
+    pub(super) budget: Budget,
     opened: Instant,
     /// Messages that arrived while subscribing, handled first.
-    pending: VecDeque<String>,
+    pub(super) pending: VecDeque<String>,
 }
 
 /// A rotation's replacement connection, being made while the current one keeps serving.
@@ -477,7 +477,7 @@ enum Step {
 }
 
 /// Connects and subscribes to every stream of the shard.
-async fn connect(
+pub(super) async fn connect(
     spec: Arc<ShardSpec>,
     settings: Arc<BinanceSettings>,
     ids: Arc<AtomicI64>,
@@ -566,7 +566,7 @@ async fn next_message(old: &mut Option<Conn>) -> Option<String> {
 }
 
 /// The delay before reconnect attempt `n` (1-based): exponential, capped, with jitter.
-fn backoff(settings: &BinanceSettings, n: u32) -> Duration {
+pub(super) fn backoff(settings: &BinanceSettings, n: u32) -> Duration {
     let base = settings.backoff_initial.as_secs_f64()
         * settings
             .backoff_factor
