@@ -117,16 +117,18 @@ fn latency(trades: &[(Market, String)]) {
     let instances = symbols
         .iter()
         .map(|s| {
-            Box::new(MaCross::new(MaCrossParams {
-                name: "bench".into(),
-                market: Market::Spot,
-                symbol: s.clone(),
-                interval_ms: 1000,
-                interval_label: "1s".into(),
-                fast: 5,
-                slow: 20,
-                average: Average::Ema,
-            })) as Box<dyn sigcast::strategy::Strategy>
+            Box::new(
+                MaCross::new(MaCrossParams {
+                    name: "bench".into(),
+                    market: Market::Spot,
+                    symbol: s.clone(),
+                    interval: sigcast::market::Interval::S1,
+                    fast: 5,
+                    slow: 20,
+                    average: Average::Ema,
+                })
+                .unwrap(),
+            ) as Box<dyn sigcast::strategy::Strategy>
         })
         .collect();
     let mut engine = Engine::new(instances);

@@ -448,3 +448,73 @@ async fn record_saves_every_message_for_replay() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_shutdown_notice_rotates_without_loss() {
+    let mock = MockBinance::start(futures_tape(), Settings::default()).await;
+    let (mut rx, stop) = start(&mock, upstream(&mock));
+    wait_connections(&mock, 2).await;
+    let total = mock.tape().entries.len();
+    mock.play(1000);
+    mock.wait_played(total / 3).await;
+    mock.announce_shutdown();
+    let seen = collect(&mut rx, &mock).await;
+    stop.cancel();
+    assert!(
+        mock.stats().connections >= 4,
+        "each shard opened a replacement: {:?}",
+        mock.stats()
+    );
+    assert_exact(&seen, &mock);
+    assert_eq!(seen.reconnects, 0, "handled as a rotation, not a reconnect");
+    assert!(seen.gaps.is_empty(), "{:?}", seen.gaps);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_lifetime_cuts_are_recovered() {
+    // Binance cuts every connection at 24 h; the mock does it every 700 ms.
+    let mock = MockBinance::start(
+        futures_tape(),
+        Settings {
+            lifetime: Some(Duration::from_millis(700)),
+            ..Settings::default()
+        },
+    )
+    .await;
+    let (mut rx, stop) = start(&mock, upstream(&mock));
+    wait_connections(&mock, 2).await;
+    mock.play(1000);
+    let seen = collect(&mut rx, &mock).await;
+    stop.cancel();
+    assert!(mock.stats().connections >= 6, "{:?}", mock.stats());
+    assert!(seen.reconnects > 0);
+    assert_exact(&seen, &mock);
+    assert_eq!(seen.agg_gaps(), 0, "{:?}", seen.gaps);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socks5_proxy_carries_streams_and_backfill() {
+    let proxy = common::socks5::Socks5::start().await;
+    let mock = MockBinance::start(futures_tape(), Settings::default()).await;
+    let mut settings = upstream(&mock);
+    settings.proxy = proxy.url();
+    let (mut rx, stop) = start(&mock, settings);
+    wait_connections(&mock, 2).await;
+    let total = mock.tape().entries.len();
+    mock.play(2000);
+    mock.wait_played(total / 3).await;
+    mock.stop();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    mock.restart().await;
+    let seen = collect(&mut rx, &mock).await;
+    stop.cancel();
+    assert_exact(&seen, &mock);
+    let stats = mock.stats();
+    // Two shards twice, plus the REST backfill requests: all through the proxy.
+    assert!(
+        proxy.relayed() >= 4 + stats.rest_requests,
+        "proxy relayed {} of {stats:?}",
+        proxy.relayed()
+    );
+    assert!(stats.rest_requests > 0);
+}

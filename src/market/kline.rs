@@ -31,6 +31,16 @@ impl KlineBuilder {
         })
     }
 
+    /// Forgets the kline being built (after a gap its contents are incomplete).
+    pub fn reset(&mut self) {
+        self.current = None;
+    }
+
+    /// The interval being built.
+    pub fn interval(&self) -> Interval {
+        self.interval
+    }
+
     /// The kline being built, if any trade arrived yet.
     pub fn current(&self) -> Option<&Kline> {
         self.current.as_ref()

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::Strategy;
 use super::ma_cross::{Average, MaCross, MaCrossParams};
 use crate::config::valid_symbol;
-use crate::market::Market;
+use crate::market::{Interval, Market};
 
 /// The definitions used when `signals.dir` does not exist (also what `sigcast init` writes).
 pub const DEFAULT_DEFINITIONS: &str = include_str!("../../signals/default.toml");
@@ -65,7 +65,7 @@ pub enum Kind {
 }
 
 impl Definition {
-    fn check(&self, offered: Option<&[String]>) -> Result<i64, String> {
+    fn check(&self, offered: Option<&[String]>) -> Result<Interval, String> {
         let at = |key: &str| format!("strategy {:?}: {key}", self.name);
         if self.name.is_empty()
             || !self
@@ -78,17 +78,13 @@ impl Definition {
                 self.name
             ));
         }
-        let interval = humantime::parse_duration(&self.interval).map_err(|e| {
-            format!(
-                "{}: {:?} is not an interval: {e}",
-                at("interval"),
-                self.interval
-            )
-        })?;
-        let interval_ms = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
-        if interval_ms < 1000 || interval_ms % 1000 != 0 {
+        let interval: Interval = self
+            .interval
+            .parse()
+            .map_err(|e| format!("{}: {e}", at("interval")))?;
+        if interval.fixed_millis().is_none() {
             return Err(format!(
-                "{}: must be whole seconds, at least 1s",
+                "{}: candles are built from trades, so use 1s to 1d",
                 at("interval")
             ));
         }
@@ -109,24 +105,26 @@ impl Definition {
                 ));
             }
         }
-        Ok(interval_ms)
+        Ok(interval)
     }
 
     /// One strategy instance per symbol.
-    fn build(&self, interval_ms: i64) -> Vec<Box<dyn Strategy>> {
+    fn build(&self, interval: Interval) -> Vec<Box<dyn Strategy>> {
         self.symbols
             .iter()
-            .map(|symbol| match self.kind {
-                Kind::MaCross => Box::new(MaCross::new(MaCrossParams {
+            .filter_map(|symbol| match self.kind {
+                // `check` accepted only fixed intervals, which KlineBuilder supports.
+                Kind::MaCross => MaCross::new(MaCrossParams {
                     name: self.name.clone(),
                     market: self.market,
                     symbol: symbol.clone(),
-                    interval_ms,
-                    interval_label: self.interval.clone(),
+                    interval,
                     fast: self.fast,
                     slow: self.slow,
                     average: self.average,
-                })) as Box<dyn Strategy>,
+                })
+                .ok()
+                .map(|s| Box::new(s) as Box<dyn Strategy>),
             })
             .collect()
     }
@@ -147,7 +145,7 @@ fn build_text(
         toml::from_str(text).map_err(|e| invalid(e.to_string().trim().replace('\n', " | ")))?;
     let mut out = Vec::new();
     for def in &file.strategy {
-        let interval_ms = def.check(offered).map_err(invalid)?;
+        let interval = def.check(offered).map_err(invalid)?;
         if seen.contains(&def.name) {
             return Err(invalid(format!(
                 "strategy name {:?} is used twice",
@@ -155,7 +153,7 @@ fn build_text(
             )));
         }
         seen.push(def.name.clone());
-        out.extend(def.build(interval_ms));
+        out.extend(def.build(interval));
     }
     Ok(out)
 }
@@ -215,6 +213,16 @@ mod tests {
         let built = load(Path::new("/nonexistent/signals"), Some(&symbols())).unwrap();
         assert_eq!(built.len(), 3);
         assert_eq!(built[0].name(), "ma-fast");
+        // Subscriptions follow from the strategies.
+        let engine = crate::strategy::Engine::new(built);
+        assert_eq!(
+            engine.streams(),
+            vec![
+                (Market::Spot, "btcusdt@aggTrade".to_string()),
+                (Market::Spot, "ethusdt@aggTrade".to_string()),
+                (Market::Spot, "solusdt@aggTrade".to_string()),
+            ]
+        );
     }
 
     #[test]

@@ -2,11 +2,11 @@
 
 use std::collections::VecDeque;
 
-use super::candle::CandleBuilder;
 use super::{Side, Signal, Strategy};
 use rust_decimal::prelude::ToPrimitive;
 
-use crate::market::{Market, MarketEvent, MarketEventKind};
+use crate::market::kline::KlineBuilder;
+use crate::market::{Interval, Market, MarketEvent, MarketEventKind};
 
 /// Which moving average to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -81,9 +81,8 @@ pub struct MaCrossParams {
     pub name: String,
     pub market: Market,
     pub symbol: String,
-    pub interval_ms: i64,
-    /// Interval as written in the definition, e.g. `1s`; carried in signals.
-    pub interval_label: String,
+    /// Candle interval (one of Binance's fixed ones, `1s` to `1d`); carried in signals.
+    pub interval: Interval,
     pub fast: usize,
     pub slow: usize,
     pub average: Average,
@@ -92,7 +91,8 @@ pub struct MaCrossParams {
 /// The crossover strategy for one symbol.
 pub struct MaCross {
     params: MaCrossParams,
-    candles: CandleBuilder,
+    /// Candles built from trades in exact decimals, as Binance builds its klines.
+    candles: KlineBuilder,
     fast: MovingAverage,
     slow: MovingAverage,
     /// Sign of (fast - slow) at the last closed candle; a change of sign is a crossover.
@@ -100,14 +100,15 @@ pub struct MaCross {
 }
 
 impl MaCross {
-    pub fn new(params: MaCrossParams) -> Self {
-        Self {
-            candles: CandleBuilder::new(params.interval_ms),
+    /// Fails for intervals without a fixed length (`3d`, `1w`, `1M`).
+    pub fn new(params: MaCrossParams) -> Result<Self, crate::market::kline::UnsupportedInterval> {
+        Ok(Self {
+            candles: KlineBuilder::new(params.interval)?,
             fast: MovingAverage::new(params.average, params.fast),
             slow: MovingAverage::new(params.average, params.slow),
             above: None,
             params,
-        }
+        })
     }
 }
 
@@ -129,19 +130,18 @@ impl Strategy for MaCross {
     }
 
     fn on_event(&mut self, event: &MarketEvent, out: &mut Vec<Signal>) {
-        let (time_ms, price, quantity) = match &event.kind {
-            MarketEventKind::Trade(t) => (t.time_ms, t.price, t.quantity),
-            MarketEventKind::AggTrade(t) => (t.time_ms, t.price, t.quantity),
+        let closed = match &event.kind {
+            MarketEventKind::Trade(t) => self.candles.push_trade(t),
+            MarketEventKind::AggTrade(t) => self.candles.push_agg(t),
             _ => return,
         };
-        let (Some(price), Some(quantity)) = (price.to_f64(), quantity.to_f64()) else {
+        let Some(candle) = closed else {
             return;
         };
-        let Some(candle) = self.candles.push(time_ms, price, quantity) else {
+        let Some(close) = candle.close.to_f64() else {
             return;
         };
-        let (Some(fast), Some(slow)) = (self.fast.push(candle.close), self.slow.push(candle.close))
-        else {
+        let (Some(fast), Some(slow)) = (self.fast.push(close), self.slow.push(close)) else {
             return; // still warming up: no signal from a half-filled average
         };
         if fast == slow {
@@ -165,10 +165,11 @@ impl Strategy for MaCross {
         out.push(Signal {
             side,
             symbol: self.params.symbol.clone(),
-            price: candle.close,
-            timestamp: candle.close_time_ms.div_euclid(1000),
+            price: close,
+            // The candle's end: Binance's close time is its last millisecond.
+            timestamp: (candle.close_time_ms + 1).div_euclid(1000),
             strategy: self.params.name.clone(),
-            interval: self.params.interval_label.clone(),
+            interval: self.params.interval.as_str().to_string(),
             reason: format!(
                 "{avg}({}) crossed {dir} {avg}({})",
                 self.params.fast, self.params.slow
@@ -212,12 +213,12 @@ mod tests {
             name: "t".into(),
             market: Market::Spot,
             symbol: "BTCUSDT".into(),
-            interval_ms: 1000,
-            interval_label: "1s".into(),
+            interval: Interval::S1,
             fast: 2,
             slow: 3,
             average,
-        });
+        })
+        .unwrap();
         let mut out = Vec::new();
         for (i, &p) in closes.iter().enumerate() {
             s.on_event(&trade(i as i64 * 1000, p), &mut out);

@@ -3,7 +3,6 @@
 //! A strategy never touches the network or the clock: the same events give the same signals,
 //! live or replayed. The [`Engine`] routes each event only to the instances that trade its symbol.
 
-pub mod candle;
 pub mod definition;
 pub mod ma_cross;
 

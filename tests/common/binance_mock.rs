@@ -150,6 +150,8 @@ struct Shared {
     kill: Mutex<broadcast::Sender<()>>,
     /// REST serves aggTrades only from this id on (older history "expired").
     rest_history_from: Mutex<u64>,
+    /// Tells every connection to send `serverShutdown`.
+    shutdown_notice: broadcast::Sender<()>,
 }
 
 /// A running mock.
@@ -175,6 +177,7 @@ impl MockBinance {
             stats: Mutex::new(Stats::default()),
             kill: Mutex::new(kill),
             rest_history_from: Mutex::new(0),
+            shutdown_notice: broadcast::channel(4).0,
         });
         let ws = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let ws_addr = ws.local_addr().unwrap();
@@ -269,6 +272,12 @@ impl MockBinance {
         *self.ws_task.lock().unwrap() = Some(task);
     }
 
+    /// Sends `{"e":"serverShutdown"}` on every open connection, as spot does before a
+    /// planned disconnect.
+    pub fn announce_shutdown(&self) {
+        let _ = self.shared.shutdown_notice.send(());
+    }
+
     /// Stops sending stream data (the connection stays up and pings continue).
     pub fn set_silent(&self, silent: bool) {
         self.shared.silent.store(silent, Ordering::SeqCst);
@@ -336,6 +345,7 @@ async fn serve_ws(tcp: TcpStream, shared: Arc<Shared>) {
     let mut subscribed: BTreeSet<String> = query_streams(&path).into_iter().collect();
     let mut feed = shared.feed.subscribe();
     let mut kill = shared.kill.lock().unwrap().subscribe();
+    let mut shutdown_notice = shared.shutdown_notice.subscribe();
     let (limit, ping_every, pong_deadline, lifetime, malformed_every) = {
         let s = shared.settings.lock().unwrap();
         (
@@ -356,6 +366,12 @@ async fn serve_ws(tcp: TcpStream, shared: Arc<Shared>) {
     loop {
         tokio::select! {
             _ = kill.recv() => return, // crash: no close frame
+            Ok(()) = shutdown_notice.recv() => {
+                let notice = json!({"e": "serverShutdown", "E": 1}).to_string();
+                if ws.send(Message::text(notice)).await.is_err() {
+                    return;
+                }
+            }
             _ = async { tokio::time::sleep_until(cut_at.unwrap()).await }, if cut_at.is_some() => {
                 let _ = ws.close(None).await;
                 return;
