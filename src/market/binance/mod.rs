@@ -238,31 +238,13 @@ fn event(
         }
         (StreamKind::Depth, Market::Spot) => {
             let w: wire::SpotDepth = decode(data)?;
-            make(
-                w.s,
-                w.event_time,
-                MarketEventKind::Depth(DepthUpdate {
-                    first_update_id: w.first_update_id,
-                    final_update_id: w.u,
-                    previous_final_update_id: None,
-                    bids: levels(&w.b)?,
-                    asks: levels(&w.a)?,
-                }),
-            )
+            let update = depth(w.first_update_id, w.u, None, &w.b, &w.a)?;
+            make(w.s, w.event_time, update)
         }
         (StreamKind::Depth, Market::Futures) => {
             let w: wire::FuturesDepth = decode(data)?;
-            make(
-                w.s,
-                w.event_time,
-                MarketEventKind::Depth(DepthUpdate {
-                    first_update_id: w.first_update_id,
-                    final_update_id: w.u,
-                    previous_final_update_id: Some(w.pu),
-                    bids: levels(&w.b)?,
-                    asks: levels(&w.a)?,
-                }),
-            )
+            let update = depth(w.first_update_id, w.u, Some(w.pu), &w.b, &w.a)?;
+            make(w.s, w.event_time, update)
         }
     })
 }
@@ -274,6 +256,22 @@ fn trade(id: u64, p: &str, q: &str, time_ms: i64, m: bool) -> Result<MarketEvent
         quantity: dec("q", q)?,
         time_ms,
         buyer_is_maker: m,
+    }))
+}
+
+fn depth(
+    first: u64,
+    last: u64,
+    previous: Option<u64>,
+    bids: &[[&str; 2]],
+    asks: &[[&str; 2]],
+) -> Result<MarketEventKind, String> {
+    Ok(MarketEventKind::Depth(DepthUpdate {
+        first_update_id: first,
+        final_update_id: last,
+        previous_final_update_id: previous,
+        bids: levels(bids)?,
+        asks: levels(asks)?,
     }))
 }
 

@@ -4,7 +4,9 @@
 //! against its reply), reads, answers pings (tungstenite does, with the same payload), watches
 //! every stream's silence, rotates to a fresh connection before Binance's 24 h cut (or on
 //! `serverShutdown`) with an overlap the sequencer de-duplicates, and reconnects with backoff
-//! and jitter. Every event passes the [`Sequencer`], which backfills gaps through REST.
+//! and jitter. Every event passes the [`Sequencer`]; gaps are filled by [`backfill`].
+
+mod backfill;
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -20,7 +22,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::budget::Budget;
-use super::rest::{PAGE, Rest};
+use super::rest::Rest;
 use super::sequence::{Admit, Sequencer};
 use super::transport::{self, Upstream};
 use crate::config::BinanceSettings;
@@ -179,49 +181,6 @@ impl Shard {
         true
     }
 
-    /// After a reconnect, fetches every aggTrade stream's missed trades at once, so a trade
-    /// made while disconnected arrives even if no later trade reveals the gap.
-    async fn catch_up(&mut self) -> bool {
-        for (market_symbol, mut next_id) in self.sequencer.agg_trade_resume_points() {
-            let symbol = market_symbol;
-            loop {
-                let rows = match self
-                    .rest
-                    .agg_trades(self.spec.market, &symbol, next_id)
-                    .await
-                {
-                    Ok(rows) => rows,
-                    Err(e) => {
-                        tracing::warn!(shard = %self.spec.name, %symbol, error = %e, "catch-up failed; gaps will be filled as trades arrive");
-                        break;
-                    }
-                };
-                let full_page = rows.len() >= PAGE;
-                if rows.first().is_some_and(|t| t.id != next_id) {
-                    // History expired: the next live trade reports the gap.
-                    break;
-                }
-                for t in rows {
-                    next_id = t.id + 1;
-                    let e = MarketEvent {
-                        market: self.spec.market,
-                        symbol: symbol.clone(),
-                        exchange_time_ms: t.time_ms,
-                        received_at: SystemTime::now(),
-                        kind: MarketEventKind::AggTrade(t),
-                    };
-                    if self.sequencer.admit(&e) == Admit::Emit && self.out.send(e).await.is_err() {
-                        return false;
-                    }
-                }
-                if !full_page {
-                    break;
-                }
-            }
-        }
-        true
-    }
-
     async fn serve(&mut self, mut conn: Conn, stop: &CancellationToken) -> End {
         let settings = self.settings.clone();
         let start = Instant::now();
@@ -359,111 +318,8 @@ impl Shard {
                 from_open_ms,
                 before_open_ms,
             } => {
-                let fetched = self
-                    .rest
-                    .klines(
-                        event.market,
-                        &event.symbol,
-                        interval,
-                        from_open_ms,
-                        before_open_ms - 1,
-                    )
-                    .await;
-                let mut complete = false;
-                match fetched {
-                    Ok(klines) => {
-                        complete = klines.first().map(|k| k.open_time_ms) == Some(from_open_ms);
-                        for k in klines {
-                            let e = MarketEvent {
-                                market: event.market,
-                                symbol: event.symbol.clone(),
-                                exchange_time_ms: k.close_time_ms,
-                                received_at: SystemTime::now(),
-                                kind: MarketEventKind::Kline(k),
-                            };
-                            if self.sequencer.admit(&e) == Admit::Emit
-                                && self.out.send(e).await.is_err()
-                            {
-                                return false;
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(shard = %self.spec.name, error = %e, "kline backfill failed")
-                    }
-                }
-                self.finish_backfill(event, complete, "kline", from_open_ms.max(0) as u64)
+                self.backfill_klines(event, interval, from_open_ms, before_open_ms)
                     .await
-            }
-        }
-    }
-
-    async fn backfill_trades(&mut self, event: MarketEvent, from_id: u64, before_id: u64) -> bool {
-        let mut next_id = from_id;
-        tracing::info!(shard = %self.spec.name, symbol = %event.symbol, from_id, before_id, "backfilling aggTrades");
-        while next_id < before_id {
-            let rows = match self
-                .rest
-                .agg_trades(event.market, &event.symbol, next_id)
-                .await
-            {
-                Ok(rows) => rows,
-                Err(e) => {
-                    tracing::warn!(shard = %self.spec.name, error = %e, "aggTrade backfill failed");
-                    break;
-                }
-            };
-            // History that starts later than asked (e.g. older than futures keeps) is a gap.
-            if rows.first().map(|t| t.id) != Some(next_id) {
-                break;
-            }
-            let full_page = rows.len() >= PAGE;
-            for t in rows {
-                if t.id >= before_id {
-                    break;
-                }
-                next_id = t.id + 1;
-                let e = MarketEvent {
-                    market: event.market,
-                    symbol: event.symbol.clone(),
-                    exchange_time_ms: t.time_ms,
-                    received_at: SystemTime::now(),
-                    kind: MarketEventKind::AggTrade(t),
-                };
-                if self.sequencer.admit(&e) == Admit::Emit && self.out.send(e).await.is_err() {
-                    return false;
-                }
-            }
-            if !full_page {
-                break;
-            }
-        }
-        self.finish_backfill(
-            event,
-            next_id >= before_id,
-            "aggTrade",
-            next_id.saturating_sub(1),
-        )
-        .await
-    }
-
-    /// Emits the event that revealed a gap: in order when the backfill closed it, else after
-    /// an explicit gap event.
-    async fn finish_backfill(
-        &mut self,
-        event: MarketEvent,
-        complete: bool,
-        stream: &'static str,
-        after_id: u64,
-    ) -> bool {
-        match self.sequencer.admit(&event) {
-            Admit::Emit if complete => self.out.send(event).await.is_ok(),
-            Admit::Duplicate => true,
-            _ => {
-                let gap = self.sequencer.give_up(&event, stream, after_id);
-                tracing::warn!(shard = %self.spec.name, symbol = %event.symbol, stream, after = after_id, "backfill incomplete: gap");
-                self.out.send(gap_event(&event, gap)).await.is_ok()
-                    && self.out.send(event).await.is_ok()
             }
         }
     }
