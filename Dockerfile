@@ -8,6 +8,8 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src src
 COPY signals signals
+# Cargo.toml declares the benchmark target, so its file must be present to build at all.
+COPY benches benches
 RUN cargo build --release --locked && strip target/release/sigcast
 
 FROM debian:bookworm-slim
