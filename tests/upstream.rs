@@ -48,14 +48,24 @@ fn upstream(mock: &MockBinance) -> BinanceSettings {
 #[derive(Default, Debug)]
 struct Seen {
     agg_ids: HashMap<String, Vec<u64>>,
+    /// Open times of the final (closed) klines, per symbol, in arrival order.
+    closed_klines: HashMap<String, Vec<i64>>,
     reconnects: usize,
     gaps: Vec<(String, Gap)>,
 }
 
 impl Seen {
     fn record(&mut self, e: MarketEvent) {
+        if std::env::var_os("SIGCAST_TRACE_EVENTS").is_some() {
+            eprintln!("event: {} {:?}", e.symbol, e.kind);
+        }
         match e.kind {
             MarketEventKind::AggTrade(t) => self.agg_ids.entry(e.symbol).or_default().push(t.id),
+            MarketEventKind::Kline(k) if k.closed => self
+                .closed_klines
+                .entry(e.symbol)
+                .or_default()
+                .push(k.open_time_ms),
             MarketEventKind::Reconnected => self.reconnects += 1,
             MarketEventKind::Gap(g) => self.gaps.push((e.symbol, g)),
             _ => {}
@@ -517,4 +527,89 @@ async fn socks5_proxy_carries_streams_and_backfill() {
         proxy.relayed()
     );
     assert!(stats.rest_requests > 0);
+}
+
+/// A tape over four minutes of one symbol: aggTrades and kline_1m updates.
+fn minutes_tape() -> (Tape, Vec<usize>) {
+    use common::binance_mock::Entry;
+    let mut entries = Vec::new();
+    let mut minute_ends = Vec::new();
+    let mut id = 1u64;
+    for minute in 0..4i64 {
+        let open = minute * 60_000;
+        for k in 0..5i64 {
+            let t = open + k * 1000;
+            let text = format!(
+                r#"{{"stream":"tstusdt@aggTrade","data":{{"e":"aggTrade","E":{t},"s":"TSTUSDT","a":{id},"p":"1.{id}","q":"2","f":{id},"l":{id},"T":{t},"m":false}}}}"#
+            );
+            let agg = match sigcast::market::binance::parse(
+                Market::Futures,
+                &text,
+                std::time::SystemTime::now(),
+            ) {
+                Ok(sigcast::market::binance::Parsed::Event(e)) => match e.kind {
+                    MarketEventKind::AggTrade(a) => Some((e.symbol, a)),
+                    _ => None,
+                },
+                _ => None,
+            };
+            entries.push(Entry {
+                stream: "tstusdt@aggTrade".into(),
+                text,
+                agg,
+            });
+            id += 1;
+        }
+        // The previous minute's final update, then this minute's first.
+        for (kopen, closed) in [(open - 60_000, true), (open, false)] {
+            if kopen < 0 {
+                continue;
+            }
+            let e = open + 5_000;
+            let text = format!(
+                r#"{{"stream":"tstusdt@kline_1m","data":{{"e":"kline","E":{e},"s":"TSTUSDT","k":{{"t":{kopen},"T":{},"s":"TSTUSDT","i":"1m","f":1,"L":{},"o":"1","c":"1","h":"1","l":"1","v":"1","n":1,"x":{closed},"q":"1","V":"0","Q":"0","B":"0"}}}}}}"#,
+                kopen + 59_999,
+                id - 1
+            );
+            entries.push(Entry {
+                stream: "tstusdt@kline_1m".into(),
+                text,
+                agg: None,
+            });
+        }
+        minute_ends.push(entries.len());
+    }
+    (
+        Tape {
+            market: Market::Futures,
+            entries,
+        },
+        minute_ends,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missed_klines_are_backfilled_from_rest() {
+    let (tape, minute_ends) = minutes_tape();
+    let mock = MockBinance::start(tape, Settings::default()).await;
+    let (mut rx, stop) = start(&mock, upstream(&mock));
+    wait_connections(&mock, 1).await;
+    mock.play(40);
+    mock.wait_played(minute_ends[0]).await;
+    mock.stop(); // minutes 1 and 2 happen while the connection is down
+    mock.wait_played(minute_ends[2]).await;
+    mock.pause();
+    mock.restart().await;
+    wait_connections(&mock, 2).await; // resubscribed
+    mock.play(40); // minute 3, live
+    let seen = collect(&mut rx, &mock).await;
+    stop.cancel();
+    assert_exact(&seen, &mock);
+    // Minute 0's and 1's final klines came from REST, minute 2's live: each once, in order.
+    assert_eq!(seen.closed_klines["TSTUSDT"], vec![0, 60_000, 120_000]);
+    assert!(seen.gaps.is_empty(), "{:?}", seen.gaps);
+    assert!(
+        mock.stats().rest_requests >= 2,
+        "aggTrade catch-up and kline backfill"
+    );
 }

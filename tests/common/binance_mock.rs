@@ -228,6 +228,13 @@ impl MockBinance {
         }
     }
 
+    /// Stops the feed where it stands; `play` resumes it.
+    pub fn pause(&self) {
+        if let Some(f) = self.feeder.lock().unwrap().take() {
+            f.abort();
+        }
+    }
+
     /// Entries played so far.
     pub fn played(&self) -> usize {
         self.shared.played.load(Ordering::SeqCst)
