@@ -529,6 +529,24 @@ async fn socks5_proxy_carries_streams_and_backfill() {
     assert!(stats.rest_requests > 0);
 }
 
+/// An aggTrade tape entry as Binance futures sends it.
+fn agg_entry(symbol: &str, id: u64, t: i64) -> common::binance_mock::Entry {
+    let stream = format!("{}@aggTrade", symbol.to_lowercase());
+    let text = format!(
+        r#"{{"stream":"{stream}","data":{{"e":"aggTrade","E":{t},"s":"{symbol}","a":{id},"p":"1.{id}","q":"2","f":{id},"l":{id},"T":{t},"m":false}}}}"#
+    );
+    let agg =
+        match sigcast::market::binance::parse(Market::Futures, &text, std::time::SystemTime::now())
+        {
+            Ok(sigcast::market::binance::Parsed::Event(e)) => match e.kind {
+                MarketEventKind::AggTrade(a) => Some((e.symbol, a)),
+                _ => None,
+            },
+            _ => None,
+        };
+    common::binance_mock::Entry { stream, text, agg }
+}
+
 /// A tape over four minutes of one symbol: aggTrades and kline_1m updates.
 fn minutes_tape() -> (Tape, Vec<usize>) {
     use common::binance_mock::Entry;
@@ -538,26 +556,7 @@ fn minutes_tape() -> (Tape, Vec<usize>) {
     for minute in 0..4i64 {
         let open = minute * 60_000;
         for k in 0..5i64 {
-            let t = open + k * 1000;
-            let text = format!(
-                r#"{{"stream":"tstusdt@aggTrade","data":{{"e":"aggTrade","E":{t},"s":"TSTUSDT","a":{id},"p":"1.{id}","q":"2","f":{id},"l":{id},"T":{t},"m":false}}}}"#
-            );
-            let agg = match sigcast::market::binance::parse(
-                Market::Futures,
-                &text,
-                std::time::SystemTime::now(),
-            ) {
-                Ok(sigcast::market::binance::Parsed::Event(e)) => match e.kind {
-                    MarketEventKind::AggTrade(a) => Some((e.symbol, a)),
-                    _ => None,
-                },
-                _ => None,
-            };
-            entries.push(Entry {
-                stream: "tstusdt@aggTrade".into(),
-                text,
-                agg,
-            });
+            entries.push(agg_entry("TSTUSDT", id, open + k * 1000));
             id += 1;
         }
         // The previous minute's final update, then this minute's first.
@@ -612,4 +611,41 @@ async fn missed_klines_are_backfilled_from_rest() {
         mock.stats().rest_requests >= 2,
         "aggTrade catch-up and kline backfill"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_trades_made_during_an_outage_are_recovered() {
+    // AAAUSDT trades throughout; BBBUSDT trades for the first time while the connection is
+    // down, and never again: no later trade could reveal what was missed.
+    let mut entries = Vec::new();
+    for i in 0..5 {
+        entries.push(agg_entry("AAAUSDT", 100 + i, i as i64));
+    }
+    let outage_starts = entries.len();
+    for i in 0..4 {
+        entries.push(agg_entry("BBBUSDT", 7_000 + i, 10 + i as i64));
+    }
+    let outage_ends = entries.len();
+    for i in 5..10 {
+        entries.push(agg_entry("AAAUSDT", 100 + i, 20 + i as i64));
+    }
+    let tape = Tape {
+        market: Market::Futures,
+        entries,
+    };
+    let mock = MockBinance::start(tape, Settings::default()).await;
+    let (mut rx, stop) = start(&mock, upstream(&mock));
+    wait_connections(&mock, 1).await;
+    mock.play(50);
+    mock.wait_played(outage_starts).await;
+    mock.stop();
+    mock.wait_played(outage_ends).await;
+    mock.pause();
+    mock.restart().await;
+    wait_connections(&mock, 2).await;
+    mock.play(50);
+    let seen = collect(&mut rx, &mock).await;
+    stop.cancel();
+    assert_exact(&seen, &mock);
+    assert_eq!(seen.agg_ids["BBBUSDT"], vec![7_000, 7_001, 7_002, 7_003]);
 }

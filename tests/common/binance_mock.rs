@@ -549,15 +549,22 @@ fn played_aggs<'a>(shared: &'a Shared, symbol: &'a str) -> impl Iterator<Item = 
 
 fn rest_agg_trades(shared: &Shared, q: &HashMap<&str, &str>) -> String {
     let symbol = q.get("symbol").copied().unwrap_or("");
-    let from: u64 = q.get("fromId").and_then(|v| v.parse().ok()).unwrap_or(0);
     let limit: usize = q
         .get("limit")
         .and_then(|v| v.parse().ok())
         .unwrap_or(500)
         .min(1000);
     let oldest = *shared.rest_history_from.lock().unwrap();
-    let rows: Vec<Value> = played_aggs(shared, symbol)
-        .filter(|t| t.id >= from.max(oldest))
+    let kept: Vec<&AggTrade> = played_aggs(shared, symbol)
+        .filter(|t| t.id >= oldest)
+        .collect();
+    // With fromId: from that id on; without: the most recent `limit`, as Binance does.
+    let start = match q.get("fromId").and_then(|v| v.parse::<u64>().ok()) {
+        Some(from) => kept.iter().position(|t| t.id >= from).unwrap_or(kept.len()),
+        None => kept.len().saturating_sub(limit),
+    };
+    let rows: Vec<Value> = kept[start..]
+        .iter()
         .take(limit)
         .map(|t| {
             json!({"a": t.id, "p": t.price.to_string(), "q": t.quantity.to_string(), "f": t.first_trade_id,

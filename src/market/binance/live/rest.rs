@@ -81,18 +81,22 @@ impl Rest {
         Ok(body)
     }
 
-    /// Aggregate trades from id `from_id` on, up to [`PAGE`] of them.
+    /// Aggregate trades from id `from_id` on, or the most recent ones for `None`, up to
+    /// [`PAGE`] of them, in id order.
     pub async fn agg_trades(
         &self,
         market: Market,
         symbol: &str,
-        from_id: u64,
+        from_id: Option<u64>,
     ) -> Result<Vec<AggTrade>, RestError> {
+        let from = from_id
+            .map(|id| format!("&fromId={id}"))
+            .unwrap_or_default();
         let url = self.url(
             market,
             "/api/v3/aggTrades",
             "/fapi/v1/aggTrades",
-            &format!("symbol={symbol}&fromId={from_id}&limit={PAGE}"),
+            &format!("symbol={symbol}{from}&limit={PAGE}"),
         );
         let body = self.get(&url).await?;
         let bad = |reason: String| RestError::Body {

@@ -3,26 +3,84 @@
 
 use std::time::SystemTime;
 
-use super::{Shard, gap_event};
+use super::{Shard, gap_event, symbol_of};
+use crate::market::binance::StreamKind;
 use crate::market::binance::live::rest::PAGE;
 use crate::market::binance::live::sequence::Admit;
-use crate::market::{Interval, MarketEvent, MarketEventKind};
+use crate::market::{AggTrade, Interval, MarketEvent, MarketEventKind};
 
 impl Shard {
     /// After a reconnect, fetches every aggTrade stream's missed trades at once, so a trade
-    /// made while disconnected arrives even if no later trade reveals the gap. (Where history
-    /// has expired, the next live trade reports the gap.)
+    /// made while disconnected arrives even if no later trade reveals the gap. A stream that
+    /// has not traded since it was subscribed starts from Binance's most recent page, so its
+    /// first trades are not lost either. (Where history has expired, the next live trade
+    /// reports the gap.)
     pub(super) async fn catch_up(&mut self) -> bool {
-        for (symbol, next_id) in self.sequencer.agg_trade_resume_points() {
-            if self
-                .fetch_agg_trades(&symbol, next_id, None)
-                .await
-                .is_none()
-            {
+        let resume: std::collections::HashMap<String, u64> = self
+            .sequencer
+            .agg_trade_resume_points()
+            .into_iter()
+            .collect();
+        for symbol in self.agg_trade_symbols() {
+            let from = match resume.get(&symbol) {
+                Some(next) => *next,
+                None => match self.recent_agg_trades(&symbol).await {
+                    Some(Some(next)) => next,
+                    Some(None) => continue, // no trade to resume from
+                    None => return false,
+                },
+            };
+            if self.fetch_agg_trades(&symbol, from, None).await.is_none() {
                 return false;
             }
         }
         true
+    }
+
+    /// The symbols of this shard's aggTrade streams.
+    fn agg_trade_symbols(&self) -> Vec<String> {
+        let mut symbols: Vec<String> = self
+            .spec
+            .streams
+            .iter()
+            .filter(|s| StreamKind::of(s) == Some(StreamKind::AggTrade))
+            .map(|s| symbol_of(s))
+            .collect();
+        symbols.sort();
+        symbols.dedup();
+        symbols
+    }
+
+    /// Passes Binance's most recent aggTrades of `symbol` on; returns the next id to ask for
+    /// (`Some(None)` when it has none), or `None` once nobody listens any more.
+    async fn recent_agg_trades(&mut self, symbol: &str) -> Option<Option<u64>> {
+        let rows = match self.rest.agg_trades(self.spec.market, symbol, None).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(shard = %self.spec.name, %symbol, error = %e, "catch-up failed");
+                return Some(None);
+            }
+        };
+        let mut next = None;
+        for t in rows {
+            next = Some(t.id + 1);
+            if !self.pass_agg_trade(symbol, t).await {
+                return None;
+            }
+        }
+        Some(next)
+    }
+
+    /// Passes one REST aggTrade through the sequencer; false once nobody listens any more.
+    async fn pass_agg_trade(&mut self, symbol: &str, t: AggTrade) -> bool {
+        let e = MarketEvent {
+            market: self.spec.market,
+            symbol: symbol.to_string(),
+            exchange_time_ms: t.time_ms,
+            received_at: SystemTime::now(),
+            kind: MarketEventKind::AggTrade(t),
+        };
+        self.sequencer.admit(&e) != Admit::Emit || self.out.send(e).await.is_ok()
     }
 
     /// Fills aggTrades `from_id..before_id`, then passes `event` on (after a gap event when
@@ -61,7 +119,7 @@ impl Shard {
         let market = self.spec.market;
         let mut next_id = from_id;
         while before.is_none_or(|b| next_id < b) {
-            let rows = match self.rest.agg_trades(market, symbol, next_id).await {
+            let rows = match self.rest.agg_trades(market, symbol, Some(next_id)).await {
                 Ok(rows) => rows,
                 Err(e) => {
                     tracing::warn!(shard = %self.spec.name, %symbol, error = %e, "aggTrade backfill failed");
@@ -78,14 +136,7 @@ impl Shard {
                     break;
                 }
                 next_id = t.id + 1;
-                let e = MarketEvent {
-                    market,
-                    symbol: symbol.to_string(),
-                    exchange_time_ms: t.time_ms,
-                    received_at: SystemTime::now(),
-                    kind: MarketEventKind::AggTrade(t),
-                };
-                if self.sequencer.admit(&e) == Admit::Emit && self.out.send(e).await.is_err() {
+                if !self.pass_agg_trade(symbol, t).await {
                     return None;
                 }
             }
