@@ -1,7 +1,6 @@
 //! Moving-average crossover on closed candles: buy when the fast average crosses above the slow.
 
-use std::collections::VecDeque;
-
+use super::indicators::{Ema, Sma};
 use super::{Side, Signal, Strategy};
 use rust_decimal::prelude::ToPrimitive;
 
@@ -16,62 +15,34 @@ pub enum Average {
     Ema,
 }
 
-/// A simple or exponential moving average over closes.
+/// The configured average over closes, from the shared indicators.
 #[derive(Debug, Clone)]
-struct MovingAverage {
-    kind: Average,
-    period: usize,
-    /// SMA: the last `period` values; EMA: the seed values until `period` are in.
-    window: VecDeque<f64>,
-    sum: f64,
-    /// EMA value once seeded with the SMA of the first `period` values (TA-Lib's definition).
-    ema: Option<f64>,
+enum MovingAverage {
+    Simple(Sma),
+    Exponential(Ema),
 }
 
 impl MovingAverage {
     fn new(kind: Average, period: usize) -> Self {
-        Self {
-            kind,
-            period,
-            window: VecDeque::with_capacity(period + 1),
-            sum: 0.0,
-            ema: None,
+        match kind {
+            Average::Sma => MovingAverage::Simple(Sma::new(period)),
+            Average::Ema => MovingAverage::Exponential(Ema::new(period)),
         }
     }
 
     /// Adds a value; returns the average once `period` values are in.
     fn push(&mut self, value: f64) -> Option<f64> {
-        match (self.kind, self.ema) {
-            (Average::Ema, Some(prev)) => {
-                let k = 2.0 / (self.period as f64 + 1.0);
-                let next = prev + k * (value - prev);
-                self.ema = Some(next);
-                Some(next)
-            }
-            _ => {
-                self.window.push_back(value);
-                self.sum += value;
-                if self.window.len() > self.period {
-                    self.sum -= self.window.pop_front().unwrap_or(0.0);
-                }
-                if self.window.len() < self.period {
-                    return None;
-                }
-                let sma = self.sum / self.period as f64;
-                if self.kind == Average::Ema {
-                    self.ema = Some(sma);
-                    self.window.clear();
-                    self.sum = 0.0;
-                }
-                Some(sma)
-            }
+        match self {
+            MovingAverage::Simple(a) => a.push(value),
+            MovingAverage::Exponential(a) => a.push(value),
         }
     }
 
     fn reset(&mut self) {
-        self.window.clear();
-        self.sum = 0.0;
-        self.ema = None;
+        match self {
+            MovingAverage::Simple(a) => a.reset(),
+            MovingAverage::Exponential(a) => a.reset(),
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! live or replayed. The [`Engine`] routes each event only to the instances that trade its symbol.
 
 pub mod definition;
+pub mod indicators;
 pub mod ma_cross;
 
 use std::collections::HashMap;
