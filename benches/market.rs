@@ -15,6 +15,7 @@ use sigcast::market::binance::{Parsed, StreamKind, parse};
 use sigcast::market::recording::RecordingReader;
 use sigcast::market::{Market, MarketEvent};
 use sigcast::strategy::Engine;
+use sigcast::strategy::common::Common;
 use sigcast::strategy::ma_cross::{Average, MaCross, MaCrossParams};
 
 fn recordings() -> Vec<PathBuf> {
@@ -117,18 +118,13 @@ fn latency(trades: &[(Market, String)]) {
     let instances = symbols
         .iter()
         .map(|s| {
-            Box::new(
-                MaCross::new(MaCrossParams {
-                    name: "bench".into(),
-                    market: Market::Spot,
-                    symbol: s.clone(),
-                    interval: sigcast::market::Interval::S1,
-                    fast: 5,
-                    slow: 20,
-                    average: Average::Ema,
-                })
-                .unwrap(),
-            ) as Box<dyn sigcast::strategy::Strategy>
+            let common = Common::new("bench", Market::Spot, s, sigcast::market::Interval::S1, 0);
+            let params = MaCrossParams {
+                fast: 5,
+                slow: 20,
+                average: Average::Ema,
+            };
+            Box::new(MaCross::new(common, params).unwrap()) as Box<dyn sigcast::strategy::Strategy>
         })
         .collect();
     let mut engine = Engine::new(instances);

@@ -279,7 +279,7 @@ async fn serve_broadcasts_strategy_signals_and_exits_cleanly_on_sigterm() {
     // A quick strategy so the test sees real signals within seconds.
     std::fs::write(
         tmp.path().join("signals/default.toml"),
-        "[[strategy]]\nname = \"quick\"\nkind = \"ma_cross\"\nsymbols = [\"BTCUSDT\", \"ETHUSDT\", \"SOLUSDT\"]\ninterval = \"1s\"\nfast = 1\nslow = 2\n",
+        "[[strategy]]\nname = \"quick\"\nkind = \"ma_cross\"\nsymbols = [\"BTCUSDT\", \"ETHUSDT\", \"SOLUSDT\"]\ninterval = \"1s\"\n[strategy.params]\nfast = 1\nslow = 2\n",
     )
     .unwrap();
     let token =
@@ -394,7 +394,7 @@ async fn serve_replays_recorded_binance_trades() {
     assert!(sigcast(tmp.path(), &["init"]).status.success());
     std::fs::write(
         tmp.path().join("signals/default.toml"),
-        "[[strategy]]\nname = \"replayed\"\nkind = \"ma_cross\"\nmarket = \"futures\"\nsymbols = [\"BTCUSDT\"]\ninterval = \"1s\"\nfast = 1\nslow = 2\n",
+        "[[strategy]]\nname = \"replayed\"\nkind = \"ma_cross\"\nmarket = \"futures\"\nsymbols = [\"BTCUSDT\"]\ninterval = \"1s\"\n[strategy.params]\nfast = 1\nslow = 2\n",
     )
     .unwrap();
     let token =

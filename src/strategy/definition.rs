@@ -1,18 +1,39 @@
 //! Strategy definitions: the `signals/*.toml` files operators write, checked and built.
+//!
+//! ```toml
+//! [[strategy]]
+//! name = "btc-rsi"          # unique across all files
+//! kind = "rsi"              # ma_cross, rsi, bollinger, macd, donchian, book_imbalance
+//! market = "spot"           # or "futures" (USD-M); default spot
+//! symbols = ["BTCUSDT"]     # or symbol = "BTCUSDT"
+//! interval = "1m"           # Binance's: 1s, 1m, 3m, 5m, 15m, 30m, 1h, 2h, 4h, 6h, 8h, 12h, 1d
+//! cooldown = "5m"           # optional: quiet time after each signal
+//! enabled = true            # optional
+//! [strategy.params]         # per kind; omitted keys take their defaults
+//! period = 14
+//! ```
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use super::Strategy;
-use super::ma_cross::{Average, MaCross, MaCrossParams};
+use super::bollinger::BollingerBands;
+use super::book_imbalance::BookImbalance;
+use super::common::Common;
+use super::donchian::Donchian;
+use super::ma_cross::MaCross;
+use super::macd::MacdCross;
+use super::rsi::RsiLevels;
 use crate::config::valid_symbol;
 use crate::market::{Interval, Market};
 
 /// The definitions used when `signals.dir` does not exist (also what `sigcast init` writes).
 pub const DEFAULT_DEFINITIONS: &str = include_str!("../../signals/default.toml");
 
-/// Why the strategy definitions cannot be used; each names the file and key.
+/// Why the strategy definitions cannot be used; each names the file, and the instance and
+/// key where there is one.
 #[derive(Debug, thiserror::Error)]
 pub enum DefinitionError {
     #[error("cannot read strategy definitions in {path}: {source}")]
@@ -38,23 +59,27 @@ struct File {
 pub struct Definition {
     pub name: String,
     pub kind: Kind,
-    /// `spot` (default) or `futures` (USD-M).
     #[serde(default = "default_market")]
     pub market: Market,
+    #[serde(default)]
+    pub symbol: Option<String>,
+    #[serde(default)]
     pub symbols: Vec<String>,
     pub interval: String,
-    pub fast: usize,
-    pub slow: usize,
-    #[serde(default = "default_average")]
-    pub average: Average,
+    #[serde(default)]
+    pub params: toml::Table,
+    #[serde(default)]
+    pub cooldown: Option<String>,
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
 }
 
 fn default_market() -> Market {
     Market::Spot
 }
 
-fn default_average() -> Average {
-    Average::Sma
+fn enabled_by_default() -> bool {
+    true
 }
 
 /// The built-in strategy kinds.
@@ -62,10 +87,22 @@ fn default_average() -> Average {
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     MaCross,
+    Rsi,
+    Bollinger,
+    Macd,
+    Donchian,
+    BookImbalance,
+}
+
+/// Checked settings shared by every instance of a definition.
+struct Checked {
+    symbols: Vec<String>,
+    interval: Interval,
+    cooldown_ms: i64,
 }
 
 impl Definition {
-    fn check(&self, offered: Option<&[String]>) -> Result<Interval, String> {
+    fn check(&self, offered: Option<&[String]>) -> Result<Checked, String> {
         let at = |key: &str| format!("strategy {:?}: {key}", self.name);
         if self.name.is_empty()
             || !self
@@ -88,13 +125,27 @@ impl Definition {
                 at("interval")
             ));
         }
-        if self.fast == 0 || self.slow <= self.fast {
-            return Err(format!("{}: need 0 < fast < slow", at("fast/slow")));
+        let cooldown_ms = match &self.cooldown {
+            None => 0,
+            Some(text) => humantime::parse_duration(text)
+                .map_err(|e| format!("{}: {text:?} is not a duration: {e}", at("cooldown")))?
+                .as_millis()
+                .min(i64::MAX as u128) as i64,
+        };
+        let mut symbols = self.symbols.clone();
+        if let Some(s) = &self.symbol {
+            if !symbols.is_empty() {
+                return Err(format!(
+                    "{}: give symbol or symbols, not both",
+                    at("symbol")
+                ));
+            }
+            symbols.push(s.clone());
         }
-        if self.symbols.is_empty() {
+        if symbols.is_empty() {
             return Err(format!("{}: needs at least one symbol", at("symbols")));
         }
-        for s in &self.symbols {
+        for s in &symbols {
             if !valid_symbol(s) {
                 return Err(format!("{}: {s:?} is not a symbol", at("symbols")));
             }
@@ -105,28 +156,44 @@ impl Definition {
                 ));
             }
         }
-        Ok(interval)
+        Ok(Checked {
+            symbols,
+            interval,
+            cooldown_ms,
+        })
     }
 
-    /// One strategy instance per symbol.
-    fn build(&self, interval: Interval) -> Vec<Box<dyn Strategy>> {
-        self.symbols
-            .iter()
-            .filter_map(|symbol| match self.kind {
-                // `check` accepted only fixed intervals, which KlineBuilder supports.
-                Kind::MaCross => MaCross::new(MaCrossParams {
-                    name: self.name.clone(),
-                    market: self.market,
-                    symbol: symbol.clone(),
-                    interval,
-                    fast: self.fast,
-                    slow: self.slow,
-                    average: self.average,
-                })
-                .ok()
-                .map(|s| Box::new(s) as Box<dyn Strategy>),
+    /// One instance per symbol; a bad parameter is an error naming the key.
+    fn build(&self, checked: &Checked) -> Result<Vec<Box<dyn Strategy>>, String> {
+        let mut out = Vec::new();
+        for symbol in &checked.symbols {
+            let common = Common::new(
+                &self.name,
+                self.market,
+                symbol,
+                checked.interval,
+                checked.cooldown_ms,
+            );
+            let built: Box<dyn Strategy> = match self.kind {
+                Kind::MaCross => Box::new(MaCross::new(common, self.params()?)?),
+                Kind::Rsi => Box::new(RsiLevels::new(common, self.params()?)?),
+                Kind::Bollinger => Box::new(BollingerBands::new(common, self.params()?)?),
+                Kind::Macd => Box::new(MacdCross::new(common, self.params()?)?),
+                Kind::Donchian => Box::new(Donchian::new(common, self.params()?)?),
+                Kind::BookImbalance => Box::new(BookImbalance::new(common, self.params()?)?),
+            };
+            out.push(built);
+        }
+        Ok(out)
+    }
+
+    /// The kind's parameters, from `[strategy.params]`.
+    fn params<P: DeserializeOwned>(&self) -> Result<P, String> {
+        toml::Value::Table(self.params.clone())
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                format!("params: {}", e.to_string().trim().replace('\n', " | "))
             })
-            .collect()
     }
 }
 
@@ -145,7 +212,6 @@ fn build_text(
         toml::from_str(text).map_err(|e| invalid(e.to_string().trim().replace('\n', " | ")))?;
     let mut out = Vec::new();
     for def in &file.strategy {
-        let interval = def.check(offered).map_err(invalid)?;
         if seen.contains(&def.name) {
             return Err(invalid(format!(
                 "strategy name {:?} is used twice",
@@ -153,7 +219,13 @@ fn build_text(
             )));
         }
         seen.push(def.name.clone());
-        out.extend(def.build(interval));
+        let checked = def.check(offered).map_err(&invalid)?;
+        let built = def
+            .build(&checked)
+            .map_err(|e| invalid(format!("strategy {:?}: {e}", def.name)))?;
+        if def.enabled {
+            out.extend(built);
+        }
     }
     Ok(out)
 }
@@ -194,7 +266,7 @@ pub fn load(
     if out.is_empty() {
         return Err(DefinitionError::Invalid {
             path: dir.to_path_buf(),
-            message: "no [[strategy]] defined: sigcast would never emit a signal".into(),
+            message: "no enabled [[strategy]]: sigcast would never emit a signal".into(),
         });
     }
     Ok(out)
@@ -226,37 +298,86 @@ mod tests {
     }
 
     #[test]
-    fn errors_name_file_and_key() {
+    fn every_kind_builds_with_defaults() {
+        let kinds = [
+            "ma_cross",
+            "rsi",
+            "bollinger",
+            "macd",
+            "donchian",
+            "book_imbalance",
+        ];
+        let text: String = kinds
+            .iter()
+            .map(|k| format!("[[strategy]]\nname = \"{k}\"\nkind = \"{k}\"\nsymbol = \"BTCUSDT\"\ninterval = \"1m\"\n"))
+            .collect();
+        let built = build_text(Path::new("t.toml"), &text, None, &mut Vec::new()).unwrap();
+        assert_eq!(built.len(), kinds.len());
+    }
+
+    #[test]
+    fn errors_name_file_instance_and_key() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("a.toml");
-        let bad = DEFAULT_DEFINITIONS.replace("slow = 8", "slow = 2");
-        std::fs::write(&f, bad).unwrap();
+        let cases = [
+            (
+                DEFAULT_DEFINITIONS.replace("slow = 8", "slow = 2"),
+                "params.fast",
+            ),
+            (
+                DEFAULT_DEFINITIONS.replace("\"SOLUSDT\"", "\"DOGEUSDT\""),
+                "DOGEUSDT",
+            ),
+            (
+                DEFAULT_DEFINITIONS.replace("interval = \"1s\"", "interval = \"1w\""),
+                "interval",
+            ),
+            (
+                DEFAULT_DEFINITIONS.replace("interval = \"1s\"", "interval = \"2m\""),
+                "interval",
+            ),
+            (
+                DEFAULT_DEFINITIONS.replace("fast = 3", "fast = 3\nfats = 1"),
+                "fats",
+            ),
+            (
+                DEFAULT_DEFINITIONS.replace("kind = \"ma_cross\"", "kind = \"magic\""),
+                "magic",
+            ),
+            (
+                DEFAULT_DEFINITIONS.replace("fast = 3", "fast = \"three\""),
+                "params",
+            ),
+            (
+                format!("{DEFAULT_DEFINITIONS}\n{DEFAULT_DEFINITIONS}"),
+                "used twice",
+            ),
+        ];
+        for (text, needle) in cases {
+            std::fs::write(&f, text).unwrap();
+            let err = load(dir.path(), Some(&symbols()))
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(
+                err.contains("a.toml") && err.contains(needle),
+                "{needle}: {err}"
+            );
+        }
+        // The instance is named where there is one.
+        std::fs::write(&f, DEFAULT_DEFINITIONS.replace("slow = 8", "slow = 2")).unwrap();
         let err = load(dir.path(), Some(&symbols()))
             .err()
             .unwrap()
             .to_string();
-        assert!(err.contains("a.toml") && err.contains("fast/slow"), "{err}");
+        assert!(err.contains("\"ma-fast\""), "{err}");
+    }
 
-        std::fs::write(
-            &f,
-            DEFAULT_DEFINITIONS.replace("\"SOLUSDT\"", "\"DOGEUSDT\""),
-        )
-        .unwrap();
-        let err = load(dir.path(), Some(&symbols()))
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(err.contains("DOGEUSDT"), "{err}");
-
-        std::fs::write(
-            &f,
-            DEFAULT_DEFINITIONS.replace("fast = 3", "fast = 3\nfats = 1"),
-        )
-        .unwrap();
-        let err = load(dir.path(), Some(&symbols()))
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(err.contains("fats"), "{err}");
+    #[test]
+    fn disabled_instances_are_not_run() {
+        let text =
+            DEFAULT_DEFINITIONS.replace("interval = \"1s\"", "interval = \"1s\"\nenabled = false");
+        let built = build_text(Path::new("t.toml"), &text, None, &mut Vec::new()).unwrap();
+        assert!(built.is_empty());
     }
 }

@@ -1,21 +1,44 @@
-//! Moving-average crossover on closed candles: buy when the fast average crosses above the slow.
+//! Moving-average crossover on closed candles: buy when the fast average crosses above the
+//! slow one, sell when it crosses below.
 
+use serde::Deserialize;
+
+use super::common::{Candles, Common};
 use super::indicators::{Ema, Sma};
 use super::{Side, Signal, Strategy};
-use rust_decimal::prelude::ToPrimitive;
-
-use crate::market::kline::KlineBuilder;
-use crate::market::{Interval, Market, MarketEvent, MarketEventKind};
+use crate::market::{Market, MarketEvent};
 
 /// Which moving average to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Average {
+    #[default]
     Sma,
     Ema,
 }
 
-/// The configured average over closes, from the shared indicators.
+/// `[strategy.params]` of `kind = "ma_cross"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MaCrossParams {
+    /// Fast average period, in candles.
+    pub fast: usize,
+    /// Slow average period, in candles (greater than `fast`).
+    pub slow: usize,
+    pub average: Average,
+}
+
+impl Default for MaCrossParams {
+    fn default() -> Self {
+        Self {
+            fast: 9,
+            slow: 21,
+            average: Average::Sma,
+        }
+    }
+}
+
+/// The configured average over closes.
 #[derive(Debug, Clone)]
 enum MovingAverage {
     Simple(Sma),
@@ -30,7 +53,6 @@ impl MovingAverage {
         }
     }
 
-    /// Adds a value; returns the average once `period` values are in.
     fn push(&mut self, value: f64) -> Option<f64> {
         match self {
             MovingAverage::Simple(a) => a.push(value),
@@ -46,38 +68,28 @@ impl MovingAverage {
     }
 }
 
-/// Settings of one crossover instance.
-#[derive(Debug, Clone)]
-pub struct MaCrossParams {
-    pub name: String,
-    pub market: Market,
-    pub symbol: String,
-    /// Candle interval (one of Binance's fixed ones, `1s` to `1d`); carried in signals.
-    pub interval: Interval,
-    pub fast: usize,
-    pub slow: usize,
-    pub average: Average,
-}
-
 /// The crossover strategy for one symbol.
 pub struct MaCross {
+    common: Common,
+    candles: Candles,
     params: MaCrossParams,
-    /// Candles built from trades in exact decimals, as Binance builds its klines.
-    candles: KlineBuilder,
     fast: MovingAverage,
     slow: MovingAverage,
-    /// Sign of (fast - slow) at the last closed candle; a change of sign is a crossover.
+    /// Whether fast was above slow at the last closed candle; a change is a crossover.
     above: Option<bool>,
 }
 
 impl MaCross {
-    /// Fails for intervals without a fixed length (`3d`, `1w`, `1M`).
-    pub fn new(params: MaCrossParams) -> Result<Self, crate::market::kline::UnsupportedInterval> {
+    pub fn new(common: Common, params: MaCrossParams) -> Result<Self, String> {
+        if params.fast == 0 || params.slow <= params.fast {
+            return Err("params.fast/params.slow: need 0 < fast < slow".into());
+        }
         Ok(Self {
-            candles: KlineBuilder::new(params.interval)?,
+            candles: Candles::new(common.interval).map_err(|e| e.to_string())?,
             fast: MovingAverage::new(params.average, params.fast),
             slow: MovingAverage::new(params.average, params.slow),
             above: None,
+            common,
             params,
         })
     }
@@ -85,34 +97,27 @@ impl MaCross {
 
 impl Strategy for MaCross {
     fn name(&self) -> &str {
-        &self.params.name
+        &self.common.name
     }
 
     fn market(&self) -> Market {
-        self.params.market
+        self.common.market
     }
 
     fn symbol(&self) -> &str {
-        &self.params.symbol
+        &self.common.symbol
     }
 
     fn streams(&self) -> Vec<String> {
-        vec![format!("{}@aggTrade", self.params.symbol.to_lowercase())]
+        vec![self.common.trade_stream()]
     }
 
     fn on_event(&mut self, event: &MarketEvent, out: &mut Vec<Signal>) {
-        let closed = match &event.kind {
-            MarketEventKind::Trade(t) => self.candles.push_trade(t),
-            MarketEventKind::AggTrade(t) => self.candles.push_agg(t),
-            _ => return,
-        };
-        let Some(candle) = closed else {
+        let Some(candle) = self.candles.closed(event) else {
             return;
         };
-        let Some(close) = candle.close.to_f64() else {
-            return;
-        };
-        let (Some(fast), Some(slow)) = (self.fast.push(close), self.slow.push(close)) else {
+        let (Some(fast), Some(slow)) = (self.fast.push(candle.close), self.slow.push(candle.close))
+        else {
             return; // still warming up: no signal from a half-filled average
         };
         if fast == slow {
@@ -133,19 +138,11 @@ impl Strategy for MaCross {
             Average::Sma => "SMA",
             Average::Ema => "EMA",
         };
-        out.push(Signal {
-            side,
-            symbol: self.params.symbol.clone(),
-            price: close,
-            // The candle's end: Binance's close time is its last millisecond.
-            timestamp: (candle.close_time_ms + 1).div_euclid(1000),
-            strategy: self.params.name.clone(),
-            interval: self.params.interval.as_str().to_string(),
-            reason: format!(
-                "{avg}({}) crossed {dir} {avg}({})",
-                self.params.fast, self.params.slow
-            ),
-        });
+        let reason = format!(
+            "{avg}({}) crossed {dir} {avg}({})",
+            self.params.fast, self.params.slow
+        );
+        out.extend(self.common.on_candle(side, &candle, reason));
     }
 
     fn on_gap(&mut self) {
@@ -153,56 +150,35 @@ impl Strategy for MaCross {
         self.fast.reset();
         self.slow.reset();
         self.above = None;
+        self.common.gate.reset();
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::SystemTime;
-
     use super::*;
-    use crate::market::{Decimal, Trade};
+    use crate::market::Interval;
+    use crate::strategy::testing::{closes, run};
 
-    fn trade(t_ms: i64, price: f64) -> MarketEvent {
-        MarketEvent {
-            market: Market::Spot,
-            symbol: "BTCUSDT".into(),
-            exchange_time_ms: t_ms,
-            received_at: SystemTime::UNIX_EPOCH,
-            kind: MarketEventKind::Trade(Trade {
-                id: 0,
-                price: Decimal::try_from(price).unwrap(),
-                quantity: Decimal::ONE,
-                time_ms: t_ms,
-                buyer_is_maker: false,
-            }),
-        }
-    }
-
-    fn run(average: Average, closes: &[f64]) -> Vec<Signal> {
-        let mut s = MaCross::new(MaCrossParams {
-            name: "t".into(),
-            market: Market::Spot,
-            symbol: "BTCUSDT".into(),
-            interval: Interval::S1,
-            fast: 2,
-            slow: 3,
-            average,
-        })
-        .unwrap();
-        let mut out = Vec::new();
-        for (i, &p) in closes.iter().enumerate() {
-            s.on_event(&trade(i as i64 * 1000, p), &mut out);
-        }
-        out
+    fn strategy(average: Average) -> MaCross {
+        let common = Common::new("t", Market::Spot, "BTCUSDT", Interval::S1, 0);
+        MaCross::new(
+            common,
+            MaCrossParams {
+                fast: 2,
+                slow: 3,
+                average,
+            },
+        )
+        .unwrap()
     }
 
     #[test]
     fn emits_buy_then_sell_on_crossings() {
-        // A trade at second i closes candle i-1, so closes lag by one trade.
+        // A trade at second i closes candle i-1.
         let out = run(
-            Average::Sma,
-            &[10., 9., 8., 7., 9., 12., 13., 9., 6., 5., 5.],
+            &mut strategy(Average::Sma),
+            &closes(&[10., 9., 8., 7., 9., 12., 13., 9., 6., 5., 5.]),
         );
         let sides: Vec<_> = out.iter().map(|s| s.side).collect();
         assert_eq!(sides, vec![Side::Buy, Side::Sell]);
@@ -213,15 +189,22 @@ mod tests {
 
     #[test]
     fn no_signal_while_warming_up() {
-        assert!(run(Average::Ema, &[1., 100., 1.]).is_empty());
+        assert!(run(&mut strategy(Average::Ema), &closes(&[1., 100., 1.])).is_empty());
     }
 
     #[test]
-    fn ema_is_seeded_with_sma() {
-        let mut ma = MovingAverage::new(Average::Ema, 3);
-        assert_eq!(ma.push(1.0), None);
-        assert_eq!(ma.push(2.0), None);
-        assert_eq!(ma.push(3.0), Some(2.0));
-        assert_eq!(ma.push(6.0), Some(4.0));
+    fn bad_params_name_the_key() {
+        let common = Common::new("t", Market::Spot, "BTCUSDT", Interval::S1, 0);
+        let err = MaCross::new(
+            common,
+            MaCrossParams {
+                fast: 5,
+                slow: 5,
+                average: Average::Sma,
+            },
+        )
+        .err()
+        .unwrap();
+        assert!(err.contains("params.fast"), "{err}");
     }
 }

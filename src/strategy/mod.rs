@@ -3,9 +3,18 @@
 //! A strategy never touches the network or the clock: the same events give the same signals,
 //! live or replayed. The [`Engine`] routes each event only to the instances that trade its symbol.
 
+pub mod bollinger;
+pub mod book_imbalance;
+pub mod common;
 pub mod definition;
+pub mod donchian;
+pub mod gate;
 pub mod indicators;
 pub mod ma_cross;
+pub mod macd;
+pub mod rsi;
+#[cfg(test)]
+mod testing;
 
 use std::collections::HashMap;
 
