@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::common::{Candles, Common};
 use super::indicators::{Bands, Bollinger};
 use super::{Side, Signal, Strategy};
-use crate::market::{Market, MarketEvent};
+use crate::market::MarketEvent;
 
 /// Which band event signals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -66,17 +66,8 @@ impl BollingerBands {
 }
 
 impl Strategy for BollingerBands {
-    fn name(&self) -> &str {
-        &self.common.name
-    }
-    fn market(&self) -> Market {
-        self.common.market
-    }
-    fn symbol(&self) -> &str {
-        &self.common.symbol
-    }
-    fn streams(&self) -> Vec<String> {
-        vec![self.common.trade_stream()]
+    fn common(&self) -> &Common {
+        &self.common
     }
 
     fn on_event(&mut self, event: &MarketEvent, out: &mut Vec<Signal>) {
@@ -131,7 +122,7 @@ impl Strategy for BollingerBands {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::market::Interval;
+    use crate::market::{Interval, Market};
     use crate::strategy::testing::{closes, run};
 
     fn sides(mode: BandMode, prices: &[f64]) -> Vec<Side> {

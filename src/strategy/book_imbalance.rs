@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::common::Common;
 use super::{Side, Signal, Strategy};
-use crate::market::{Market, MarketEvent, MarketEventKind};
+use crate::market::{MarketEvent, MarketEventKind};
 
 /// `[strategy.params]` of `kind = "book_imbalance"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -51,15 +51,10 @@ impl BookImbalance {
 }
 
 impl Strategy for BookImbalance {
-    fn name(&self) -> &str {
-        &self.common.name
+    fn common(&self) -> &Common {
+        &self.common
     }
-    fn market(&self) -> Market {
-        self.common.market
-    }
-    fn symbol(&self) -> &str {
-        &self.common.symbol
-    }
+
     fn streams(&self) -> Vec<String> {
         vec![format!("{}@bookTicker", self.common.symbol.to_lowercase())]
     }
@@ -111,7 +106,7 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
-    use crate::market::{BookTicker, Decimal, Interval};
+    use crate::market::{BookTicker, Decimal, Interval, Market};
 
     fn book(t_ms: i64, bid_qty: i64, ask_qty: i64) -> MarketEvent {
         MarketEvent {

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use super::common::{Candles, Common};
 use super::indicators::{RollingMax, RollingMin};
 use super::{Side, Signal, Strategy};
-use crate::market::{Market, MarketEvent};
+use crate::market::MarketEvent;
 
 /// `[strategy.params]` of `kind = "donchian"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -49,17 +49,8 @@ impl Donchian {
 }
 
 impl Strategy for Donchian {
-    fn name(&self) -> &str {
-        &self.common.name
-    }
-    fn market(&self) -> Market {
-        self.common.market
-    }
-    fn symbol(&self) -> &str {
-        &self.common.symbol
-    }
-    fn streams(&self) -> Vec<String> {
-        vec![self.common.trade_stream()]
+    fn common(&self) -> &Common {
+        &self.common
     }
 
     fn on_event(&mut self, event: &MarketEvent, out: &mut Vec<Signal>) {
@@ -97,7 +88,7 @@ impl Strategy for Donchian {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::market::Interval;
+    use crate::market::{Interval, Market};
     use crate::strategy::testing::{closes, run};
 
     #[test]

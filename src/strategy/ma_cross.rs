@@ -6,7 +6,7 @@ use serde::Deserialize;
 use super::common::{Candles, Common};
 use super::indicators::{Ema, Sma};
 use super::{Side, Signal, Strategy};
-use crate::market::{Market, MarketEvent};
+use crate::market::MarketEvent;
 
 /// Which moving average to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -96,20 +96,8 @@ impl MaCross {
 }
 
 impl Strategy for MaCross {
-    fn name(&self) -> &str {
-        &self.common.name
-    }
-
-    fn market(&self) -> Market {
-        self.common.market
-    }
-
-    fn symbol(&self) -> &str {
-        &self.common.symbol
-    }
-
-    fn streams(&self) -> Vec<String> {
-        vec![self.common.trade_stream()]
+    fn common(&self) -> &Common {
+        &self.common
     }
 
     fn on_event(&mut self, event: &MarketEvent, out: &mut Vec<Signal>) {
@@ -157,7 +145,7 @@ impl Strategy for MaCross {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::market::Interval;
+    use crate::market::{Interval, Market};
     use crate::strategy::testing::{closes, run};
 
     fn strategy(average: Average) -> MaCross {

@@ -55,15 +55,25 @@ pub struct Signal {
 
 /// One strategy instance for one symbol.
 pub trait Strategy: Send {
+    /// Who the instance is (name, market, symbol, interval) and its signal gate.
+    fn common(&self) -> &common::Common;
     /// The instance name, carried in each signal.
-    fn name(&self) -> &str;
+    fn name(&self) -> &str {
+        &self.common().name
+    }
     /// The market this instance trades on.
-    fn market(&self) -> Market;
+    fn market(&self) -> Market {
+        self.common().market
+    }
     /// The symbol this instance trades.
-    fn symbol(&self) -> &str;
-    /// The upstream streams it needs, e.g. `btcusdt@aggTrade`: operators declare strategies,
-    /// and the subscriptions follow from them.
-    fn streams(&self) -> Vec<String>;
+    fn symbol(&self) -> &str {
+        &self.common().symbol
+    }
+    /// The upstream streams it needs; candle strategies need the symbol's aggTrades.
+    /// Operators declare strategies, and the subscriptions follow from them.
+    fn streams(&self) -> Vec<String> {
+        vec![self.common().trade_stream()]
+    }
     /// Feeds one event; pushes any signals it causes onto `out`.
     fn on_event(&mut self, event: &MarketEvent, out: &mut Vec<Signal>);
     /// The source lost data it could not backfill: drop indicator state and warm up again.
