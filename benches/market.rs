@@ -14,9 +14,7 @@ use sigcast::hub::Hub;
 use sigcast::market::binance::{Parsed, StreamKind, parse};
 use sigcast::market::recording::RecordingReader;
 use sigcast::market::{Market, MarketEvent};
-use sigcast::strategy::Engine;
-use sigcast::strategy::common::Common;
-use sigcast::strategy::ma_cross::{Average, MaCross, MaCrossParams};
+use sigcast::strategy::{Engine, definition};
 
 fn recordings() -> Vec<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/binance");
@@ -114,24 +112,24 @@ fn latency(trades: &[(Market, String)]) {
         .unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(Instant, MarketEvent)>(4096);
     let hub = Arc::new(Hub::new(vec![], 1024));
-    let symbols: Vec<String> = vec!["BTCUSDT".into(), "ETHUSDT".into()];
-    let instances = symbols
-        .iter()
-        .map(|s| {
-            let common = Common::new("bench", Market::Spot, s, sigcast::market::Interval::S1, 0);
-            let params = MaCrossParams {
-                fast: 5,
-                slow: 20,
-                average: Average::Ema,
-            };
-            Box::new(MaCross::new(common, params).unwrap()) as Box<dyn sigcast::strategy::Strategy>
-        })
-        .collect();
+    let definitions = r#"
+[[strategy]]
+name = "bench"
+kind = "ma_cross"
+symbols = ["BTCUSDT", "ETHUSDT"]
+interval = "1s"
+[strategy.params]
+fast = 5
+slow = 20
+average = "ema"
+"#;
+    let instances = definition::from_text(definitions).unwrap();
     let mut engine = Engine::new(instances);
     let consumer = runtime.spawn(async move {
         let mut lat = Vec::with_capacity(n);
+        let mut out = Vec::new();
         while let Some((received, event)) = rx.recv().await {
-            sigcast::cli::pump(&mut engine, &hub, &event);
+            sigcast::cli::pump(&mut engine, &hub, &event, &mut out);
             lat.push(received.elapsed());
         }
         lat

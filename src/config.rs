@@ -285,12 +285,16 @@ impl Default for BinanceSettings {
 pub struct SignalsSettings {
     /// Directory of `*.toml` strategy definitions; when absent, the built-in default is used.
     pub dir: PathBuf,
+    /// How often `serve` looks for changed definition files (SIGHUP reloads at once); 0 is never.
+    #[serde(with = "duration")]
+    pub watch: Duration,
 }
 
 impl Default for SignalsSettings {
     fn default() -> Self {
         Self {
             dir: PathBuf::from("signals"),
+            watch: Duration::from_secs(2),
         }
     }
 }
@@ -397,6 +401,7 @@ keys! {
     "binance.rotate_after", Duration, "replace each connection after this long (< 24h)";
     "binance.proxy", Text, "optional SOCKS5 proxy, socks5://host:port";
     "signals.dir", Path, "directory of strategy definitions (*.toml)";
+    "signals.watch", Duration, "how often to check signals.dir for changes (0s: SIGHUP only)";
     "log.level", Text, "tracing filter (info, debug, sigcast=trace, ...)";
     "log.format", Text, "text or json";
 }

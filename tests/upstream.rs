@@ -170,7 +170,7 @@ fn start(
         .map(|s| (mock.tape().market, s))
         .collect();
     let stop = CancellationToken::new();
-    let rx = live::spawn(settings, &streams, stop.clone()).unwrap();
+    let (_upstream, rx) = live::spawn(settings, &streams, stop.clone()).unwrap();
     (rx, stop)
 }
 

@@ -3,6 +3,8 @@
 //! Only this room wires the others together (see `serve.rs`).
 
 mod init;
+mod pipeline;
+mod reload;
 mod serve;
 mod token;
 
@@ -14,7 +16,8 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, Config, KEYS, Overrides};
 
-pub use serve::{Pipeline, bind, build_shared, pump, start_pipeline};
+pub use pipeline::{Pipeline, pump};
+pub use serve::{bind, build_shared, load_strategies};
 
 /// sigcast: authenticated trading-signal broadcast over TLS WebSocket.
 #[derive(Debug, Parser)]

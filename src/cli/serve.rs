@@ -13,9 +13,9 @@ use crate::auth::KeyRing;
 use crate::config::{Config, LogFormat, Overrides, SourceKind};
 use crate::hub::Hub;
 use crate::market::binance::live;
-use crate::market::{MarketEvent, replay, synthetic};
+use crate::market::replay;
 use crate::server::{self, Shared};
-use crate::strategy::{Engine, definition};
+use crate::strategy::{Instance, definition};
 use crate::tls;
 
 /// Sets up `tracing` on stderr (stdout carries tokens and the demo banner).
@@ -45,7 +45,7 @@ pub fn check(config: &Config) -> anyhow::Result<()> {
 
 /// The strategy instances of `signals.dir`. With the synthetic source their symbols must be
 /// among the ones it walks; a replay offers whatever its recordings hold.
-fn load_strategies(config: &Config) -> anyhow::Result<Vec<Box<dyn crate::strategy::Strategy>>> {
+pub fn load_strategies(config: &Config) -> anyhow::Result<Vec<Instance>> {
     let offered = match config.source.kind {
         SourceKind::Synthetic => Some(config.source.symbols.as_slice()),
         SourceKind::Replay | SourceKind::Binance => None,
@@ -69,80 +69,6 @@ pub fn build_shared(config: &Config) -> anyhow::Result<Arc<Shared>> {
         hub,
         settings: config.server.clone(),
     }))
-}
-
-/// A running market → strategy → hub pipeline.
-pub struct Pipeline {
-    pub task: tokio::task::JoinHandle<()>,
-    /// Strategy instances running.
-    pub instances: usize,
-}
-
-/// Starts the source and the engine, publishing signals into `hub` until `stop`.
-pub fn start_pipeline(
-    config: &Config,
-    hub: Arc<Hub>,
-    stop: CancellationToken,
-) -> anyhow::Result<Pipeline> {
-    let mut engine = Engine::new(load_strategies(config)?);
-    let instances = engine.len();
-    let mut events = match config.source.kind {
-        SourceKind::Synthetic => synthetic::spawn(
-            config.source.symbols.clone(),
-            config.source.seed,
-            config.source.tick,
-            stop.clone(),
-        ),
-        SourceKind::Replay => {
-            replay::check(&config.source.replay)?;
-            let speed = config
-                .source
-                .replay_speed
-                .parse()
-                .map_err(|e: String| anyhow::anyhow!("source.replay_speed: {e}"))?;
-            replay::spawn(
-                replay::ReplayOptions {
-                    paths: config.source.replay.clone(),
-                    speed,
-                    looped: config.source.replay_loop,
-                },
-                stop.clone(),
-            )
-        }
-        SourceKind::Binance => {
-            let streams = engine.streams();
-            tracing::info!(
-                streams = streams.len(),
-                "subscribing to what the strategies need"
-            );
-            live::spawn(config.binance.clone(), &streams, stop.clone())
-                .map_err(|e| anyhow::anyhow!(e))?
-        }
-    };
-    let task = tokio::spawn(async move {
-        while let Some(event) = events.recv().await {
-            pump(&mut engine, &hub, &event);
-        }
-    });
-    Ok(Pipeline { task, instances })
-}
-
-/// One event through the engine into the hub.
-pub fn pump(engine: &mut Engine, hub: &Hub, event: &MarketEvent) {
-    if let Some(price) = event.price() {
-        hub.mark_price(&event.symbol, price);
-    }
-    for signal in engine.on_event(event) {
-        let listeners = hub.publish(&signal);
-        tracing::info!(
-            strategy = %signal.strategy,
-            symbol = %signal.symbol,
-            side = signal.side.as_str(),
-            price = signal.price,
-            listeners,
-            "signal"
-        );
-    }
 }
 
 /// Binds the client listener, naming the key when it fails.
@@ -220,7 +146,18 @@ async fn run_until_signal(
     listener: TcpListener,
 ) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
-    let pipeline = start_pipeline(config, shared.hub.clone(), shutdown.clone())?;
+    let pipeline = super::pipeline::start(
+        config,
+        load_strategies(config)?,
+        shared.hub.clone(),
+        shutdown.clone(),
+    )?;
+    super::reload::spawn(
+        config.clone(),
+        load_strategies,
+        pipeline.reload.clone(),
+        shutdown.clone(),
+    );
     cancel_on_signal(shutdown.clone());
     tracing::info!(
         listen = %listener.local_addr()?,

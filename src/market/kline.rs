@@ -41,6 +41,12 @@ impl KlineBuilder {
         self.interval
     }
 
+    /// Continues `kline` (the open one from REST history) with the trades that follow.
+    pub fn seed(&mut self, mut kline: Kline) {
+        kline.closed = false;
+        self.current = Some(kline);
+    }
+
     /// The kline being built, if any trade arrived yet.
     pub fn current(&self) -> Option<&Kline> {
         self.current.as_ref()

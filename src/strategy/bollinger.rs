@@ -4,10 +4,9 @@
 
 use serde::Deserialize;
 
-use super::common::{Candles, Common};
+use super::Side;
+use super::common::{Candle, CandleLogic};
 use super::indicators::{Bands, Bollinger};
-use super::{Side, Signal, Strategy};
-use crate::market::MarketEvent;
 
 /// Which band event signals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -39,8 +38,6 @@ impl Default for BollingerParams {
 
 /// The Bollinger strategy for one symbol.
 pub struct BollingerBands {
-    common: Common,
-    candles: Candles,
     params: BollingerParams,
     bands: Bollinger,
     /// The previous close and its bands.
@@ -48,7 +45,7 @@ pub struct BollingerBands {
 }
 
 impl BollingerBands {
-    pub fn new(common: Common, params: BollingerParams) -> Result<Self, String> {
+    pub fn new(params: BollingerParams) -> Result<Self, String> {
         if params.period < 2 {
             return Err("params.period: must be at least 2".into());
         }
@@ -56,30 +53,23 @@ impl BollingerBands {
             return Err("params.deviations: must be greater than zero".into());
         }
         Ok(Self {
-            candles: Candles::new(common.interval).map_err(|e| e.to_string())?,
             bands: Bollinger::new(params.period, params.deviations),
             last: None,
-            common,
             params,
         })
     }
 }
 
-impl Strategy for BollingerBands {
-    fn common(&self) -> &Common {
-        &self.common
+impl CandleLogic for BollingerBands {
+    fn warmup(&self) -> usize {
+        self.params.period + 1
     }
 
-    fn on_event(&mut self, event: &MarketEvent, out: &mut Vec<Signal>) {
-        let Some(candle) = self.candles.closed(event) else {
-            return;
-        };
-        let Some(bands) = self.bands.push(candle.close) else {
-            return;
-        };
+    fn on_candle(&mut self, candle: &Candle) -> Option<(Side, String)> {
+        let bands = self.bands.push(candle.close)?;
         let close = candle.close;
         let p = (self.params.period, self.params.deviations);
-        let signal = match (self.last.replace((close, bands)), self.params.mode) {
+        match (self.last.replace((close, bands)), self.params.mode) {
             (Some((prev, b)), BandMode::ReEntry) if prev < b.lower && close >= bands.lower => {
                 Some((
                     Side::Buy,
@@ -105,34 +95,27 @@ impl Strategy for BollingerBands {
                 ))
             }
             _ => None,
-        };
-        if let Some((side, reason)) = signal {
-            out.extend(self.common.on_candle(side, &candle, reason));
         }
     }
 
-    fn on_gap(&mut self) {
-        self.candles.reset();
+    fn reset(&mut self) {
         self.bands.reset();
         self.last = None;
-        self.common.gate.reset();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::market::{Interval, Market};
-    use crate::strategy::testing::{closes, run};
+    use crate::strategy::testing::{closes, on_candles, run};
 
     fn sides(mode: BandMode, prices: &[f64]) -> Vec<Side> {
-        let common = Common::new("b", Market::Spot, "BTCUSDT", Interval::S1, 0);
         let params = BollingerParams {
             period: 4,
             deviations: 1.0,
             mode,
         };
-        let mut s = BollingerBands::new(common, params).unwrap();
+        let mut s = on_candles(BollingerBands::new(params).unwrap());
         run(&mut s, &closes(prices))
             .iter()
             .map(|s| s.side)

@@ -1,10 +1,10 @@
-//! What every built-in strategy instance shares: who it is, its candles (built from trades
-//! with the exact [`KlineBuilder`]) and its signal gate.
+//! What every built-in strategy instance shares: who it is, its signal gate, and for candle
+//! strategies the candles (built from trades with the exact [`KlineBuilder`]) and warm-up.
 
 use rust_decimal::prelude::ToPrimitive;
 
 use super::gate::Gate;
-use super::{Side, Signal};
+use super::{Side, Signal, Strategy};
 use crate::market::kline::{KlineBuilder, UnsupportedInterval};
 use crate::market::{Interval, Kline, Market, MarketEvent, MarketEventKind};
 
@@ -58,11 +58,6 @@ impl Common {
             reason,
         })
     }
-
-    /// A signal on a closed candle: its close price at its end.
-    pub fn on_candle(&mut self, side: Side, candle: &Candle, reason: String) -> Option<Signal> {
-        self.signal(side, candle.close, candle.end_ms, reason)
-    }
 }
 
 /// A closed candle, in `f64` for indicators.
@@ -75,27 +70,105 @@ pub struct Candle {
     pub end_ms: i64,
 }
 
-/// Turns trades into closed candles; signals fire only on closed candles.
-#[derive(Debug, Clone)]
-pub struct Candles(KlineBuilder);
+/// The logic of a strategy that works on closed candles only. [`OnCandles`] gives it candles,
+/// history, warm-up and gating, so each built-in is just its indicator and its rule.
+pub trait CandleLogic: Send {
+    /// Closed candles needed before the rule can judge, counting the one a first signal could
+    /// come on (indicator lookback plus the candle a crossing compares with). No signal goes
+    /// out before that many candles were seen.
+    fn warmup(&self) -> usize;
+    /// Takes one closed candle; returns a signal side and its reason when the rule fires.
+    fn on_candle(&mut self, candle: &Candle) -> Option<(Side, String)>;
+    /// Forgets all indicator state.
+    fn reset(&mut self);
+}
 
-impl Candles {
-    pub fn new(interval: Interval) -> Result<Self, UnsupportedInterval> {
-        Ok(Self(KlineBuilder::new(interval)?))
+/// A candle strategy instance: trades become closed candles, candles go to the logic, and
+/// what the logic fires goes out when the instance is warm and the gate allows it.
+pub struct OnCandles<L> {
+    common: Common,
+    builder: KlineBuilder,
+    /// Closed candles fed since the last reset (history included).
+    seen: usize,
+    /// Trades before this time (ms) are already in the history fed; live ones are skipped.
+    history_end_ms: i64,
+    logic: L,
+}
+
+impl<L: CandleLogic> OnCandles<L> {
+    pub fn new(common: Common, logic: L) -> Result<Self, UnsupportedInterval> {
+        Ok(Self {
+            builder: KlineBuilder::new(common.interval)?,
+            common,
+            seen: 0,
+            history_end_ms: i64::MIN,
+            logic,
+        })
     }
 
-    /// The candle this event closed, if it did.
-    pub fn closed(&mut self, event: &MarketEvent) -> Option<Candle> {
-        let kline = match &event.kind {
-            MarketEventKind::Trade(t) => self.0.push_trade(t),
-            MarketEventKind::AggTrade(t) => self.0.push_agg(t),
+    /// One closed candle through the logic; `live` is false for history, which only warms.
+    fn candle(&mut self, kline: &Kline, live: bool, out: &mut Vec<Signal>) {
+        let Some(candle) = to_candle(kline) else {
+            return;
+        };
+        self.seen += 1;
+        let fired = self.logic.on_candle(&candle);
+        // No signal from a half-warmed indicator, and none from history.
+        if let (Some((side, reason)), true) = (fired, live && self.seen >= self.logic.warmup()) {
+            out.extend(
+                self.common
+                    .signal(side, candle.close, candle.end_ms, reason),
+            );
+        }
+    }
+}
+
+impl<L: CandleLogic> Strategy for OnCandles<L> {
+    fn common(&self) -> &Common {
+        &self.common
+    }
+
+    fn warmup(&self) -> usize {
+        self.logic.warmup()
+    }
+
+    fn on_history(&mut self, kline: &Kline) {
+        if kline.interval != self.common.interval {
+            return;
+        }
+        if kline.closed {
+            self.candle(kline, false, &mut Vec::new());
+            self.history_end_ms = kline.close_time_ms + 1;
+        } else {
+            // The candle still open when history was taken: live trades continue it (its
+            // high and low take the max and min, so a trade counted twice changes neither).
+            self.builder.seed(kline.clone());
+            self.history_end_ms = kline.open_time_ms;
+        }
+    }
+
+    fn on_event(&mut self, event: &MarketEvent, out: &mut Vec<Signal>) {
+        // Trades before `history_end_ms` are already in the history this instance was fed.
+        let closed = match &event.kind {
+            MarketEventKind::Trade(t) if t.time_ms >= self.history_end_ms => {
+                self.builder.push_trade(t)
+            }
+            MarketEventKind::AggTrade(t) if t.time_ms >= self.history_end_ms => {
+                self.builder.push_agg(t)
+            }
             _ => None,
-        }?;
-        to_candle(&kline)
+        };
+        if let Some(kline) = closed {
+            self.candle(&kline, true, out);
+        }
     }
 
-    pub fn reset(&mut self) {
-        self.0.reset();
+    fn on_gap(&mut self) {
+        self.builder.reset();
+        self.logic.reset();
+        self.common.gate.reset();
+        self.seen = 0;
+        self.history_end_ms = i64::MIN;
     }
 }
 

@@ -18,16 +18,19 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::Strategy;
 use super::bollinger::BollingerBands;
 use super::book_imbalance::BookImbalance;
-use super::common::Common;
+use super::common::{CandleLogic, Common, OnCandles};
 use super::donchian::Donchian;
 use super::ma_cross::MaCross;
 use super::macd::MacdCross;
 use super::rsi::RsiLevels;
+use super::{Instance, Strategy};
 use crate::config::valid_symbol;
 use crate::market::{Interval, Market};
+
+/// The most history candles a strategy may need: what one REST klines request returns.
+pub const MAX_WARMUP: usize = 1000;
 
 /// The definitions used when `signals.dir` does not exist (also what `sigcast init` writes).
 pub const DEFAULT_DEFINITIONS: &str = include_str!("../../signals/default.toml");
@@ -164,7 +167,7 @@ impl Definition {
     }
 
     /// One instance per symbol; a bad parameter is an error naming the key.
-    fn build(&self, checked: &Checked) -> Result<Vec<Box<dyn Strategy>>, String> {
+    fn build(&self, checked: &Checked) -> Result<Vec<Instance>, String> {
         let mut out = Vec::new();
         for symbol in &checked.symbols {
             let common = Common::new(
@@ -175,14 +178,17 @@ impl Definition {
                 checked.cooldown_ms,
             );
             let built: Box<dyn Strategy> = match self.kind {
-                Kind::MaCross => Box::new(MaCross::new(common, self.params()?)?),
-                Kind::Rsi => Box::new(RsiLevels::new(common, self.params()?)?),
-                Kind::Bollinger => Box::new(BollingerBands::new(common, self.params()?)?),
-                Kind::Macd => Box::new(MacdCross::new(common, self.params()?)?),
-                Kind::Donchian => Box::new(Donchian::new(common, self.params()?)?),
+                Kind::MaCross => candles(common, MaCross::new(self.params()?)?)?,
+                Kind::Rsi => candles(common, RsiLevels::new(self.params()?)?)?,
+                Kind::Bollinger => candles(common, BollingerBands::new(self.params()?)?)?,
+                Kind::Macd => candles(common, MacdCross::new(self.params()?)?)?,
+                Kind::Donchian => candles(common, Donchian::new(self.params()?)?)?,
                 Kind::BookImbalance => Box::new(BookImbalance::new(common, self.params()?)?),
             };
-            out.push(built);
+            out.push(Instance {
+                key: format!("{self:?} {symbol}"),
+                strategy: built,
+            });
         }
         Ok(out)
     }
@@ -197,13 +203,29 @@ impl Definition {
     }
 }
 
+/// A candle strategy instance whose warm-up fits in one page of REST history.
+fn candles<L: CandleLogic + 'static>(
+    common: Common,
+    logic: L,
+) -> Result<Box<dyn Strategy>, String> {
+    let need = logic.warmup();
+    if need > MAX_WARMUP {
+        return Err(format!(
+            "params: needs {need} candles of history to warm up; at most {MAX_WARMUP}"
+        ));
+    }
+    Ok(Box::new(
+        OnCandles::new(common, logic).map_err(|e| e.to_string())?,
+    ))
+}
+
 /// Parses, checks and builds the instances of one definitions text.
 fn build_text(
     path: &Path,
     text: &str,
     offered: Option<&[String]>,
     seen: &mut Vec<String>,
-) -> Result<Vec<Box<dyn Strategy>>, DefinitionError> {
+) -> Result<Vec<Instance>, DefinitionError> {
     let invalid = |message: String| DefinitionError::Invalid {
         path: path.to_path_buf(),
         message,
@@ -230,12 +252,14 @@ fn build_text(
     Ok(out)
 }
 
+/// Builds the instances of one definitions text (benchmarks, tests, tools).
+pub fn from_text(text: &str) -> Result<Vec<Instance>, DefinitionError> {
+    build_text(Path::new("<text>"), text, None, &mut Vec::new())
+}
+
 /// Loads every `*.toml` in `dir` (sorted by name), or the built-in default when `dir` is absent.
 /// When `offered` is given, every symbol must be among them.
-pub fn load(
-    dir: &Path,
-    offered: Option<&[String]>,
-) -> Result<Vec<Box<dyn Strategy>>, DefinitionError> {
+pub fn load(dir: &Path, offered: Option<&[String]>) -> Result<Vec<Instance>, DefinitionError> {
     let mut seen = Vec::new();
     if !dir.exists() {
         return build_text(
@@ -284,7 +308,7 @@ mod tests {
     fn default_builds_one_instance_per_symbol() {
         let built = load(Path::new("/nonexistent/signals"), Some(&symbols())).unwrap();
         assert_eq!(built.len(), 3);
-        assert_eq!(built[0].name(), "ma-fast");
+        assert_eq!(built[0].strategy.name(), "ma-fast");
         // Subscriptions follow from the strategies.
         let engine = crate::strategy::Engine::new(built);
         assert_eq!(

@@ -3,10 +3,9 @@
 
 use serde::Deserialize;
 
-use super::common::{Candles, Common};
+use super::Side;
+use super::common::{Candle, CandleLogic};
 use super::indicators::{RollingMax, RollingMin};
-use super::{Side, Signal, Strategy};
-use crate::market::MarketEvent;
 
 /// `[strategy.params]` of `kind = "donchian"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -23,8 +22,6 @@ impl Default for DonchianParams {
 
 /// The Donchian strategy for one symbol.
 pub struct Donchian {
-    common: Common,
-    candles: Candles,
     period: usize,
     highs: RollingMax,
     lows: RollingMin,
@@ -33,30 +30,25 @@ pub struct Donchian {
 }
 
 impl Donchian {
-    pub fn new(common: Common, params: DonchianParams) -> Result<Self, String> {
+    pub fn new(params: DonchianParams) -> Result<Self, String> {
         if params.period < 2 {
             return Err("params.period: must be at least 2".into());
         }
         Ok(Self {
-            candles: Candles::new(common.interval).map_err(|e| e.to_string())?,
             period: params.period,
             highs: RollingMax::new(params.period),
             lows: RollingMin::new(params.period),
             channel: None,
-            common,
         })
     }
 }
 
-impl Strategy for Donchian {
-    fn common(&self) -> &Common {
-        &self.common
+impl CandleLogic for Donchian {
+    fn warmup(&self) -> usize {
+        self.period + 1
     }
 
-    fn on_event(&mut self, event: &MarketEvent, out: &mut Vec<Signal>) {
-        let Some(candle) = self.candles.closed(event) else {
-            return;
-        };
+    fn on_candle(&mut self, candle: &Candle) -> Option<(Side, String)> {
         let signal = match self.channel {
             Some((upper, _)) if candle.close > upper => Some((
                 Side::Buy,
@@ -71,30 +63,24 @@ impl Strategy for Donchian {
         let upper = self.highs.push(candle.high);
         let lower = self.lows.push(candle.low);
         self.channel = upper.zip(lower);
-        if let Some((side, reason)) = signal {
-            out.extend(self.common.on_candle(side, &candle, reason));
-        }
+        signal
     }
 
-    fn on_gap(&mut self) {
-        self.candles.reset();
+    fn reset(&mut self) {
         self.highs.reset();
         self.lows.reset();
         self.channel = None;
-        self.common.gate.reset();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::market::{Interval, Market};
-    use crate::strategy::testing::{closes, run};
+    use crate::strategy::testing::{closes, on_candles, run};
 
     #[test]
     fn breakouts_of_the_previous_channel() {
-        let common = Common::new("d", Market::Spot, "BTCUSDT", Interval::S1, 0);
-        let mut s = Donchian::new(common, DonchianParams { period: 3 }).unwrap();
+        let mut s = on_candles(Donchian::new(DonchianParams { period: 3 }).unwrap());
         let prices = [10., 11., 10.5, 10.8, 12., 11.5, 11., 9., 9.];
         let out = run(&mut s, &closes(&prices));
         let got: Vec<(Side, f64)> = out.iter().map(|s| (s.side, s.price)).collect();

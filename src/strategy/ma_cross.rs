@@ -3,10 +3,9 @@
 
 use serde::Deserialize;
 
-use super::common::{Candles, Common};
+use super::Side;
+use super::common::{Candle, CandleLogic};
 use super::indicators::{Ema, Sma};
-use super::{Side, Signal, Strategy};
-use crate::market::MarketEvent;
 
 /// Which moving average to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -70,8 +69,6 @@ impl MovingAverage {
 
 /// The crossover strategy for one symbol.
 pub struct MaCross {
-    common: Common,
-    candles: Candles,
     params: MaCrossParams,
     fast: MovingAverage,
     slow: MovingAverage,
@@ -80,42 +77,38 @@ pub struct MaCross {
 }
 
 impl MaCross {
-    pub fn new(common: Common, params: MaCrossParams) -> Result<Self, String> {
+    pub fn new(params: MaCrossParams) -> Result<Self, String> {
         if params.fast == 0 || params.slow <= params.fast {
             return Err("params.fast/params.slow: need 0 < fast < slow".into());
         }
         Ok(Self {
-            candles: Candles::new(common.interval).map_err(|e| e.to_string())?,
             fast: MovingAverage::new(params.average, params.fast),
             slow: MovingAverage::new(params.average, params.slow),
             above: None,
-            common,
             params,
         })
     }
 }
 
-impl Strategy for MaCross {
-    fn common(&self) -> &Common {
-        &self.common
+impl CandleLogic for MaCross {
+    fn warmup(&self) -> usize {
+        // The slow average is full on candle `slow`; a crossing compares it with the next.
+        self.params.slow + 1
     }
 
-    fn on_event(&mut self, event: &MarketEvent, out: &mut Vec<Signal>) {
-        let Some(candle) = self.candles.closed(event) else {
-            return;
-        };
+    fn on_candle(&mut self, candle: &Candle) -> Option<(Side, String)> {
         let (Some(fast), Some(slow)) = (self.fast.push(candle.close), self.slow.push(candle.close))
         else {
-            return; // still warming up: no signal from a half-filled average
+            return None; // still warming up: no signal from a half-filled average
         };
         if fast == slow {
-            return;
+            return None;
         }
         let above = fast > slow;
         let crossed = self.above.is_some_and(|was| was != above);
         self.above = Some(above);
         if !crossed {
-            return;
+            return None;
         }
         let (side, dir) = if above {
             (Side::Buy, "above")
@@ -130,35 +123,31 @@ impl Strategy for MaCross {
             "{avg}({}) crossed {dir} {avg}({})",
             self.params.fast, self.params.slow
         );
-        out.extend(self.common.on_candle(side, &candle, reason));
+        Some((side, reason))
     }
 
-    fn on_gap(&mut self) {
-        self.candles.reset();
+    fn reset(&mut self) {
         self.fast.reset();
         self.slow.reset();
         self.above = None;
-        self.common.gate.reset();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::market::{Interval, Market};
-    use crate::strategy::testing::{closes, run};
+    use crate::strategy::common::OnCandles;
+    use crate::strategy::testing::{closes, on_candles, run};
 
-    fn strategy(average: Average) -> MaCross {
-        let common = Common::new("t", Market::Spot, "BTCUSDT", Interval::S1, 0);
-        MaCross::new(
-            common,
-            MaCrossParams {
+    fn strategy(average: Average) -> OnCandles<MaCross> {
+        on_candles(
+            MaCross::new(MaCrossParams {
                 fast: 2,
                 slow: 3,
                 average,
-            },
+            })
+            .unwrap(),
         )
-        .unwrap()
     }
 
     #[test]
@@ -182,15 +171,11 @@ mod tests {
 
     #[test]
     fn bad_params_name_the_key() {
-        let common = Common::new("t", Market::Spot, "BTCUSDT", Interval::S1, 0);
-        let err = MaCross::new(
-            common,
-            MaCrossParams {
-                fast: 5,
-                slow: 5,
-                average: Average::Sma,
-            },
-        )
+        let err = MaCross::new(MaCrossParams {
+            fast: 5,
+            slow: 5,
+            average: Average::Sma,
+        })
         .err()
         .unwrap();
         assert!(err.contains("params.fast"), "{err}");

@@ -3,10 +3,9 @@
 
 use serde::Deserialize;
 
-use super::common::{Candles, Common};
+use super::Side;
+use super::common::{Candle, CandleLogic};
 use super::indicators::Macd;
-use super::{Side, Signal, Strategy};
-use crate::market::MarketEvent;
 
 /// `[strategy.params]` of `kind = "macd"` (TA-Lib's 12/26/9 by default).
 #[derive(Debug, Clone, Deserialize)]
@@ -29,87 +28,77 @@ impl Default for MacdParams {
 
 /// The MACD strategy for one symbol.
 pub struct MacdCross {
-    common: Common,
-    candles: Candles,
     params: MacdParams,
     macd: Macd,
     above: Option<bool>,
 }
 
 impl MacdCross {
-    pub fn new(common: Common, params: MacdParams) -> Result<Self, String> {
+    pub fn new(params: MacdParams) -> Result<Self, String> {
         if params.fast == 0 || params.slow <= params.fast || params.signal == 0 {
             return Err(
                 "params.fast/params.slow/params.signal: need 0 < fast < slow and signal > 0".into(),
             );
         }
         Ok(Self {
-            candles: Candles::new(common.interval).map_err(|e| e.to_string())?,
             macd: Macd::new(params.fast, params.slow, params.signal),
             above: None,
-            common,
             params,
         })
     }
 }
 
-impl Strategy for MacdCross {
-    fn common(&self) -> &Common {
-        &self.common
+impl CandleLogic for MacdCross {
+    fn warmup(&self) -> usize {
+        // The first signal-line value comes on candle slow + signal - 1; a crossing needs one more.
+        self.params.slow + self.params.signal
     }
 
-    fn on_event(&mut self, event: &MarketEvent, out: &mut Vec<Signal>) {
-        let Some(candle) = self.candles.closed(event) else {
-            return;
-        };
-        let Some(m) = self.macd.push(candle.close) else {
-            return;
-        };
+    fn on_candle(&mut self, candle: &Candle) -> Option<(Side, String)> {
+        let m = self.macd.push(candle.close)?;
         if m.macd == m.signal {
-            return;
+            return None;
         }
         let above = m.macd > m.signal;
-        if self.above.replace(above).is_some_and(|was| was != above) {
-            let (side, dir) = if above {
-                (Side::Buy, "above")
-            } else {
-                (Side::Sell, "below")
-            };
-            let p = &self.params;
-            let reason = format!(
+        if self.above.replace(above).is_none_or(|was| was == above) {
+            return None;
+        }
+        let (side, dir) = if above {
+            (Side::Buy, "above")
+        } else {
+            (Side::Sell, "below")
+        };
+        let p = &self.params;
+        Some((
+            side,
+            format!(
                 "MACD({},{},{}) crossed {dir} its signal",
                 p.fast, p.slow, p.signal
-            );
-            out.extend(self.common.on_candle(side, &candle, reason));
-        }
+            ),
+        ))
     }
 
-    fn on_gap(&mut self) {
-        self.candles.reset();
+    fn reset(&mut self) {
         self.macd.reset();
         self.above = None;
-        self.common.gate.reset();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::market::{Interval, Market};
-    use crate::strategy::testing::{closes, run};
+    use crate::strategy::testing::{closes, on_candles, run};
 
     #[test]
     fn crosses_after_warm_up_only() {
-        let common = Common::new("m", Market::Spot, "BTCUSDT", Interval::S1, 0);
-        let mut s = MacdCross::new(
-            common,
-            MacdParams {
+        let mut s = on_candles(
+            MacdCross::new(MacdParams {
                 fast: 2,
                 slow: 4,
                 signal: 2,
-            },
-        )
-        .unwrap();
+            })
+            .unwrap(),
+        );
         // An accelerating fall (MACD stays below its signal), a rally, a fall.
         let prices = [
             100., 99., 97., 94., 90., 85., 79., 72., 64., 55., 60., 66., 73., 81., 90., 100., 111.,

@@ -3,10 +3,9 @@
 
 use serde::Deserialize;
 
-use super::common::{Candles, Common};
+use super::Side;
+use super::common::{Candle, CandleLogic};
 use super::indicators::Rsi;
-use super::{Side, Signal, Strategy};
-use crate::market::MarketEvent;
 
 /// `[strategy.params]` of `kind = "rsi"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -29,15 +28,13 @@ impl Default for RsiParams {
 
 /// The RSI strategy for one symbol.
 pub struct RsiLevels {
-    common: Common,
-    candles: Candles,
     params: RsiParams,
     rsi: Rsi,
     last: Option<f64>,
 }
 
 impl RsiLevels {
-    pub fn new(common: Common, params: RsiParams) -> Result<Self, String> {
+    pub fn new(params: RsiParams) -> Result<Self, String> {
         if params.period < 2 {
             return Err("params.period: must be at least 2".into());
         }
@@ -50,29 +47,23 @@ impl RsiLevels {
             );
         }
         Ok(Self {
-            candles: Candles::new(common.interval).map_err(|e| e.to_string())?,
             rsi: Rsi::new(params.period),
             last: None,
-            common,
             params,
         })
     }
 }
 
-impl Strategy for RsiLevels {
-    fn common(&self) -> &Common {
-        &self.common
+impl CandleLogic for RsiLevels {
+    fn warmup(&self) -> usize {
+        // The first RSI needs period + 1 closes; a crossing compares it with the next.
+        self.params.period + 2
     }
 
-    fn on_event(&mut self, event: &MarketEvent, out: &mut Vec<Signal>) {
-        let Some(candle) = self.candles.closed(event) else {
-            return;
-        };
-        let Some(rsi) = self.rsi.push(candle.close) else {
-            return;
-        };
+    fn on_candle(&mut self, candle: &Candle) -> Option<(Side, String)> {
+        let rsi = self.rsi.push(candle.close)?;
         let p = &self.params;
-        let signal = match self.last.replace(rsi) {
+        match self.last.replace(rsi) {
             Some(prev) if prev < p.oversold && rsi >= p.oversold => Some((
                 Side::Buy,
                 format!("RSI({}) rose above {} to {rsi:.1}", p.period, p.oversold),
@@ -82,38 +73,30 @@ impl Strategy for RsiLevels {
                 format!("RSI({}) fell below {} to {rsi:.1}", p.period, p.overbought),
             )),
             _ => None,
-        };
-        if let Some((side, reason)) = signal {
-            out.extend(self.common.on_candle(side, &candle, reason));
         }
     }
 
-    fn on_gap(&mut self) {
-        self.candles.reset();
+    fn reset(&mut self) {
         self.rsi.reset();
         self.last = None;
-        self.common.gate.reset();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::market::{Interval, Market};
-    use crate::strategy::testing::{closes, run};
+    use crate::strategy::testing::{closes, on_candles, run};
 
     #[test]
     fn buys_out_of_oversold_and_sells_out_of_overbought() {
-        let common = Common::new("r", Market::Spot, "BTCUSDT", Interval::S1, 0);
-        let mut s = RsiLevels::new(
-            common,
-            RsiParams {
+        let mut s = on_candles(
+            RsiLevels::new(RsiParams {
                 period: 3,
                 overbought: 70.0,
                 oversold: 30.0,
-            },
-        )
-        .unwrap();
+            })
+            .unwrap(),
+        );
         let prices = [10., 9., 8., 7., 6., 8., 9., 10., 11., 12., 10., 8., 7., 7.];
         let sides: Vec<Side> = run(&mut s, &closes(&prices))
             .iter()

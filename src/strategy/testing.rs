@@ -2,14 +2,21 @@
 
 use std::time::SystemTime;
 
+use super::common::{CandleLogic, Common, OnCandles};
 use super::{Signal, Strategy};
-use crate::market::{Decimal, Market, MarketEvent, MarketEventKind, Trade};
+use crate::market::{Decimal, Interval, Market, MarketEvent, MarketEventKind, Trade};
 
 /// One trade per second at each price; a trade at second `i` closes the candle of `i - 1`.
 pub fn closes(prices: &[f64]) -> Vec<MarketEvent> {
+    closes_from(0, prices)
+}
+
+/// As [`closes`], the first trade at second `start`.
+pub fn closes_from(start: usize, prices: &[f64]) -> Vec<MarketEvent> {
     prices
         .iter()
         .enumerate()
+        .map(|(i, p)| (i + start, p))
         .map(|(i, p)| MarketEvent {
             market: Market::Spot,
             symbol: "BTCUSDT".into(),
@@ -33,4 +40,13 @@ pub fn run(strategy: &mut dyn Strategy, events: &[MarketEvent]) -> Vec<Signal> {
         strategy.on_event(e, &mut out);
     }
     out
+}
+
+/// `logic` as a 1s BTCUSDT spot instance without cooldown.
+pub fn on_candles<L: CandleLogic>(logic: L) -> OnCandles<L> {
+    OnCandles::new(
+        Common::new("t", Market::Spot, "BTCUSDT", Interval::S1, 0),
+        logic,
+    )
+    .unwrap()
 }

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::BinanceSettings;
 use crate::market::binance::StreamKind;
 use crate::market::{Market, MarketEvent};
-use shard::{Shard, ShardSpec};
+use shard::{Change, Shard, ShardSpec};
 
 /// The endpoint base a stream belongs on: spot has one; futures split since 2026 into
 /// `/public` (bookTicker, depth) and `/market` (the rest).
@@ -64,23 +64,136 @@ pub fn plan(streams: &[(Market, String)], settings: &BinanceSettings) -> Vec<Sha
     shards
 }
 
+/// A running shard, as the upstream sees it.
+struct ShardHandle {
+    /// Endpoint group: `spot`, `futures-market`, `futures-public`.
+    label: &'static str,
+    streams: Vec<String>,
+    changes: mpsc::UnboundedSender<Change>,
+}
+
+/// The running upstream: its shards, and the REST client history comes from.
+pub struct Upstream {
+    settings: Arc<BinanceSettings>,
+    rest: rest::Rest,
+    shards: Vec<ShardHandle>,
+    /// Shards started so far per endpoint group, for their names.
+    started: Vec<(&'static str, usize)>,
+    out: mpsc::Sender<MarketEvent>,
+    stop: CancellationToken,
+}
+
+impl Upstream {
+    /// The REST client (klines for strategy warm-up).
+    pub fn rest(&self) -> &rest::Rest {
+        &self.rest
+    }
+
+    /// Every stream subscribed, sorted.
+    pub fn streams(&self) -> Vec<String> {
+        let mut all: Vec<String> = self.shards.iter().flat_map(|s| s.streams.clone()).collect();
+        all.sort();
+        all
+    }
+
+    fn start_shard(&mut self, spec: ShardSpec, label: &'static str) {
+        let (changes, receiver) = mpsc::unbounded_channel();
+        self.shards.push(ShardHandle {
+            label,
+            streams: spec.streams.clone(),
+            changes,
+        });
+        match self.started.iter_mut().find(|(l, _)| *l == label) {
+            Some((_, n)) => *n += 1,
+            None => self.started.push((label, 1)),
+        }
+        let shard = Shard::new(
+            spec,
+            self.settings.clone(),
+            self.rest.clone(),
+            self.out.clone(),
+            receiver,
+        );
+        tokio::spawn(shard.run(self.stop.clone()));
+    }
+
+    /// Subscribes to exactly `wanted`, changing only the difference: dropped streams are
+    /// unsubscribed on their shard, new ones go to a shard of their endpoint with room, or to
+    /// a new shard.
+    pub fn update(&mut self, wanted: &[(Market, String)]) {
+        let per_connection = self.settings.streams_per_connection;
+        for shard in &mut self.shards {
+            let market = if shard.label == "spot" {
+                Market::Spot
+            } else {
+                Market::Futures
+            };
+            let dropped: Vec<String> = shard
+                .streams
+                .iter()
+                .filter(|s| !wanted.iter().any(|(m, w)| *m == market && w == *s))
+                .cloned()
+                .collect();
+            if !dropped.is_empty() {
+                shard.streams.retain(|s| !dropped.contains(s));
+                let _ = shard.changes.send(Change::Unsubscribe(dropped));
+            }
+        }
+        let mut fresh: Vec<(Market, String)> = Vec::new();
+        for (market, stream) in wanted {
+            let (label, _) = base_for(*market, stream, &self.settings);
+            if self
+                .shards
+                .iter()
+                .any(|s| s.label == label && s.streams.contains(stream))
+            {
+                continue;
+            }
+            match self
+                .shards
+                .iter_mut()
+                .find(|s| s.label == label && s.streams.len() < per_connection)
+            {
+                Some(shard) => {
+                    shard.streams.push(stream.clone());
+                    let _ = shard.changes.send(Change::Subscribe(vec![stream.clone()]));
+                }
+                None => fresh.push((*market, stream.clone())),
+            }
+        }
+        for mut spec in plan(&fresh, &self.settings) {
+            let (label, _) = base_for(spec.market, &spec.streams[0], &self.settings);
+            let n = self
+                .started
+                .iter()
+                .find(|(l, _)| *l == label)
+                .map_or(0, |(_, n)| *n);
+            spec.name = format!("{label}#{n}");
+            self.start_shard(spec, label);
+        }
+    }
+}
+
 /// Starts one task per shard; their events arrive, per stream in order, on the receiver.
 pub fn spawn(
     settings: BinanceSettings,
     streams: &[(Market, String)],
     stop: CancellationToken,
-) -> Result<mpsc::Receiver<MarketEvent>, String> {
+) -> Result<(Upstream, mpsc::Receiver<MarketEvent>), String> {
     let proxy = (!settings.proxy.is_empty()).then_some(settings.proxy.as_str());
     let rest = rest::Rest::new(&settings.spot_rest, &settings.futures_rest, proxy)
         .map_err(|e| format!("binance REST client: {e}"))?;
     let (tx, rx) = mpsc::channel(8192);
-    let shards = plan(streams, &settings);
-    let settings = Arc::new(settings);
-    for spec in shards {
-        let shard = Shard::new(spec, settings.clone(), rest.clone(), tx.clone());
-        tokio::spawn(shard.run(stop.clone()));
-    }
-    Ok(rx)
+    let mut upstream = Upstream {
+        settings: Arc::new(settings),
+        rest,
+        shards: Vec::new(),
+        started: Vec::new(),
+        out: tx,
+        stop,
+    };
+    upstream.update(streams);
+    Ok((upstream, rx))
 }
 
 #[cfg(test)]

@@ -50,6 +50,14 @@ pub struct ShardSpec {
     pub streams: Vec<String>,
 }
 
+/// A change to a running shard's streams (a strategy reload), made on the live connection
+/// with `SUBSCRIBE` / `UNSUBSCRIBE` and kept for every later connection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    Subscribe(Vec<String>),
+    Unsubscribe(Vec<String>),
+}
+
 /// Why a connection attempt failed or a connection ended.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum ShardError {
@@ -93,6 +101,8 @@ pub struct Shard {
     ids: Arc<AtomicI64>,
     /// Last time each stream delivered something, for the watchdog.
     heard: HashMap<String, Instant>,
+    /// Stream changes from reloads.
+    changes: mpsc::UnboundedReceiver<Change>,
 }
 
 impl Shard {
@@ -101,6 +111,7 @@ impl Shard {
         settings: Arc<BinanceSettings>,
         rest: Rest,
         out: mpsc::Sender<MarketEvent>,
+        changes: mpsc::UnboundedReceiver<Change>,
     ) -> Self {
         Self {
             malformed: Malformed::new(spec.name.clone()),
@@ -111,6 +122,61 @@ impl Shard {
             sequencer: Sequencer::default(),
             ids: Arc::new(AtomicI64::new(1)),
             heard: HashMap::new(),
+            changes,
+        }
+    }
+
+    /// Records a change in the spec (used by every later connection) and the watchdog;
+    /// returns the request to send on a live connection, if any.
+    fn absorb(&mut self, change: Change) -> Option<(&'static str, Vec<String>)> {
+        let mut spec = (*self.spec).clone();
+        let (method, streams) = match change {
+            Change::Subscribe(add) => {
+                let add: Vec<String> = add
+                    .into_iter()
+                    .filter(|s| !spec.streams.contains(s))
+                    .collect();
+                let now = Instant::now();
+                for s in &add {
+                    self.heard.insert(s.clone(), now);
+                }
+                spec.streams.extend(add.iter().cloned());
+                ("SUBSCRIBE", add)
+            }
+            Change::Unsubscribe(drop) => {
+                spec.streams.retain(|s| !drop.contains(s));
+                for s in &drop {
+                    self.heard.remove(s);
+                }
+                ("UNSUBSCRIBE", drop)
+            }
+        };
+        tracing::info!(shard = %spec.name, method, streams = ?streams, total = spec.streams.len(), "upstream subscriptions changed");
+        self.spec = Arc::new(spec);
+        (!streams.is_empty()).then_some((method, streams))
+    }
+
+    /// Applies a change on the live connection, within the message budget.
+    async fn apply(&mut self, conn: &mut Conn, change: Change) -> Result<(), ShardError> {
+        let Some((method, streams)) = self.absorb(change) else {
+            return Ok(());
+        };
+        for batch in streams.chunks(self.settings.subscribe_batch.max(1)) {
+            let id = self.ids.fetch_add(1, Ordering::Relaxed);
+            let request = serde_json::json!({"method": method, "params": batch, "id": id});
+            conn.budget.acquire().await;
+            conn.ws
+                .send(Message::text(request.to_string()))
+                .await
+                .map_err(|e| ShardError::Ws(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Takes changes that arrived while no connection was up into the spec.
+    fn absorb_pending(&mut self) {
+        while let Ok(change) = self.changes.try_recv() {
+            self.absorb(change);
         }
     }
 
@@ -119,6 +185,7 @@ impl Shard {
         let mut failures = 0u32;
         let mut connected_before = false;
         loop {
+            self.absorb_pending();
             let attempt = connect(self.spec.clone(), self.settings.clone(), self.ids.clone());
             let conn = tokio::select! {
                 _ = stop.cancelled() => return,
@@ -258,6 +325,15 @@ impl Shard {
                 _ = tokio::time::sleep_until(rotate_at), if next.is_none() && old.is_none() => {
                     tracing::info!(shard = %self.spec.name, "rotating the upstream connection");
                     next = Some(Box::pin(connect(self.spec.clone(), settings.clone(), self.ids.clone())));
+                }
+                Some(change) = self.changes.recv() => {
+                    if let Err(e) = self.apply(&mut conn, change).await {
+                        return End::Reconnect(e.to_string());
+                    }
+                    // A replacement connecting with the old stream list starts over.
+                    if next.take().is_some() {
+                        rotate_at = Instant::now();
+                    }
                 }
                 _ = watchdog.tick() => {
                     let now = Instant::now();

@@ -1,0 +1,279 @@
+//! The market → strategy → hub pipeline of `serve`: the source, the engine with its warm-up
+//! and reloads, and publishing into the hub.
+//!
+//! Warm-up: with the live source, the first event of a symbol whose instances need history
+//! (and the first after a gap that could not be backfilled) waits while that history comes
+//! from the REST klines endpoint; the symbol's later events queue behind it, other symbols
+//! flow on. Replayed and synthetic data has no history source: instances warm on the data
+//! itself, and emit nothing before their declared number of candles.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, SourceKind};
+use crate::hub::Hub;
+use crate::market::binance::live::{self, Upstream, rest::Rest};
+use crate::market::{Kline, Market, MarketEvent, replay, synthetic};
+use crate::strategy::{Engine, Instance, Signal, WarmupNeed};
+
+/// How long fetching one symbol's history may take before it goes live without.
+const HISTORY_TIMEOUT: Duration = Duration::from_secs(20);
+/// Events a symbol may queue while its history loads; beyond, it goes live without.
+const MAX_QUEUED: usize = 100_000;
+/// How often signals that plugins produced on their own are collected.
+const POLL_EVERY: Duration = Duration::from_millis(20);
+
+/// A running pipeline.
+pub struct Pipeline {
+    pub task: tokio::task::JoinHandle<()>,
+    /// Strategy instances running at the start.
+    pub instances: usize,
+    /// Replaces the running strategy set (hot reload).
+    pub reload: mpsc::Sender<Vec<Instance>>,
+}
+
+/// Starts the source and the engine, publishing signals into `hub` until `stop`.
+pub fn start(
+    config: &Config,
+    instances: Vec<Instance>,
+    hub: Arc<Hub>,
+    stop: CancellationToken,
+) -> anyhow::Result<Pipeline> {
+    let engine = Engine::new(instances);
+    let count = engine.len();
+    let mut upstream = None;
+    let events = match config.source.kind {
+        SourceKind::Synthetic => synthetic::spawn(
+            config.source.symbols.clone(),
+            config.source.seed,
+            config.source.tick,
+            stop.clone(),
+        ),
+        SourceKind::Replay => {
+            replay::check(&config.source.replay)?;
+            let speed = config
+                .source
+                .replay_speed
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!("source.replay_speed: {e}"))?;
+            replay::spawn(
+                replay::ReplayOptions {
+                    paths: config.source.replay.clone(),
+                    speed,
+                    looped: config.source.replay_loop,
+                },
+                stop.clone(),
+            )
+        }
+        SourceKind::Binance => {
+            let streams = engine.streams();
+            tracing::info!(
+                streams = streams.len(),
+                "subscribing to what the strategies need"
+            );
+            let (handle, events) = live::spawn(config.binance.clone(), &streams, stop.clone())
+                .map_err(|e| anyhow::anyhow!(e))?;
+            upstream = Some(handle);
+            events
+        }
+    };
+    let (reload, reloads) = mpsc::channel(4);
+    let runner = Runner {
+        history: upstream.as_ref().map(|u| u.rest().clone()),
+        upstream,
+        engine,
+        hub,
+        warming: HashMap::new(),
+        fetches: JoinSet::new(),
+        out: Vec::new(),
+    };
+    let task = tokio::spawn(runner.run(events, reloads, stop));
+    Ok(Pipeline {
+        task,
+        instances: count,
+        reload,
+    })
+}
+
+/// One event through the engine into the hub; `out` is scratch space.
+pub fn pump(engine: &mut Engine, hub: &Hub, event: &MarketEvent, out: &mut Vec<Signal>) {
+    if let Some(price) = event.price() {
+        hub.mark_price(&event.symbol, price);
+    }
+    engine.on_event(event, out);
+    publish(hub, out);
+}
+
+/// Publishes `signals` (and empties it).
+fn publish(hub: &Hub, signals: &mut Vec<Signal>) {
+    for signal in signals.drain(..) {
+        let listeners = hub.publish(&signal);
+        tracing::info!(
+            strategy = %signal.strategy,
+            symbol = %signal.symbol,
+            side = signal.side.as_str(),
+            price = signal.price,
+            reason = %signal.reason,
+            listeners,
+            "signal"
+        );
+    }
+}
+
+/// A symbol's history, fetched.
+struct History {
+    key: (Market, String),
+    klines: Result<Vec<Kline>, String>,
+}
+
+/// The pipeline task's state.
+struct Runner {
+    engine: Engine,
+    hub: Arc<Hub>,
+    /// The live upstream, whose subscriptions follow the strategy set.
+    upstream: Option<Upstream>,
+    /// Where warm-up history comes from (live only).
+    history: Option<Rest>,
+    /// Symbols whose history is loading, with the events that arrived meanwhile, in order.
+    warming: HashMap<(Market, String), Vec<MarketEvent>>,
+    fetches: JoinSet<History>,
+    /// Scratch space for signals.
+    out: Vec<Signal>,
+}
+
+impl Runner {
+    async fn run(
+        mut self,
+        mut events: mpsc::Receiver<MarketEvent>,
+        mut reloads: mpsc::Receiver<Vec<Instance>>,
+        stop: CancellationToken,
+    ) {
+        let mut poll = tokio::time::interval(POLL_EVERY);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                event = events.recv() => match event {
+                    Some(event) => self.on_event(event),
+                    None => break,
+                },
+                Some(done) = self.fetches.join_next(), if !self.fetches.is_empty() => {
+                    if let Ok(history) = done {
+                        self.on_history(history);
+                    }
+                }
+                Some(set) = reloads.recv() => self.reload(set),
+                _ = poll.tick() => {
+                    self.engine.poll(&mut self.out);
+                    publish(&self.hub, &mut self.out);
+                }
+            }
+        }
+        self.fetches.abort_all();
+    }
+
+    fn on_event(&mut self, event: MarketEvent) {
+        let key = (event.market, event.symbol.clone());
+        if let Some(queue) = self.warming.get_mut(&key) {
+            queue.push(event);
+            if queue.len() >= MAX_QUEUED {
+                tracing::warn!(symbol = %key.1, "history is slow to load; going live without it");
+                self.fetches.abort_all();
+                self.on_history(History {
+                    key,
+                    klines: Err("too many events queued".into()),
+                });
+            }
+            return;
+        }
+        if let Some(rest) = &self.history {
+            let needs = self.engine.warmup_needs(key.0, &key.1);
+            if !needs.is_empty() {
+                let anchor_ms = event.exchange_time_ms;
+                let rest = rest.clone();
+                let fetch_key = key.clone();
+                self.fetches.spawn(async move {
+                    let klines = tokio::time::timeout(
+                        HISTORY_TIMEOUT,
+                        fetch(&rest, fetch_key.0, &fetch_key.1, &needs, anchor_ms),
+                    )
+                    .await
+                    .unwrap_or_else(|_| Err(format!("no answer within {HISTORY_TIMEOUT:?}")));
+                    History {
+                        key: fetch_key,
+                        klines,
+                    }
+                });
+                self.warming.insert(key, vec![event]);
+                return;
+            }
+        }
+        pump(&mut self.engine, &self.hub, &event, &mut self.out);
+    }
+
+    /// Feeds the history, then the events that waited for it.
+    fn on_history(&mut self, history: History) {
+        let (market, symbol) = &history.key;
+        match &history.klines {
+            Ok(klines) => {
+                self.engine.on_history(*market, symbol, klines);
+                tracing::info!(%symbol, market = market.as_str(), candles = klines.len(), "strategies warmed up from REST history");
+            }
+            Err(e) => {
+                tracing::warn!(%symbol, market = market.as_str(), error = %e, "no warm-up history; strategies warm on live candles first")
+            }
+        }
+        self.engine.mark_fed(*market, symbol);
+        for event in self.warming.remove(&history.key).unwrap_or_default() {
+            self.on_event(event);
+        }
+    }
+
+    fn reload(&mut self, set: Vec<Instance>) {
+        let report = self.engine.replace(set);
+        tracing::info!(
+            kept = report.kept,
+            added = report.added,
+            removed = report.removed,
+            instances = self.engine.len(),
+            "strategies reloaded"
+        );
+        if let Some(upstream) = &mut self.upstream {
+            upstream.update(&self.engine.streams());
+        }
+    }
+}
+
+/// The klines the needs ask for, up to the candle holding `anchor_ms`, which is passed on
+/// open (`closed == false`) so live trades continue it.
+async fn fetch(
+    rest: &Rest,
+    market: Market,
+    symbol: &str,
+    needs: &[WarmupNeed],
+    anchor_ms: i64,
+) -> Result<Vec<Kline>, String> {
+    let mut all = Vec::new();
+    for need in needs {
+        let Some(millis) = need.interval.fixed_millis() else {
+            continue;
+        };
+        let open = anchor_ms - anchor_ms.rem_euclid(millis);
+        let start = open - need.candles as i64 * millis;
+        let mut klines = rest
+            .klines(market, symbol, need.interval, start, open)
+            .await
+            .map_err(|e| e.to_string())?;
+        klines.retain(|k| k.open_time_ms <= open);
+        for k in &mut klines {
+            k.closed = k.open_time_ms < open;
+        }
+        all.extend(klines);
+    }
+    Ok(all)
+}
