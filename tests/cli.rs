@@ -466,3 +466,105 @@ fn replay_of_a_missing_file_is_a_clear_startup_error() {
     let out = sigcast(tmp.path(), &["serve", "--source", "binance-please"]);
     assert_clean_failure(&out, "--source");
 }
+
+const QUICK: &str = "[[strategy]]\nname = \"quick\"\nkind = \"ma_cross\"\nsymbols = [\"BTCUSDT\", \"ETHUSDT\", \"SOLUSDT\"]\ninterval = \"1s\"\n[strategy.params]\nfast = 1\nslow = 2\n";
+
+/// Starts `serve` on the synthetic market with `QUICK` and the given watch interval; returns
+/// the process, its port and a token.
+fn serve_quick(dir: &Path, watch: &str) -> (Running, u16, String) {
+    assert!(sigcast(dir, &["init"]).status.success());
+    std::fs::write(dir.join("signals/default.toml"), QUICK).unwrap();
+    let token =
+        String::from_utf8(sigcast(dir, &["token", "issue", "--sub", "ops"]).stdout).unwrap();
+    let server = Running::start(
+        dir,
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--set",
+            "log.format=json",
+            "--set",
+            "source.tick=2ms",
+            "--set",
+            &format!("signals.watch={watch}"),
+        ],
+    );
+    let port: u16 = Running::find(&server.stderr, |line| {
+        let v: Value = serde_json::from_str(line).ok()?;
+        v["fields"]["listen"]
+            .as_str()?
+            .rsplit(':')
+            .next()?
+            .parse()
+            .ok()
+    });
+    (server, port, token.trim().to_string())
+}
+
+/// Reads signals until one comes from `strategy`.
+async fn signal_from(ws: &mut Client, strategy: &str) -> Value {
+    within(Duration::from_secs(20), async {
+        loop {
+            let v: Value = serde_json::from_str(&next_text(ws).await).unwrap();
+            if v["content"]["strategy"] == strategy {
+                return v;
+            }
+        }
+    })
+    .await
+}
+
+/// Editing `signals/` reloads the strategies; an invalid edit is refused with its error
+/// (file, instance, key) and the running set carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strategies_reload_when_files_change_and_a_bad_set_is_rejected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, port, token) = serve_quick(tmp.path(), "200ms");
+    let mut ws = connect(port, &tmp.path().join("certs/cert.pem"), &token).await;
+    signal_from(&mut ws, "quick").await;
+
+    let file = tmp.path().join("signals/default.toml");
+    std::fs::write(&file, QUICK.replace("\"ma_cross\"", "\"nope\"")).unwrap();
+    let rejected = Running::find(&server.stderr, |l| {
+        l.contains("strategy reload rejected")
+            .then(|| l.to_string())
+    });
+    assert!(
+        rejected.contains("default.toml") && rejected.contains("nope"),
+        "{rejected}"
+    );
+    signal_from(&mut ws, "quick").await; // still running
+
+    std::fs::write(&file, QUICK.replace("\"quick\"", "\"renamed\"")).unwrap();
+    let signal = signal_from(&mut ws, "renamed").await;
+    assert_eq!(signal["content"]["interval"], "1s");
+    let reloaded = Running::find(&server.stderr, |l| {
+        l.contains("strategies reloaded").then(|| l.to_string())
+    });
+    assert!(
+        reloaded.contains("\"added\":3") && reloaded.contains("\"removed\":3"),
+        "{reloaded}"
+    );
+}
+
+/// With file watching off, SIGHUP reloads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_strategies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, port, token) = serve_quick(tmp.path(), "0s");
+    let mut ws = connect(port, &tmp.path().join("certs/cert.pem"), &token).await;
+    signal_from(&mut ws, "quick").await;
+    std::fs::write(
+        tmp.path().join("signals/default.toml"),
+        QUICK.replace("\"quick\"", "\"after-hup\""),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    server.signal("HUP");
+    let line = Running::find(&server.stderr, |l| {
+        l.contains("reloading strategies").then(|| l.to_string())
+    });
+    assert!(line.contains("SIGHUP"), "{line}");
+    signal_from(&mut ws, "after-hup").await;
+}

@@ -16,7 +16,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, Config, KEYS, Overrides};
 
-pub use pipeline::{Pipeline, pump};
+pub use pipeline::{Pipeline, pump, start as start_pipeline};
 pub use serve::{bind, build_shared, load_strategies};
 
 /// sigcast: authenticated trading-signal broadcast over TLS WebSocket.

@@ -42,6 +42,24 @@ pub struct Entry {
     pub agg: Option<(String, AggTrade)>,
 }
 
+impl Entry {
+    /// A made-up aggTrade of `symbol` (futures wire format) at `time_ms` and `price`.
+    pub fn agg_trade(symbol: &str, id: u64, time_ms: i64, price: &str) -> Entry {
+        let stream = format!("{}@aggTrade", symbol.to_lowercase());
+        let text = format!(
+            r#"{{"stream":"{stream}","data":{{"e":"aggTrade","E":{time_ms},"s":"{symbol}","a":{id},"p":"{price}","q":"2","f":{id},"l":{id},"T":{time_ms},"m":false}}}}"#
+        );
+        let agg = match parse(Market::Futures, &text, SystemTime::now()) {
+            Ok(Parsed::Event(e)) => match e.kind {
+                MarketEventKind::AggTrade(a) => Some((e.symbol, a)),
+                _ => None,
+            },
+            _ => None,
+        };
+        Entry { stream, text, agg }
+    }
+}
+
 /// Recorded messages in play order.
 pub struct Tape {
     pub market: Market,
@@ -127,13 +145,14 @@ impl Default for Settings {
 pub struct Stats {
     pub connections: usize,
     pub subscribe_requests: usize,
+    pub unsubscribe_requests: usize,
     /// Most incoming messages any connection sent within one second.
     pub max_messages_per_second: usize,
     /// Connections closed with 1008 for sending too fast.
     pub rate_closes: usize,
     pub pongs: usize,
     pub rest_requests: usize,
-    /// The streams subscribed on the most recent connection to finish subscribing.
+    /// The streams subscribed on the connection that most recently subscribed or unsubscribed.
     pub last_subscriptions: Vec<String>,
 }
 
@@ -226,6 +245,12 @@ impl MockBinance {
         if let Some(old) = self.feeder.lock().unwrap().replace(task) {
             old.abort();
         }
+    }
+
+    /// Counts the first `n` entries as played without sending them: trades made before
+    /// anyone connected, which REST still serves.
+    pub fn skip_to(&self, n: usize) {
+        self.shared.played.store(n, Ordering::SeqCst);
     }
 
     /// Stops the feed where it stands; `play` resumes it.
@@ -487,6 +512,9 @@ fn control(text: &str, subscribed: &mut BTreeSet<String>, shared: &Shared) -> St
             for p in params {
                 subscribed.remove(&p);
             }
+            let mut st = shared.stats.lock().unwrap();
+            st.unsubscribe_requests += 1;
+            st.last_subscriptions = subscribed.iter().cloned().collect();
             json!({"result": null, "id": id}).to_string()
         }
         Some("LIST_SUBSCRIPTIONS") => {
