@@ -22,6 +22,7 @@ use super::bollinger::BollingerBands;
 use super::book_imbalance::BookImbalance;
 use super::common::{CandleLogic, Common, OnCandles};
 use super::donchian::Donchian;
+use super::exec::Exec;
 use super::ma_cross::MaCross;
 use super::macd::MacdCross;
 use super::rsi::RsiLevels;
@@ -95,6 +96,8 @@ pub enum Kind {
     Macd,
     Donchian,
     BookImbalance,
+    /// A plugin program (see [`super::exec`]).
+    Exec,
 }
 
 /// Checked settings shared by every instance of a definition.
@@ -167,7 +170,7 @@ impl Definition {
     }
 
     /// One instance per symbol; a bad parameter is an error naming the key.
-    fn build(&self, checked: &Checked) -> Result<Vec<Instance>, String> {
+    fn build(&self, checked: &Checked, file: &Path) -> Result<Vec<Instance>, String> {
         let mut out = Vec::new();
         for symbol in &checked.symbols {
             let common = Common::new(
@@ -184,6 +187,7 @@ impl Definition {
                 Kind::Macd => candles(common, MacdCross::new(self.params()?)?)?,
                 Kind::Donchian => candles(common, Donchian::new(self.params()?)?)?,
                 Kind::BookImbalance => Box::new(BookImbalance::new(common, self.params()?)?),
+                Kind::Exec => Box::new(Exec::new(common, self.params()?, file)?),
             };
             out.push(Instance {
                 key: format!("{self:?} {symbol}"),
@@ -243,7 +247,7 @@ fn build_text(
         seen.push(def.name.clone());
         let checked = def.check(offered).map_err(&invalid)?;
         let built = def
-            .build(&checked)
+            .build(&checked, path)
             .map_err(|e| invalid(format!("strategy {:?}: {e}", def.name)))?;
         if def.enabled {
             out.extend(built);

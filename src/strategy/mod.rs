@@ -8,6 +8,7 @@ pub mod book_imbalance;
 pub mod common;
 pub mod definition;
 pub mod donchian;
+pub mod exec;
 pub mod gate;
 pub mod indicators;
 pub mod ma_cross;
