@@ -187,6 +187,9 @@ pub struct SourceSettings {
     pub replay_speed: String,
     /// Start the replay again after its end.
     pub replay_loop: bool,
+    /// Wait this long before playing, so clients can connect and see every signal.
+    #[serde(with = "duration")]
+    pub replay_delay: Duration,
 }
 
 impl Default for SourceSettings {
@@ -199,6 +202,7 @@ impl Default for SourceSettings {
             replay: Vec::new(),
             replay_speed: "1".into(),
             replay_loop: false,
+            replay_delay: Duration::ZERO,
         }
     }
 }
@@ -384,6 +388,7 @@ keys! {
     "source.replay", PathList, "recordings to replay (comma-separated in env/flags)";
     "source.replay_speed", Text, "replay pace: 1 (real time), 10x, or max";
     "source.replay_loop", Bool, "play the recordings again after the end";
+    "source.replay_delay", Duration, "wait this long before playing (lets clients connect)";
     "binance.spot_ws", Text, "spot combined-stream base URL";
     "binance.futures_ws_public", Text, "futures base URL for bookTicker and depth";
     "binance.futures_ws_market", Text, "futures base URL for trades, klines and tickers";

@@ -5,13 +5,17 @@
 //!
 //! ```text
 //!  market ──MarketEvent──▶ strategy ──Signal──▶ hub ──Frame──▶ server ──▶ clients
-//!  (Binance live, replay,  (engine, MA cross)   (serialize     (TLS, JWT in the
-//!   synthetic)                                   once, fan-out) handshake, sessions)
+//!  (Binance live, replay,  (engine, built-ins, (serialize     (TLS, JWT in the
+//!   synthetic)              exec plugins)        once, fan-out) handshake, sessions)
+//!                                  │
+//!                                  └──Signal──▶ backtest (evaluation, HTML report)
 //! ```
 //!
 //! - [`market`]: typed market events and the sources that produce them (Binance live with
 //!   backfill, replay of recordings, synthetic); Binance's wire format lives in `market::binance`.
-//! - [`strategy`]: deterministic strategies that turn events into [`strategy::Signal`]s.
+//! - [`strategy`]: deterministic strategies that turn events into [`strategy::Signal`]s,
+//!   defined in `signals/*.toml`, with warm-up, hot reload and any-language plugins.
+//! - [`backtest`]: the engine over recordings, with hit rates, naive P&L and a chart.
 //! - [`hub`]: serializes each signal once and fans the same bytes out to every session.
 //! - [`server`]: the TLS WebSocket listener, handshake authentication and client sessions.
 //! - [`auth`]: JWT verification (key ring, pinned algorithms) and issuing.
@@ -20,6 +24,7 @@
 //! - [`cli`]: the `sigcast` command line.
 
 pub mod auth;
+pub mod backtest;
 pub mod cli;
 pub mod config;
 pub mod devcert;

@@ -9,8 +9,10 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::*;
+use futures_util::StreamExt;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Error as WsError;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
@@ -567,4 +569,230 @@ async fn sighup_reloads_strategies() {
     });
     assert!(line.contains("SIGHUP"), "{line}");
     signal_from(&mut ws, "after-hup").await;
+}
+
+fn futures_recording() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/binance/usdm_btcusdt_20240808.gz")
+}
+
+/// A signals directory with every built-in kind on futures BTCUSDT.
+fn backtest_signals(dir: &Path) -> std::path::PathBuf {
+    let signals = dir.join("bt-signals");
+    std::fs::create_dir_all(&signals).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/backtest_signals.toml"),
+        signals.join("all.toml"),
+    )
+    .unwrap();
+    signals
+}
+
+/// `backtest` writes every signal in the contract shape, a summary per strategy and an HTML
+/// report whose chart has one marker per signal; progress goes to stderr.
+#[test]
+fn backtest_writes_signals_summary_and_a_chart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let signals = backtest_signals(tmp.path());
+    let out = tmp.path().join("report");
+    let run = sigcast(
+        tmp.path(),
+        &[
+            "backtest",
+            "--data",
+            futures_recording().to_str().unwrap(),
+            "--signals",
+            signals.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(stderr(&run).contains("backtest: 100%"), "{}", stderr(&run));
+    let lines: Vec<Value> = std::fs::read_to_string(out.join("signals.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.len() > 20, "{} signals", lines.len());
+    for v in &lines {
+        assert_eq!(v["is_test"], false);
+        assert!(["buy", "sell"].contains(&v["type"].as_str().unwrap()));
+        assert!(v["content"]["price"].as_f64().unwrap() > 50_000.0);
+        assert!(v["content"]["timestamp"].as_i64().unwrap() > 1_723_000_000);
+    }
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let strategies = summary["strategies"].as_array().unwrap();
+    assert_eq!(strategies.len(), 6, "every kind signalled: {summary}");
+    for s in strategies {
+        assert_eq!(s["horizons"].as_array().unwrap().len(), 3);
+        let hit = s["horizons"][0]["hit_rate"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&hit));
+        assert!(s["naive_pnl_pct"].as_f64().unwrap().is_finite());
+    }
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        stdout.contains("f-macd") && stdout.contains("P&L"),
+        "{stdout}"
+    );
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("<polyline"));
+    let markers =
+        html.matches("class=\"buy\" d=").count() + html.matches("class=\"sell\" d=").count();
+    assert_eq!(markers, lines.len(), "one marker per signal");
+    assert!(
+        !html.contains("http://") || html.matches("http://").count() == 1,
+        "self-contained (only the SVG namespace)"
+    );
+
+    // A window: only signals inside it, the data before only warms up.
+    let windowed = tmp.path().join("windowed");
+    let from = lines[lines.len() / 2]["content"]["timestamp"]
+        .as_i64()
+        .unwrap();
+    let run = sigcast(
+        tmp.path(),
+        &[
+            "backtest",
+            "--data",
+            futures_recording().to_str().unwrap(),
+            "--signals",
+            signals.to_str().unwrap(),
+            "--from",
+            &from.to_string(),
+            "--out",
+            windowed.to_str().unwrap(),
+        ],
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    let inside = std::fs::read_to_string(windowed.join("signals.jsonl")).unwrap();
+    assert!(!inside.is_empty());
+    for l in inside.lines() {
+        let v: Value = serde_json::from_str(l).unwrap();
+        assert!(v["content"]["timestamp"].as_i64().unwrap() >= from);
+    }
+}
+
+/// `serve --source replay:` gives a client exactly the signals `backtest` writes, byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_through_serve_gives_the_same_signals_as_backtest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let signals = backtest_signals(tmp.path());
+    let out = tmp.path().join("report");
+    let run = sigcast(
+        tmp.path(),
+        &[
+            "backtest",
+            "--data",
+            futures_recording().to_str().unwrap(),
+            "--signals",
+            signals.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    let expected: Vec<String> = std::fs::read_to_string(out.join("signals.jsonl"))
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+
+    assert!(sigcast(tmp.path(), &["init"]).status.success());
+    let token =
+        String::from_utf8(sigcast(tmp.path(), &["token", "issue", "--sub", "bt"]).stdout).unwrap();
+    let source = format!("replay:{}", futures_recording().display());
+    let dir = format!("signals.dir={}", signals.display());
+    let server = Running::start(
+        tmp.path(),
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--source",
+            &source,
+            "--set",
+            "source.replay_speed=max",
+            "--set",
+            "source.replay_delay=3s",
+            "--set",
+            "server.queue_capacity=10000",
+            "--set",
+            &dir,
+            "--set",
+            "log.format=json",
+        ],
+    );
+    let port: u16 = Running::find(&server.stderr, |line| {
+        let v: Value = serde_json::from_str(line).ok()?;
+        v["fields"]["listen"]
+            .as_str()?
+            .rsplit(':')
+            .next()?
+            .parse()
+            .ok()
+    });
+    let mut ws = connect(port, &tmp.path().join("certs/cert.pem"), token.trim()).await;
+    let mut got = Vec::new();
+    within(Duration::from_secs(60), async {
+        while got.len() < expected.len() {
+            got.push(next_text(&mut ws).await);
+        }
+    })
+    .await;
+    expect_silence(&mut ws, Duration::from_secs(1)).await;
+    assert_eq!(got, expected);
+}
+
+/// The shipped signals/ (example.toml and default.toml) run offline in `sigcast demo`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_runs_the_shipped_example_strategies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let signals = Path::new(env!("CARGO_MANIFEST_DIR")).join("signals");
+    let demo = Running::start(
+        tmp.path(),
+        &[
+            "demo",
+            "--port",
+            "0",
+            "--signals",
+            signals.to_str().unwrap(),
+        ],
+    );
+    let line = Running::find(&demo.stdout, |l| {
+        l.starts_with("wscat -c ").then(|| l.to_string())
+    });
+    let port: u16 = line
+        .split("wss://127.0.0.1:")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let token = line
+        .split("Bearer ")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let ca = tmp.path().join(".sigcast-demo/certs/cert.pem");
+    let mut ws = connect(port, &ca, token).await;
+    let mut seen = std::collections::BTreeSet::new();
+    within(Duration::from_secs(90), async {
+        while seen.len() < 3 {
+            let text = match ws.next().await.expect("open").expect("read") {
+                Message::Text(t) => t.as_str().to_string(),
+                _ => continue,
+            };
+            let v: Value = serde_json::from_str(&text).unwrap();
+            let name = v["content"]["strategy"].as_str().unwrap().to_string();
+            if name.starts_with("ex-") {
+                seen.insert(name);
+            }
+        }
+    })
+    .await;
 }

@@ -1,7 +1,9 @@
-//! The `sigcast` command line: `init`, `serve`, `demo`, `token` and `config`.
+//! The `sigcast` command line: `init`, `serve`, `demo`, `backtest`, `record`, `token` and
+//! `config`.
 //!
 //! Only this room wires the others together (see `serve.rs`).
 
+mod backtest;
 mod init;
 mod pipeline;
 mod reload;
@@ -48,6 +50,30 @@ enum Command {
         /// TLS port on 127.0.0.1; when taken, any free port is used.
         #[arg(long, default_value_t = 8443)]
         port: u16,
+        /// Strategy definitions to run instead of the demo's own (e.g. `signals`).
+        #[arg(long, value_name = "DIR")]
+        signals: Option<PathBuf>,
+    },
+    /// Run the strategies over recordings as fast as possible: every signal, a summary per
+    /// strategy and an HTML report with a chart.
+    Backtest {
+        /// Recordings (merged by receive time), as `serve --source replay:` takes them.
+        #[arg(long, required = true, num_args = 1.., value_name = "FILE")]
+        data: Vec<PathBuf>,
+        /// Strategy definitions (default: signals.dir from the configuration).
+        #[arg(long, value_name = "DIR")]
+        signals: Option<PathBuf>,
+        /// Window start, RFC 3339 or Unix seconds; earlier data only warms strategies up.
+        #[arg(long, value_name = "TIME")]
+        from: Option<String>,
+        /// Window end, RFC 3339 or Unix seconds.
+        #[arg(long, value_name = "TIME")]
+        to: Option<String>,
+        /// Where signals.jsonl, summary.json and report.html go.
+        #[arg(long, default_value = "backtest-report", value_name = "DIR")]
+        out: PathBuf,
+        #[command(flatten)]
+        settings: SettingsArgs,
     },
     /// Save live Binance messages, with receive times, in the JSON-lines replay format.
     Record {
@@ -233,8 +259,38 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(serve::serve(config))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { dir, port } => {
-            runtime()?.block_on(serve::demo(&dir, port))?;
+        Command::Demo { dir, port, signals } => {
+            runtime()?.block_on(serve::demo(&dir, port, signals.as_deref()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backtest {
+            data,
+            signals,
+            from,
+            to,
+            out,
+            settings,
+        } => {
+            let config = settings.load(Overrides::default())?;
+            serve::init_logging(&config);
+            let window = backtest::Window {
+                from: from
+                    .map(|t| backtest::parse_time("--from", &t))
+                    .transpose()?,
+                to: to.map(|t| backtest::parse_time("--to", &t)).transpose()?,
+            };
+            let options = backtest::Options {
+                data,
+                signals: signals.unwrap_or(config.signals.dir),
+                window,
+                out,
+            };
+            let summaries = backtest::run(&options)?;
+            print!("{}", backtest::table(&summaries));
+            println!(
+                "signals: {0}/signals.jsonl  summary: {0}/summary.json  report: {0}/report.html",
+                options.out.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Record {

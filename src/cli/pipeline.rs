@@ -66,6 +66,7 @@ pub fn start(
                     paths: config.source.replay.clone(),
                     speed,
                     looped: config.source.replay_loop,
+                    delay: config.source.replay_delay,
                 },
                 stop.clone(),
             )

@@ -172,13 +172,21 @@ async fn run_until_signal(
 }
 
 /// `sigcast demo`: init `dir` when needed, serve on 127.0.0.1:`port`, print a token and wscat line.
-pub async fn demo(dir: &Path, port: u16) -> anyhow::Result<()> {
+pub async fn demo(dir: &Path, port: u16, signals: Option<&Path>) -> anyhow::Result<()> {
     let config_file = dir.join("sigcast.toml");
     if !config_file.exists() {
         super::init::write(dir, false)?;
     }
     let mut overrides = Overrides::default();
     overrides.set("log.level", "warn");
+    if let Some(signals) = signals {
+        let signals = std::path::absolute(signals)
+            .with_context(|| format!("--signals: {}", signals.display()))?;
+        if !signals.is_dir() {
+            anyhow::bail!("--signals: {} is not a directory", signals.display());
+        }
+        overrides.set("signals.dir", signals.to_string_lossy());
+    }
     let config = Config::load(Some(&config_file), &Default::default(), &overrides)?;
     init_logging(&config);
     let shared = build_shared(&config)?;

@@ -11,8 +11,10 @@
 //! or else the file name (`usdm`, `futures` or `fapi` in it mean futures).
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -69,6 +71,22 @@ pub struct RecordingReader {
     market: Market,
     line_no: usize,
     buf: String,
+    /// Bytes of the file read so far (compressed bytes for gzip), for progress.
+    consumed: Arc<AtomicU64>,
+}
+
+/// Counts the bytes read through it.
+struct Counting<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
 }
 
 fn market_from_name(path: &Path) -> Market {
@@ -89,6 +107,11 @@ impl RecordingReader {
             path: path.to_path_buf(),
             source,
         })?;
+        let consumed = Arc::new(AtomicU64::new(0));
+        let file = Counting {
+            inner: file,
+            count: consumed.clone(),
+        };
         let gz = path.extension().is_some_and(|e| e == "gz");
         let mut lines: Box<dyn BufRead + Send> = if gz {
             Box::new(BufReader::with_capacity(
@@ -134,7 +157,18 @@ impl RecordingReader {
             market,
             line_no,
             buf: String::with_capacity(4096),
+            consumed,
         })
+    }
+
+    /// Bytes of the file read so far (compressed bytes for gzip).
+    pub fn consumed(&self) -> u64 {
+        self.consumed.load(Ordering::Relaxed)
+    }
+
+    /// A handle on [`Self::consumed`] that can be read from elsewhere.
+    pub fn consumed_counter(&self) -> Arc<AtomicU64> {
+        self.consumed.clone()
     }
 
     /// The market this recording was taken from (JSON lines may override it per line).

@@ -50,6 +50,8 @@ pub struct ReplayOptions {
     pub speed: Speed,
     /// Start again from the beginning after the end (strategies see a `Gap` first).
     pub looped: bool,
+    /// Wait this long before playing (so clients can connect first).
+    pub delay: Duration,
 }
 
 /// Opens every file now, so a bad path is a startup error rather than a silent empty stream.
@@ -98,6 +100,13 @@ pub fn spawn(options: ReplayOptions, stop: CancellationToken) -> mpsc::Receiver<
 }
 
 fn play(options: &ReplayOptions, tx: &mpsc::Sender<MarketEvent>, stop: &CancellationToken) {
+    let wake = Instant::now() + options.delay;
+    while Instant::now() < wake {
+        if stop.is_cancelled() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20).min(wake - Instant::now()));
+    }
     let mut malformed = Malformed::new("replay");
     // Symbols seen, per market (spot, futures), for the Gap events of a loop.
     let mut symbols: [BTreeSet<String>; 2] = Default::default();
@@ -145,50 +154,139 @@ fn play_once(
     malformed: &mut Malformed,
     symbols: &mut [BTreeSet<String>; 2],
 ) -> Result<bool, RecordingError> {
-    let mut readers = options
-        .paths
-        .iter()
-        .map(|p| RecordingReader::open(p))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut heap = BinaryHeap::new();
-    for (file, reader) in readers.iter_mut().enumerate() {
-        if let Some(recorded) = next_valid(reader, malformed) {
-            heap.push(Head { recorded, file });
-        }
-    }
+    let mut merged = Merged::open(&options.paths)?;
     let started = Instant::now();
     let mut first_ns = None;
-    while let Some(Head { recorded, file }) = heap.pop() {
+    while let Some((received_ns, parsed)) = merged.next_parsed(malformed) {
         if stop.is_cancelled() {
             return Ok(false);
         }
-        if let (Speed::Factor(factor), true) = (options.speed, recorded.received_ns > 0) {
-            let base = *first_ns.get_or_insert(recorded.received_ns);
-            let offset = (recorded.received_ns - base).max(0) as f64 / factor;
+        if let (Speed::Factor(factor), true) = (options.speed, received_ns > 0) {
+            let base = *first_ns.get_or_insert(received_ns);
+            let offset = (received_ns - base).max(0) as f64 / factor;
             let due = started + Duration::from_nanos(offset as u64);
             let now = Instant::now();
             if due > now {
                 std::thread::sleep(due - now);
             }
         }
-        match binance::parse(recorded.market, &recorded.text, SystemTime::now()) {
-            Ok(Parsed::Event(event)) => {
-                let seen = &mut symbols[event.market as usize];
-                if !seen.contains(&event.symbol) {
-                    seen.insert(event.symbol.clone());
-                }
-                if tx.blocking_send(event).is_err() {
-                    return Ok(false);
-                }
+        if let Some(event) = parsed {
+            let seen = &mut symbols[event.market as usize];
+            if !seen.contains(&event.symbol) {
+                seen.insert(event.symbol.clone());
             }
-            Ok(_) => {} // snapshots and control replies in a capture carry no market event
-            Err(e) => malformed.record(&e),
-        }
-        if let Some(recorded) = next_valid(&mut readers[file], malformed) {
-            heap.push(Head { recorded, file });
+            if tx.blocking_send(event).is_err() {
+                return Ok(false);
+            }
         }
     }
     Ok(true)
+}
+
+/// Progress through a [`Merged`]'s files.
+#[derive(Clone)]
+pub struct Meter {
+    counters: Vec<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    total: u64,
+}
+
+impl Meter {
+    /// 0 to 1.
+    pub fn fraction(&self) -> f64 {
+        let read: u64 = self
+            .counters
+            .iter()
+            .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+            .sum();
+        if self.total == 0 {
+            1.0
+        } else {
+            (read as f64 / self.total as f64).min(1.0)
+        }
+    }
+}
+
+/// Several recordings merged by receive time, parsed into market events. Blocking file reads:
+/// use it on a plain thread.
+pub struct Merged {
+    readers: Vec<RecordingReader>,
+    heap: BinaryHeap<Head>,
+    /// Total size of the files, for progress.
+    total_bytes: u64,
+    primed: bool,
+}
+
+impl Merged {
+    pub fn open(paths: &[PathBuf]) -> Result<Self, RecordingError> {
+        let readers = paths
+            .iter()
+            .map(|p| RecordingReader::open(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let total_bytes = paths
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum();
+        Ok(Self {
+            readers,
+            heap: BinaryHeap::new(),
+            total_bytes,
+            primed: false,
+        })
+    }
+
+    /// How far through the files it is, readable while it is being iterated.
+    pub fn meter(&self) -> Meter {
+        Meter {
+            counters: self
+                .readers
+                .iter()
+                .map(RecordingReader::consumed_counter)
+                .collect(),
+            total: self.total_bytes,
+        }
+    }
+
+    /// Its market events, in order (unreadable input counted in `malformed`).
+    pub fn events(mut self, mut malformed: Malformed) -> impl Iterator<Item = MarketEvent> {
+        std::iter::from_fn(move || {
+            loop {
+                match self.next_parsed(&mut malformed)? {
+                    (_, Some(event)) => return Some(event),
+                    (_, None) => continue,
+                }
+            }
+        })
+    }
+
+    /// The next message: its receive time, and its event if it is one (snapshots and control
+    /// replies carry none). Unreadable lines and messages are counted in `malformed`.
+    pub fn next_parsed(&mut self, malformed: &mut Malformed) -> Option<(i64, Option<MarketEvent>)> {
+        if !self.primed {
+            self.primed = true;
+            for (file, reader) in self.readers.iter_mut().enumerate() {
+                if let Some(recorded) = next_valid(reader, malformed) {
+                    self.heap.push(Head { recorded, file });
+                }
+            }
+        }
+        let Head { recorded, file } = self.heap.pop()?;
+        if let Some(next) = next_valid(&mut self.readers[file], malformed) {
+            self.heap.push(Head {
+                recorded: next,
+                file,
+            });
+        }
+        let event = match binance::parse(recorded.market, &recorded.text, SystemTime::now()) {
+            Ok(Parsed::Event(event)) => Some(event),
+            Ok(_) => None,
+            Err(e) => {
+                malformed.record(&e);
+                None
+            }
+        };
+        Some((recorded.received_ns, event))
+    }
 }
 
 /// The next readable message of a file; unreadable lines are counted and skipped.
@@ -257,6 +355,7 @@ mod tests {
                 paths: vec![a, b],
                 speed: Speed::Max,
                 looped: false,
+                delay: Duration::ZERO,
             },
             CancellationToken::new(),
         );

@@ -1,0 +1,171 @@
+//! The backtest report: one self-contained HTML file (no scripts, no external assets) with a
+//! summary table and, per symbol, an SVG price chart carrying buy and sell markers. Hand-written
+//! SVG is smaller than a plotting dependency for one line chart with markers.
+
+use std::fmt::Write;
+use std::time::{Duration, SystemTime};
+
+use super::{Prices, Run, Summary};
+use crate::strategy::Side;
+
+const WIDTH: f64 = 960.0;
+const HEIGHT: f64 = 320.0;
+const PAD: f64 = 48.0;
+/// Chart points per symbol at most (min and max of each bucket are kept, so spikes show).
+const MAX_POINTS: usize = 2400;
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn utc(ms: i64) -> String {
+    let t = SystemTime::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// The whole report.
+pub fn html(run: &Run, summaries: &[Summary], sources: &[String]) -> String {
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>sigcast backtest</title>\n<style>\
+body{{font:14px system-ui,sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse}}\
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#f4f4f4}}\
+td:first-child{{text-align:left}}svg{{background:#fcfcfc;border:1px solid #ddd;margin:1em 0}}\
+.buy{{fill:#1a9641}}.sell{{fill:#d7191c}}.price{{fill:none;stroke:#2b83ba;stroke-width:1}}\
+text{{font:11px system-ui,sans-serif;fill:#555}}</style></head><body>\n\
+<h1>sigcast backtest</h1>\n<p>{} market events from {}; {} signals.</p>\n",
+        run.events,
+        escape(&sources.join(", ")),
+        run.signals.len()
+    );
+    h.push_str(&summary_table(summaries));
+    for (symbol, prices) in &run.prices {
+        if prices.points.len() < 2 {
+            continue;
+        }
+        let _ = write!(h, "<h2>{}</h2>\n", escape(symbol));
+        h.push_str(&chart(symbol, prices, run));
+    }
+    h.push_str(
+        "<p>Markers: ▲ buy, ▼ sell; hover one for its strategy and reason.</p>\n</body></html>\n",
+    );
+    h
+}
+
+fn summary_table(summaries: &[Summary]) -> String {
+    let mut h = String::from(
+        "<table><tr><th>strategy</th><th>interval</th><th>signals</th><th>buy / sell</th>",
+    );
+    for n in super::HORIZONS {
+        let _ = write!(h, "<th>hit rate after {n}</th><th>avg move after {n}</th>");
+    }
+    h.push_str("<th>naive P&amp;L</th><th>trades</th></tr>\n");
+    for s in summaries {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} / {}</td>",
+            escape(&s.strategy),
+            s.interval,
+            s.signals,
+            s.buys,
+            s.sells
+        );
+        for hz in &s.horizons {
+            let _ = write!(
+                h,
+                "<td>{:.1} % <small>(n={})</small></td><td>{:+.4} %</td>",
+                hz.hit_rate * 100.0,
+                hz.measured,
+                hz.avg_move_pct
+            );
+        }
+        let _ = write!(
+            h,
+            "<td>{:+.3} %</td><td>{}</td></tr>\n",
+            s.pnl_pct, s.trades
+        );
+    }
+    h.push_str("</table>\n<p>Moves are measured in the signalled direction, from the signal's price to the last trade the given number of candle intervals later. Naive P&amp;L: long after a buy, short after a sell, one unit per symbol, no fees.</p>\n");
+    h
+}
+
+/// Min and max of each bucket, in time order.
+fn downsample(points: &[(i64, f64)]) -> Vec<(i64, f64)> {
+    if points.len() <= MAX_POINTS {
+        return points.to_vec();
+    }
+    let per = points.len().div_ceil(MAX_POINTS / 2);
+    let mut out = Vec::with_capacity(MAX_POINTS + 2);
+    for chunk in points.chunks(per) {
+        let lo = chunk
+            .iter()
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .expect("chunk");
+        let hi = chunk
+            .iter()
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .expect("chunk");
+        let (a, b) = if lo.0 <= hi.0 { (lo, hi) } else { (hi, lo) };
+        out.push(*a);
+        if a != b {
+            out.push(*b);
+        }
+    }
+    out
+}
+
+fn chart(symbol: &str, prices: &Prices, run: &Run) -> String {
+    let points = downsample(&prices.points);
+    let (t0, t1) = (points[0].0, points[points.len() - 1].0.max(points[0].0 + 1));
+    let lo = points.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+    let hi = points.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    let x = |t: i64| PAD + (t - t0) as f64 / (t1 - t0) as f64 * (WIDTH - 2.0 * PAD);
+    let y = |p: f64| HEIGHT - PAD - (p - lo) / span * (HEIGHT - 2.0 * PAD);
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\" aria-label=\"{} price with signals\">\n",
+        escape(symbol)
+    );
+    let _ = write!(
+        h,
+        "<text x=\"4\" y=\"{:.1}\">{hi}</text><text x=\"4\" y=\"{:.1}\">{lo}</text>\
+<text x=\"{PAD}\" y=\"{:.1}\">{}</text><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>\n",
+        y(hi) - 4.0,
+        y(lo) + 14.0,
+        HEIGHT - 12.0,
+        utc(t0),
+        WIDTH - PAD,
+        HEIGHT - 12.0,
+        utc(t1)
+    );
+    h.push_str("<polyline class=\"price\" points=\"");
+    for (t, p) in &points {
+        let _ = write!(h, "{:.1},{:.1} ", x(*t), y(*p));
+    }
+    h.push_str("\"/>\n");
+    for s in run.signals.iter().filter(|s| s.symbol == symbol) {
+        let (cx, cy) = (x(s.timestamp * 1000), y(s.price));
+        let (class, path) = match s.side {
+            Side::Buy => ("buy", format!("M{cx:.1},{:.1} l6,10 h-12 z", cy - 2.0)),
+            Side::Sell => ("sell", format!("M{cx:.1},{:.1} l6,-10 h-12 z", cy + 2.0)),
+        };
+        let _ = write!(
+            h,
+            "<path class=\"{class}\" d=\"{path}\"><title>{} {} at {} · {} · {} · {}</title></path>\n",
+            class,
+            symbol,
+            s.price,
+            escape(&s.strategy),
+            escape(&s.reason),
+            utc(s.timestamp * 1000)
+        );
+    }
+    h.push_str("</svg>\n");
+    h
+}
