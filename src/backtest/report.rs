@@ -47,7 +47,7 @@ text{{font:11px system-ui,sans-serif;fill:#555}}</style></head><body>\n\
         if prices.points.len() < 2 {
             continue;
         }
-        let _ = write!(h, "<h2>{}</h2>\n", escape(symbol));
+        let _ = writeln!(h, "<h2>{}</h2>", escape(symbol));
         h.push_str(&chart(symbol, prices, run));
     }
     h.push_str(
@@ -83,11 +83,7 @@ fn summary_table(summaries: &[Summary]) -> String {
                 hz.avg_move_pct
             );
         }
-        let _ = write!(
-            h,
-            "<td>{:+.3} %</td><td>{}</td></tr>\n",
-            s.pnl_pct, s.trades
-        );
+        let _ = writeln!(h, "<td>{:+.3} %</td><td>{}</td></tr>", s.pnl_pct, s.trades);
     }
     h.push_str("</table>\n<p>Moves are measured in the signalled direction, from the signal's price to the last trade the given number of candle intervals later. Naive P&amp;L: long after a buy, short after a sell, one unit per symbol, no fees.</p>\n");
     h
@@ -127,15 +123,15 @@ fn chart(symbol: &str, prices: &Prices, run: &Run) -> String {
     let x = |t: i64| PAD + (t - t0) as f64 / (t1 - t0) as f64 * (WIDTH - 2.0 * PAD);
     let y = |p: f64| HEIGHT - PAD - (p - lo) / span * (HEIGHT - 2.0 * PAD);
     let mut h = String::new();
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\" aria-label=\"{} price with signals\">\n",
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\" aria-label=\"{} price with signals\">",
         escape(symbol)
     );
-    let _ = write!(
+    let _ = writeln!(
         h,
         "<text x=\"4\" y=\"{:.1}\">{hi}</text><text x=\"4\" y=\"{:.1}\">{lo}</text>\
-<text x=\"{PAD}\" y=\"{:.1}\">{}</text><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>\n",
+<text x=\"{PAD}\" y=\"{:.1}\">{}</text><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
         y(hi) - 4.0,
         y(lo) + 14.0,
         HEIGHT - 12.0,
@@ -155,9 +151,9 @@ fn chart(symbol: &str, prices: &Prices, run: &Run) -> String {
             Side::Buy => ("buy", format!("M{cx:.1},{:.1} l6,10 h-12 z", cy - 2.0)),
             Side::Sell => ("sell", format!("M{cx:.1},{:.1} l6,-10 h-12 z", cy + 2.0)),
         };
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<path class=\"{class}\" d=\"{path}\"><title>{} {} at {} · {} · {} · {}</title></path>\n",
+            "<path class=\"{class}\" d=\"{path}\"><title>{} {} at {} · {} · {} · {}</title></path>",
             class,
             symbol,
             s.price,
