@@ -623,7 +623,7 @@ fn backtest_writes_signals_summary_and_a_chart() {
     let summary: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     let strategies = summary["strategies"].as_array().unwrap();
-    assert_eq!(strategies.len(), 6, "every kind signalled: {summary}");
+    assert_eq!(strategies.len(), 7, "every kind signalled: {summary}");
     for s in strategies {
         assert_eq!(s["horizons"].as_array().unwrap().len(), 3);
         let hit = s["horizons"][0]["hit_rate"].as_f64().unwrap();
