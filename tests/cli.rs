@@ -528,6 +528,7 @@ async fn strategies_reload_when_files_change_and_a_bad_set_is_rejected() {
 
     let file = tmp.path().join("signals/default.toml");
     std::fs::write(&file, QUICK.replace("\"ma_cross\"", "\"nope\"")).unwrap();
+    // (The watcher waits for files to hold still, so it never reads one half-written.)
     let rejected = Running::find(&server.stderr, |l| {
         l.contains("strategy reload rejected")
             .then(|| l.to_string())

@@ -13,6 +13,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::strategy::Instance;
 
+/// How long changed files must stay unchanged before they are read.
+const SETTLE: Duration = Duration::from_millis(300);
+
 /// What the definition files looked like: name, size and modification time of each.
 type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
 
@@ -54,6 +57,11 @@ pub fn spawn(
                     }
                     let now = blocking(dir.clone(), |d| fingerprint(&d)).await;
                     if now == seen {
+                        continue;
+                    }
+                    // An editor may still be writing: reload once the files hold still.
+                    tokio::time::sleep(SETTLE).await;
+                    if blocking(dir.clone(), |d| fingerprint(&d)).await != now {
                         continue;
                     }
                     seen = now;
