@@ -48,6 +48,8 @@ pub struct Config {
     pub source: SourceSettings,
     pub binance: BinanceSettings,
     pub signals: SignalsSettings,
+    pub data: DataSettings,
+    pub journal: JournalSettings,
     pub log: LogSettings,
 }
 
@@ -303,6 +305,49 @@ impl Default for SignalsSettings {
     }
 }
 
+/// Where sigcast keeps its state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataSettings {
+    /// Data directory: the signal journal is `<dir>/sigcast.db`.
+    pub dir: PathBuf,
+}
+
+impl Default for DataSettings {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("data"),
+        }
+    }
+}
+
+impl DataSettings {
+    /// The journal database file.
+    pub fn journal_path(&self) -> PathBuf {
+        self.dir.join("sigcast.db")
+    }
+}
+
+/// How much signal history the journal keeps for resuming clients.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JournalSettings {
+    /// Signals older than this are deleted.
+    #[serde(with = "duration")]
+    pub retention_age: Duration,
+    /// At most this many signals are kept.
+    pub retention_count: u64,
+}
+
+impl Default for JournalSettings {
+    fn default() -> Self {
+        Self {
+            retention_age: Duration::from_secs(7 * 86400),
+            retention_count: 1_000_000,
+        }
+    }
+}
+
 /// Logging output.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -407,6 +452,9 @@ keys! {
     "binance.proxy", Text, "optional SOCKS5 proxy, socks5://host:port";
     "signals.dir", Path, "directory of strategy definitions (*.toml)";
     "signals.watch", Duration, "how often to check signals.dir for changes (0s: SIGHUP only)";
+    "data.dir", Path, "data directory; the signal journal is <dir>/sigcast.db";
+    "journal.retention_age", Duration, "journaled signals older than this are deleted";
+    "journal.retention_count", Integer, "most journaled signals kept";
     "log.level", Text, "tracing filter (info, debug, sigcast=trace, ...)";
     "log.format", Text, "text or json";
 }
@@ -567,6 +615,9 @@ impl Config {
         }
         if s.read_buffer_size < 1024 {
             return Err(invalid("server.read_buffer_size", "must be at least 1024"));
+        }
+        if self.journal.retention_count == 0 {
+            return Err(invalid("journal.retention_count", "must be at least 1"));
         }
         for (key, d) in [
             ("server.handshake_timeout", s.handshake_timeout),

@@ -43,12 +43,12 @@ fn per_second(prices: &[&str]) -> Tape {
 
 const CROSS: &str = "[[strategy]]\nname = \"cross\"\nkind = \"ma_cross\"\nmarket = \"futures\"\nsymbol = \"TSTUSDT\"\ninterval = \"1s\"\n[strategy.params]\nfast = 2\nslow = 3\n";
 
-async fn next_signal(rx: &mut tokio::sync::broadcast::Receiver<sigcast::hub::Frame>) -> Value {
+async fn next_signal(rx: &mut tokio::sync::broadcast::Receiver<sigcast::hub::Published>) -> Value {
     let frame = tokio::time::timeout(Duration::from_secs(20), rx.recv())
         .await
         .expect("a signal within 20 s")
         .unwrap();
-    serde_json::from_str(frame.as_str()).unwrap()
+    serde_json::from_str(frame.frame.as_str()).unwrap()
 }
 
 async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {

@@ -76,8 +76,9 @@ fn write_outputs(
         std::fs::write(&path, body).with_context(|| format!("cannot write {}", path.display()))
     };
     let mut lines = String::new();
-    for s in &run.signals {
-        lines.push_str(hub::encode(s, false).as_str());
+    // Numbered from 1, as a fresh server's journal numbers them.
+    for (seq, s) in run.signals.iter().enumerate() {
+        lines.push_str(hub::encode_seq(s, seq as u64 + 1).as_str());
         lines.push('\n');
     }
     write("signals.jsonl", lines.as_bytes())?;

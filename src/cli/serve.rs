@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::KeyRing;
 use crate::config::{Config, LogFormat, Overrides, SourceKind};
 use crate::hub::Hub;
+use crate::hub::journal::{Journal, Retention};
 use crate::market::binance::live;
 use crate::market::replay;
 use crate::server::{self, Shared};
@@ -35,7 +36,8 @@ pub fn init_logging(config: &Config) {
 /// Loads keys, certificate, strategies and recordings, so every startup problem surfaces
 /// before binding.
 pub fn check(config: &Config) -> anyhow::Result<()> {
-    build_shared(config)?;
+    KeyRing::from_settings(&config.auth)?;
+    tls::server_config(config.tls.cert.as_deref(), config.tls.key.as_deref())?;
     load_strategies(config)?;
     if config.source.kind == SourceKind::Replay {
         replay::check(&config.source.replay)?;
@@ -62,7 +64,24 @@ pub fn build_shared(config: &Config) -> anyhow::Result<Arc<Shared>> {
         SourceKind::Synthetic => config.source.symbols.clone(),
         SourceKind::Replay | SourceKind::Binance => Vec::new(),
     };
-    let hub = Arc::new(Hub::new(seed_symbols, config.server.queue_capacity));
+    let retention = Retention {
+        max_age: config.journal.retention_age,
+        max_count: config.journal.retention_count,
+    };
+    let path = config.data.journal_path();
+    let (journal, last_seq) = Journal::open(&path, retention).with_context(|| {
+        format!(
+            "data.dir: cannot open the signal journal {}",
+            path.display()
+        )
+    })?;
+    tracing::info!(journal = %path.display(), last_seq, "signal journal open");
+    let hub = Arc::new(Hub::with_journal(
+        seed_symbols,
+        config.server.queue_capacity,
+        journal,
+        last_seq,
+    ));
     Ok(Arc::new(Shared {
         tls: tokio_rustls::TlsAcceptor::from(tls),
         keys,
@@ -165,9 +184,19 @@ async fn run_until_signal(
         strategies = pipeline.instances,
         "sigcast listening"
     );
-    server::run(listener, shared, shutdown.clone()).await;
+    server::run(listener, shared.clone(), shutdown.clone()).await;
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(1), pipeline.task).await;
+    // Every signal sent is on disk before exit, so numbering and resumes carry on.
+    if let Some(journal) = shared.hub.journal() {
+        let last = shared.hub.last_seq();
+        if tokio::time::timeout(Duration::from_secs(5), journal.wait_flushed(last))
+            .await
+            .is_err()
+        {
+            tracing::error!(last_seq = last, "signal journal not flushed at exit");
+        }
+    }
     Ok(())
 }
 

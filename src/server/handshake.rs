@@ -14,15 +14,25 @@ use crate::auth::{AuthError, Claims, bearer_token};
 /// A client's WebSocket after a successful handshake.
 pub type ClientWs = WebSocketStream<TlsStream<TcpStream>>;
 
-/// Runs TLS and the upgrade within `server.handshake_timeout`. Returns the socket and the
-/// token's claims, or `None` when the client was refused (it has then had its HTTP answer)
-/// or the handshake failed.
+/// The header a reconnecting client names its last seen `seq` in.
+pub const LAST_SEQ_HEADER: &str = "x-sigcast-last-seq";
+
+/// An accepted client: its socket, its token's claims, and the `seq` to resume after.
+pub struct Accepted {
+    pub ws: ClientWs,
+    pub claims: Claims,
+    pub last_seq: Option<u64>,
+}
+
+/// Runs TLS and the upgrade within `server.handshake_timeout`. Returns the accepted client,
+/// or `None` when the client was refused (it has then had its HTTP answer) or the handshake
+/// failed.
 pub async fn accept(
     tcp: TcpStream,
     peer: SocketAddr,
     shared: &Shared,
     admission: &Admission,
-) -> Option<(ClientWs, Claims)> {
+) -> Option<Accepted> {
     let budget = shared.settings.handshake_timeout;
     match tokio::time::timeout(budget, upgrade(tcp, peer, shared, admission)).await {
         Ok(result) => result,
@@ -35,8 +45,9 @@ pub async fn accept(
 
 /// What the upgrade callback decided, kept for the log line after the handshake.
 enum Verdict {
-    Accepted(Claims),
+    Accepted(Claims, Option<u64>),
     Refused(AuthError),
+    BadRequest(String),
     OverLimit,
 }
 
@@ -45,7 +56,7 @@ async fn upgrade(
     peer: SocketAddr,
     shared: &Shared,
     admission: &Admission,
-) -> Option<(ClientWs, Claims)> {
+) -> Option<Accepted> {
     let tls = match shared.tls.accept(tcp).await {
         Ok(tls) => tls,
         Err(e) => {
@@ -67,10 +78,17 @@ async fn upgrade(
             .iter()
             .map(|v| v.as_bytes());
         match bearer_token(values).and_then(|token| shared.keys.verify(token)) {
-            Ok(claims) => {
-                verdict = Some(Verdict::Accepted(claims));
-                Ok(response)
-            }
+            Ok(claims) => match last_seq(request) {
+                Ok(last) => {
+                    verdict = Some(Verdict::Accepted(claims, last));
+                    Ok(response)
+                }
+                Err(reason) => {
+                    let refusal = plain(StatusCode::BAD_REQUEST, &reason, None);
+                    verdict = Some(Verdict::BadRequest(reason));
+                    Err(refusal)
+                }
+            },
             Err(e) => {
                 let refusal = unauthorized(&e);
                 verdict = Some(Verdict::Refused(e));
@@ -82,7 +100,15 @@ async fn upgrade(
         tokio_tungstenite::accept_hdr_async_with_config(tls, callback, Some(shared.ws_config()))
             .await;
     match (result, verdict) {
-        (Ok(ws), Some(Verdict::Accepted(claims))) => Some((ws, claims)),
+        (Ok(ws), Some(Verdict::Accepted(claims, last_seq))) => Some(Accepted {
+            ws,
+            claims,
+            last_seq,
+        }),
+        (_, Some(Verdict::BadRequest(reason))) => {
+            tracing::info!(%peer, %reason, "handshake refused: 400");
+            None
+        }
         (_, Some(Verdict::Refused(reason))) => {
             // Never the token: the reason, who asked, and nothing else.
             tracing::info!(%peer, %reason, "handshake refused: 401");
@@ -98,6 +124,19 @@ async fn upgrade(
         }
         (Ok(_), None) => None,
     }
+}
+
+/// The `X-Sigcast-Last-Seq` header, when given.
+fn last_seq(request: &Request) -> Result<Option<u64>, String> {
+    let Some(value) = request.headers().get(LAST_SEQ_HEADER) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Some)
+        .ok_or_else(|| "X-Sigcast-Last-Seq: expected the last seq received, a whole number".into())
 }
 
 /// 401 with the `WWW-Authenticate` challenge of RFC 6750 and a short plain-text reason.

@@ -177,10 +177,10 @@ async fn handle_connection(
         _ = shutdown.cancelled() => return,
         h = handshake::accept(tcp, peer, &shared, &admission) => h,
     };
-    let Some((ws, claims)) = handshake else {
+    let Some(accepted) = handshake else {
         return;
     };
-    let session = session::Session::new(ws, peer, claims, shared, shutdown);
+    let session = session::Session::new(accepted, peer, shared, shutdown);
     session.run().await;
     drop(admission);
 }

@@ -16,10 +16,13 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
-use super::handshake::ClientWs;
+use super::handshake::{Accepted, ClientWs};
 use super::{MAX_BATCH, Shared, close_code};
 use crate::auth::{Claims, unix_now};
-use crate::hub::Frame;
+use crate::hub::Published;
+
+/// How long a resume waits for the journal to catch up with the hub.
+const RESUME_FLUSH_WAIT: Duration = Duration::from_secs(5);
 
 /// How long a closing session waits for the client's close reply.
 const CLOSE_REPLY_WAIT: Duration = Duration::from_secs(2);
@@ -48,7 +51,14 @@ pub struct Session {
     claims: Claims,
     shared: Arc<Shared>,
     /// This session's view of the hub's ring of frames.
-    frames: broadcast::Receiver<Frame>,
+    frames: broadcast::Receiver<Published>,
+    /// The highest `seq` this client has been sent; ring frames at or below it are skipped,
+    /// so the seam between resumed history and live signals neither loses nor doubles one.
+    last_sent: u64,
+    /// The first `seq` sent live, so a later resume sends only what the client lacks.
+    first_live: Option<u64>,
+    /// `X-Sigcast-Last-Seq` from the handshake: resume after it before anything else.
+    resume_after: Option<u64>,
     shutdown: CancellationToken,
     /// Last time anything arrived from the client (data, ping or pong).
     last_heard: Instant,
@@ -60,15 +70,22 @@ pub struct Session {
 
 impl Session {
     pub fn new(
-        ws: ClientWs,
+        accepted: Accepted,
         peer: SocketAddr,
-        claims: Claims,
         shared: Arc<Shared>,
         shutdown: CancellationToken,
     ) -> Self {
+        let Accepted {
+            ws,
+            claims,
+            last_seq,
+        } = accepted;
         let s = &shared.settings;
         Self {
             frames: shared.hub.subscribe(),
+            last_sent: 0,
+            first_live: None,
+            resume_after: last_seq,
             tests: TestBudget::new(s.test_burst, s.test_interval),
             ws,
             peer,
@@ -112,6 +129,9 @@ impl Session {
         let mut ping = tokio::time::interval(self.shared.settings.ping_interval);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         ping.tick().await; // the first tick is immediate
+        if let Some(since) = self.resume_after.take() {
+            self.resume(since).await?;
+        }
         loop {
             let flow = tokio::select! {
                 biased;
@@ -190,6 +210,9 @@ impl Session {
             self.write(frames.map(Message::Text)).await?;
             return Ok(Flow::Continue);
         }
+        if text.starts_with('{') {
+            return self.on_command(text).await;
+        }
         let shown: String = text.chars().take(32).collect();
         let reply = error_reply(
             "invalid_message",
@@ -199,8 +222,123 @@ impl Session {
         Ok(Flow::Continue)
     }
 
+    /// A JSON command: `{"type":"resume","since":N}`.
+    async fn on_command(&mut self, text: &str) -> Result<Flow, WsError> {
+        let command: serde_json::Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => {
+                let reply = error_reply("invalid_message", &format!("not a JSON command: {e}"));
+                self.write([reply]).await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        match command.get("type").and_then(|t| t.as_str()) {
+            Some("resume") => match command.get("since").and_then(|s| s.as_u64()) {
+                Some(since) => self.resume(since).await,
+                None => {
+                    let reply = error_reply(
+                        "invalid_message",
+                        "resume: `since` must be the last seq received, a whole number",
+                    );
+                    self.write([reply]).await?;
+                    Ok(Flow::Continue)
+                }
+            },
+            other => {
+                let reply = error_reply(
+                    "invalid_message",
+                    &format!("unknown command type {other:?}"),
+                );
+                self.write([reply]).await?;
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    /// Sends every journaled signal after `since` that this client has not had, in order.
+    /// Live signals keep queueing in the ring meanwhile and follow without a gap or a repeat.
+    async fn resume(&mut self, since: u64) -> Result<Flow, WsError> {
+        let hub = self.shared.hub.clone();
+        let Some(journal) = hub.journal() else {
+            let reply = error_reply("resume_failed", "this server keeps no signal history");
+            self.write([reply]).await?;
+            return Ok(Flow::Continue);
+        };
+        // Subscribed before this read, so everything after `head` will come from the ring.
+        let head = hub.last_seq();
+        if since >= head {
+            return Ok(Flow::Continue);
+        }
+        let flushed = tokio::time::timeout(RESUME_FLUSH_WAIT, journal.wait_flushed(head)).await;
+        if !matches!(flushed, Ok(Ok(()))) {
+            let reply = error_reply("resume_failed", "the signal journal is not keeping up");
+            self.write([reply]).await?;
+            return Ok(Flow::Continue);
+        }
+        let mut after = since;
+        let mut checked = false;
+        loop {
+            let (page, oldest) = match journal.read(after, head).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "resume read failed");
+                    let reply = error_reply("resume_failed", "the signal journal cannot be read");
+                    self.write([reply]).await?;
+                    return Ok(Flow::Continue);
+                }
+            };
+            if !checked {
+                checked = true;
+                let oldest = oldest.unwrap_or(head + 1);
+                if oldest > since + 1 {
+                    self.write([history_expired(since, oldest)]).await?;
+                }
+            }
+            let Some(&(last, _)) = page.last() else {
+                break;
+            };
+            after = last;
+            let (already_from, already_to) = (self.first_live.unwrap_or(u64::MAX), self.last_sent);
+            let missing = page
+                .into_iter()
+                .filter(|(seq, _)| *seq < already_from || *seq > already_to)
+                .map(|(_, frame)| Message::Text(frame));
+            self.write_all(missing).await?;
+            if after >= head {
+                break;
+            }
+        }
+        self.last_sent = self.last_sent.max(head);
+        Ok(Flow::Continue)
+    }
+
+    /// Writes any number of messages and flushes once, within the write timeout.
+    async fn write_all(&mut self, messages: impl Iterator<Item = Message>) -> Result<(), WsError> {
+        let write_timeout = self.shared.settings.write_timeout;
+        let ws = &mut self.ws;
+        let send = async move {
+            for m in messages {
+                ws.feed(m).await?;
+            }
+            ws.flush().await
+        };
+        tokio::time::timeout(write_timeout, send)
+            .await
+            .map_err(|_| write_timed_out())?
+    }
+
+    /// Notes a live signal as sent; false when the client already has it (from a resume).
+    fn take_live(&mut self, seq: u64) -> bool {
+        if seq <= self.last_sent {
+            return false;
+        }
+        self.last_sent = seq;
+        self.first_live.get_or_insert(seq);
+        true
+    }
+
     /// Delivers a frame from the hub, then drains what else is queued before one flush.
-    async fn on_frame(&mut self, frame: Result<Frame, RecvError>) -> Result<Flow, WsError> {
+    async fn on_frame(&mut self, frame: Result<Published, RecvError>) -> Result<Flow, WsError> {
         let first = match frame {
             Ok(f) => f,
             Err(RecvError::Lagged(missed)) => return Ok(slow_consumer(missed)),
@@ -213,21 +351,35 @@ impl Session {
         };
         let write_timeout = self.shared.settings.write_timeout;
         let mut lagged = None;
-        let batch = async {
-            self.ws.feed(Message::Text(first)).await?;
-            for _ in 1..MAX_BATCH {
-                match self.frames.try_recv() {
-                    Ok(f) => self.ws.feed(Message::Text(f)).await?,
-                    Err(TryRecvError::Lagged(missed)) => {
-                        lagged = Some(missed);
-                        break;
+        let mut batch = Vec::new();
+        if self.take_live(first.seq) {
+            batch.push(first.frame);
+        }
+        for _ in 1..MAX_BATCH {
+            match self.frames.try_recv() {
+                Ok(p) => {
+                    if self.take_live(p.seq) {
+                        batch.push(p.frame);
                     }
-                    Err(_) => break,
                 }
+                Err(TryRecvError::Lagged(missed)) => {
+                    lagged = Some(missed);
+                    break;
+                }
+                Err(_) => break,
             }
-            self.ws.flush().await
+        }
+        if batch.is_empty() {
+            return Ok(lagged.map(slow_consumer).unwrap_or(Flow::Continue));
+        }
+        let ws = &mut self.ws;
+        let send = async move {
+            for f in batch {
+                ws.feed(Message::Text(f)).await?;
+            }
+            ws.flush().await
         };
-        tokio::time::timeout(write_timeout, batch)
+        tokio::time::timeout(write_timeout, send)
             .await
             .map_err(|_| write_timed_out())??;
         Ok(lagged.map(slow_consumer).unwrap_or(Flow::Continue))
@@ -288,6 +440,18 @@ fn write_timed_out() -> WsError {
         std::io::ErrorKind::TimedOut,
         "write to client timed out",
     ))
+}
+
+/// `history_expired`: the client asked for signals older than the journal keeps.
+fn history_expired(since: u64, oldest: u64) -> Message {
+    let body = serde_json::json!({
+        "type": "error",
+        "error_code": "history_expired",
+        "error_message": format!("signals after seq {since} are no longer kept; the oldest kept is {oldest}"),
+        "oldest_seq": oldest,
+        "timestamp": unix_now(),
+    });
+    Message::text(body.to_string())
 }
 
 /// The `error` message of the command protocol (reference 003), as a text frame.

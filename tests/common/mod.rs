@@ -69,6 +69,7 @@ impl Material {
     pub fn config(&self, extra: &[(&str, &str)]) -> Config {
         let mut o = Overrides::default();
         o.set("server.listen", "127.0.0.1:0");
+        o.set("data.dir", self.path("data").to_str().unwrap());
         o.set("tls.cert", self.path("cert.pem").to_str().unwrap());
         o.set("tls.key", self.path("key.pem").to_str().unwrap());
         o.set(
@@ -138,12 +139,33 @@ impl TestServer {
 
     /// Connects with these `Authorization` header values, in order.
     pub async fn connect_with(&self, authorization: &[String]) -> Result<Client, Refusal> {
+        let headers: Vec<(&str, String)> = authorization
+            .iter()
+            .map(|v| ("authorization", v.clone()))
+            .collect();
+        self.connect_headers(&headers).await
+    }
+
+    /// Connects with a token and `X-Sigcast-Last-Seq: last_seq` (any text, to test refusals).
+    pub async fn connect_resuming(&self, token: &str, last_seq: &str) -> Result<Client, Refusal> {
+        self.connect_headers(&[
+            ("authorization", format!("Bearer {token}")),
+            ("x-sigcast-last-seq", last_seq.to_string()),
+        ])
+        .await
+    }
+
+    /// Connects with these headers.
+    pub async fn connect_headers(&self, headers: &[(&str, String)]) -> Result<Client, Refusal> {
         let tls = tls_connect(self.addr, &self.material.path("cert.pem")).await;
         let mut request = self.url().into_client_request().unwrap();
-        for value in authorization {
+        for (name, value) in headers {
+            let name =
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes())
+                    .unwrap();
             request
                 .headers_mut()
-                .append("authorization", HeaderValue::from_str(value).unwrap());
+                .append(name, HeaderValue::from_str(value).unwrap());
         }
         match tokio_tungstenite::client_async(request, tls).await {
             Ok((ws, response)) => {

@@ -1,12 +1,15 @@
-//! The hub: serializes each signal once and fans the same bytes out to every session.
+//! The hub: numbers each signal (`seq`), journals it, serializes it once and fans the same
+//! bytes out to every session.
 //!
 //! Sessions subscribe to one bounded broadcast ring of ready-made frames. Cloning a frame is
 //! a reference-count bump, so a signal costs one serialization however many clients listen,
 //! and a session that falls more than the ring's capacity behind learns so (`Lagged`) instead
 //! of making the server buffer for it.
 
+pub mod journal;
+
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -24,6 +27,9 @@ struct Wire<'a> {
     kind: &'static str,
     content: Content<'a>,
     is_test: bool,
+    /// The broadcast sequence number (test signals have none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -36,8 +42,17 @@ struct Content<'a> {
     reason: &'a str,
 }
 
-/// Serializes a signal in the client contract shape.
+/// Serializes a signal in the client contract shape, without a `seq`.
 pub fn encode(signal: &Signal, is_test: bool) -> Frame {
+    encode_with(signal, is_test, None)
+}
+
+/// Serializes a broadcast signal: the contract shape plus its `seq`.
+pub fn encode_seq(signal: &Signal, seq: u64) -> Frame {
+    encode_with(signal, false, Some(seq))
+}
+
+fn encode_with(signal: &Signal, is_test: bool, seq: Option<u64>) -> Frame {
     let wire = Wire {
         kind: signal.side.as_str(),
         content: Content {
@@ -49,6 +64,7 @@ pub fn encode(signal: &Signal, is_test: bool) -> Frame {
             reason: &signal.reason,
         },
         is_test,
+        seq,
     };
     // Serializing plain strings and finite numbers cannot fail; NaN would become null.
     serde_json::to_string(&wire)
@@ -56,10 +72,22 @@ pub fn encode(signal: &Signal, is_test: bool) -> Frame {
         .into()
 }
 
+/// A numbered signal as sessions receive it.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub seq: u64,
+    pub frame: Frame,
+}
+
 /// Fan-out point between the strategy engine and the client sessions.
 pub struct Hub {
     /// The shared ring of frames; its capacity is how many signals a session may lag.
-    tx: broadcast::Sender<Frame>,
+    tx: broadcast::Sender<Published>,
+    /// The last `seq` given out. Held while numbering, journaling and sending, so the ring and
+    /// the journal see signals in `seq` order (nothing inside waits).
+    seq: Mutex<u64>,
+    /// Where broadcast signals are kept for resumes; `None` in tools and benchmarks.
+    journal: Option<journal::Journal>,
     /// Latest prices and the symbols `test` replies pick from.
     prices: RwLock<Prices>,
 }
@@ -75,9 +103,30 @@ struct Prices {
 impl Hub {
     /// A hub for `symbols` whose sessions may fall `capacity` signals behind.
     pub fn new(symbols: Vec<String>, capacity: usize) -> Self {
+        Self::build(symbols, capacity, None, 0)
+    }
+
+    /// A hub that journals every signal; numbering carries on after `last_seq`.
+    pub fn with_journal(
+        symbols: Vec<String>,
+        capacity: usize,
+        journal: journal::Journal,
+        last_seq: u64,
+    ) -> Self {
+        Self::build(symbols, capacity, Some(journal), last_seq)
+    }
+
+    fn build(
+        symbols: Vec<String>,
+        capacity: usize,
+        journal: Option<journal::Journal>,
+        last_seq: u64,
+    ) -> Self {
         let (tx, _) = broadcast::channel(capacity.max(1));
         Self {
             tx,
+            seq: Mutex::new(last_seq),
+            journal,
             prices: RwLock::new(Prices {
                 order: symbols,
                 last: HashMap::new(),
@@ -85,13 +134,37 @@ impl Hub {
         }
     }
 
-    /// Serializes `signal` once and offers it to every session; returns how many listen.
+    /// Numbers `signal`, queues it for the journal, serializes it once and offers it to every
+    /// session; returns how many listen.
     pub fn publish(&self, signal: &Signal) -> usize {
-        self.tx.send(encode(signal, false)).unwrap_or(0)
+        self.publish_numbered(signal).1
     }
 
-    /// A receiver of every frame published from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Frame> {
+    /// As [`Hub::publish`], returning the `seq` given too.
+    pub fn publish_numbered(&self, signal: &Signal) -> (u64, usize) {
+        let mut last = self.seq.lock().unwrap_or_else(|p| p.into_inner());
+        *last += 1;
+        let seq = *last;
+        let frame = encode_seq(signal, seq);
+        if let Some(journal) = &self.journal {
+            journal.append(seq, crate::auth::unix_now() as i64, frame.clone());
+        }
+        let listeners = self.tx.send(Published { seq, frame }).unwrap_or(0);
+        (seq, listeners)
+    }
+
+    /// The last `seq` given out.
+    pub fn last_seq(&self) -> u64 {
+        *self.seq.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The journal, when signals are kept.
+    pub fn journal(&self) -> Option<&journal::Journal> {
+        self.journal.as_ref()
+    }
+
+    /// A receiver of every signal published from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Published> {
         self.tx.subscribe()
     }
 
@@ -191,10 +264,14 @@ mod tests {
         assert_eq!(hub.publish(&signal()), 2);
         let (fa, fb) = (a.try_recv().unwrap(), b.try_recv().unwrap());
         assert_eq!(
-            fa.as_str().as_ptr(),
-            fb.as_str().as_ptr(),
+            fa.frame.as_str().as_ptr(),
+            fb.frame.as_str().as_ptr(),
             "same bytes, not a copy"
         );
+        assert_eq!((fa.seq, fb.seq), (1, 1));
+        assert!(fa.frame.as_str().ends_with(",\"is_test\":false,\"seq\":1}"));
+        hub.publish(&signal());
+        assert_eq!(a.try_recv().unwrap().seq, 2, "numbered in order");
     }
 
     #[test]

@@ -1,0 +1,346 @@
+//! The journal: every broadcast signal, by `seq`, in an embedded SQLite database (WAL mode),
+//! so a client can resume after a disconnect or a server restart.
+//!
+//! Appends never wait on the disk: they go to a dedicated writer thread that commits them in
+//! batches (one transaction per batch) and then announces how far it has flushed. Readers
+//! (resumes) use their own connections on the blocking pool. Retention by age and count is
+//! applied by the writer between batches.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc as std_mpsc;
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OpenFlags, params};
+use tokio::sync::watch;
+
+use super::Frame;
+
+/// Most signals one writer transaction takes.
+const BATCH: usize = 4096;
+/// How often retention is applied.
+const PRUNE_EVERY: Duration = Duration::from_secs(5);
+/// Rows one resume read returns at most.
+pub const PAGE: usize = 2048;
+
+/// A page of journaled signals, and the oldest `seq` the journal holds.
+pub type Page = (Vec<(u64, Frame)>, Option<u64>);
+
+/// Why the journal cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("journal {path}: cannot create its directory: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("journal: the writer has stopped")]
+    Stopped,
+}
+
+/// How much history to keep.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Signals older than this are deleted.
+    pub max_age: Duration,
+    /// At most this many signals are kept.
+    pub max_count: u64,
+}
+
+/// One signal to write.
+struct Entry {
+    seq: u64,
+    at_unix: i64,
+    frame: Frame,
+}
+
+/// Handle on the journal; cheap to share behind the hub.
+pub struct Journal {
+    path: PathBuf,
+    writer: std_mpsc::Sender<Entry>,
+    /// The highest `seq` committed to disk.
+    flushed: watch::Receiver<u64>,
+}
+
+impl Journal {
+    /// Opens (or creates) the database at `path` and starts its writer. Returns the journal
+    /// and the last `seq` it holds, so numbering carries on across restarts.
+    pub fn open(path: &Path, retention: Retention) -> Result<(Journal, u64), JournalError> {
+        let sql = |source| JournalError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| JournalError::Dir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path).map_err(sql)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS signals (
+                seq INTEGER PRIMARY KEY,
+                at INTEGER NOT NULL,
+                frame TEXT NOT NULL
+            );
+            CREATE INDEX IF NOT EXISTS signals_at ON signals(at);",
+        )
+        .map_err(sql)?;
+        let last: u64 = conn
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM signals", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(sql)? as u64;
+        let (writer, entries) = std_mpsc::channel();
+        let (flushed_tx, flushed) = watch::channel(last);
+        let owned = path.to_path_buf();
+        std::thread::Builder::new()
+            .name("sigcast-journal".into())
+            .spawn(move || write_loop(conn, &owned, entries, flushed_tx, retention))
+            .map_err(|source| JournalError::Dir {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok((
+            Journal {
+                path: path.to_path_buf(),
+                writer,
+                flushed,
+            },
+            last,
+        ))
+    }
+
+    /// Queues a signal for writing; never blocks.
+    pub fn append(&self, seq: u64, at_unix: i64, frame: Frame) {
+        if self
+            .writer
+            .send(Entry {
+                seq,
+                at_unix,
+                frame,
+            })
+            .is_err()
+        {
+            tracing::error!(seq, "journal writer stopped; signal not journaled");
+        }
+    }
+
+    /// Waits until every `seq` up to `seq` is on disk.
+    pub async fn wait_flushed(&self, seq: u64) -> Result<(), JournalError> {
+        let mut flushed = self.flushed.clone();
+        flushed
+            .wait_for(|f| *f >= seq)
+            .await
+            .map(|_| ())
+            .map_err(|_| JournalError::Stopped)
+    }
+
+    /// The highest `seq` on disk.
+    pub fn flushed(&self) -> u64 {
+        *self.flushed.borrow()
+    }
+
+    /// Signals with `after < seq <= upto`, in order, at most [`PAGE`], and the oldest `seq`
+    /// the journal still holds (`None` when it is empty). Runs on the blocking pool.
+    pub async fn read(&self, after: u64, upto: u64) -> Result<Page, JournalError> {
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || read_page(&path, after, upto))
+            .await
+            .map_err(|_| JournalError::Stopped)?
+    }
+}
+
+fn read_page(path: &Path, after: u64, upto: u64) -> Result<Page, JournalError> {
+    let sql = |source| JournalError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sql)?;
+    let oldest: Option<i64> = conn
+        .query_row("SELECT MIN(seq) FROM signals", [], |r| r.get(0))
+        .map_err(sql)?;
+    let mut stmt = conn
+        .prepare(
+            "SELECT seq, frame FROM signals WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3",
+        )
+        .map_err(sql)?;
+    let rows = stmt
+        .query_map(params![after as i64, upto as i64, PAGE as i64], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
+        })
+        .map_err(sql)?;
+    let mut page = Vec::new();
+    for row in rows {
+        let (seq, text) = row.map_err(sql)?;
+        page.push((seq, Frame::from(text)));
+    }
+    Ok((page, oldest.map(|s| s as u64)))
+}
+
+fn write_loop(
+    mut conn: Connection,
+    path: &Path,
+    entries: std_mpsc::Receiver<Entry>,
+    flushed: watch::Sender<u64>,
+    retention: Retention,
+) {
+    let mut last_prune = Instant::now();
+    while let Ok(first) = entries.recv() {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match entries.try_recv() {
+                Ok(e) => batch.push(e),
+                Err(_) => break,
+            }
+        }
+        let top = batch.last().map(|e| e.seq).unwrap_or(0);
+        if let Err(e) = write_batch(&mut conn, &batch) {
+            tracing::error!(path = %path.display(), error = %e, signals = batch.len(), "journal write failed");
+            continue;
+        }
+        flushed.send_replace(top);
+        if last_prune.elapsed() >= PRUNE_EVERY {
+            last_prune = Instant::now();
+            if let Err(e) = prune(&conn, retention) {
+                tracing::warn!(path = %path.display(), error = %e, "journal retention failed");
+            }
+        }
+    }
+    // Every sender is gone (shutdown): apply retention once more and stop.
+    let _ = prune(&conn, retention);
+}
+
+fn write_batch(conn: &mut Connection, batch: &[Entry]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT OR REPLACE INTO signals (seq, at, frame) VALUES (?1, ?2, ?3)",
+        )?;
+        for e in batch {
+            insert.execute(params![e.seq as i64, e.at_unix, e.frame.as_str()])?;
+        }
+    }
+    tx.commit()
+}
+
+/// Applies retention now (the writer also does every few seconds).
+pub fn prune_file(path: &Path, retention: Retention) -> Result<(), JournalError> {
+    let conn = Connection::open(path).map_err(|source| JournalError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    prune(&conn, retention).map_err(|source| JournalError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn prune(conn: &Connection, retention: Retention) -> rusqlite::Result<()> {
+    let now = crate::auth::unix_now() as i64;
+    let cutoff = now.saturating_sub(retention.max_age.as_secs().min(i64::MAX as u64) as i64);
+    // The newest row always stays: numbering carries on from it after a restart.
+    conn.execute(
+        "DELETE FROM signals WHERE at < ?1 AND seq < (SELECT MAX(seq) FROM signals)",
+        params![cutoff],
+    )?;
+    conn.execute(
+        "DELETE FROM signals WHERE seq <= (SELECT MAX(seq) FROM signals) - ?1",
+        params![retention.max_count.min(i64::MAX as u64) as i64],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keep_all() -> Retention {
+        Retention {
+            max_age: Duration::from_secs(365 * 86400),
+            max_count: u64::MAX / 2,
+        }
+    }
+
+    #[tokio::test]
+    async fn appends_are_read_back_in_order_and_numbering_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j/sigcast.db");
+        let (journal, last) = Journal::open(&path, keep_all()).unwrap();
+        assert_eq!(last, 0);
+        for seq in 1..=5u64 {
+            journal.append(
+                seq,
+                crate::auth::unix_now() as i64,
+                Frame::from(format!("f{seq}")),
+            );
+        }
+        journal.wait_flushed(5).await.unwrap();
+        let (page, oldest) = journal.read(2, 5).await.unwrap();
+        assert_eq!(oldest, Some(1));
+        let seqs: Vec<u64> = page.iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, vec![3, 4, 5]);
+        assert_eq!(page[0].1.as_str(), "f3");
+        drop(journal);
+        let (_again, last) = Journal::open(&path, keep_all()).unwrap();
+        assert_eq!(last, 5);
+    }
+
+    #[tokio::test]
+    async fn retention_by_age_keeps_the_newest_row_so_numbering_carries_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sigcast.db");
+        let (journal, _) = Journal::open(&path, keep_all()).unwrap();
+        for seq in 1..=3u64 {
+            journal.append(seq, 0, Frame::from("old")); // 1970: far past any max_age
+        }
+        journal.wait_flushed(3).await.unwrap();
+        drop(journal); // the writer applies retention as it stops
+        let (journal, last) = Journal::open(&path, keep_all()).unwrap();
+        assert_eq!(last, 3);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let (page, oldest) = journal.read(0, 3).await.unwrap();
+            if page.len() == 1 {
+                assert_eq!(oldest, Some(3));
+                break;
+            }
+            assert!(Instant::now() < deadline, "retention never ran");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn retention_by_count_keeps_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sigcast.db");
+        let (journal, _) = Journal::open(&path, keep_all()).unwrap();
+        for seq in 1..=10u64 {
+            journal.append(seq, 0, Frame::from("x"));
+        }
+        journal.wait_flushed(10).await.unwrap();
+        prune_file(
+            &path,
+            Retention {
+                max_age: Duration::from_secs(365 * 86400 * 100),
+                max_count: 4,
+            },
+        )
+        .unwrap();
+        let (page, oldest) = journal.read(0, 10).await.unwrap();
+        assert_eq!(oldest, Some(7));
+        assert_eq!(page.len(), 4);
+    }
+}

@@ -1,0 +1,174 @@
+//! Delivery you can verify: every broadcast signal has a `seq`, is journaled, and a client
+//! that comes back with its last `seq` gets exactly what it missed, across server restarts.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+use sigcast::strategy::Side;
+
+fn seq_of(text: &str) -> u64 {
+    let v: Value = serde_json::from_str(text).unwrap();
+    v["seq"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no seq in {text}"))
+}
+
+async fn read_seqs(ws: &mut Client, n: usize) -> Vec<u64> {
+    let mut seqs = Vec::with_capacity(n);
+    for _ in 0..n {
+        seqs.push(seq_of(&next_text(ws).await));
+    }
+    seqs
+}
+
+fn publish(server: &TestServer, n: usize) {
+    for i in 0..n {
+        server
+            .hub
+            .publish(&signal("BTCUSDT", Side::Buy, 70_000.0 + i as f64));
+    }
+}
+
+/// Stops `server` (its journal flushed) and starts a new one on the same data directory.
+async fn restart(server: TestServer, extra: &[(&str, &str)]) -> TestServer {
+    let last = server.hub.last_seq();
+    server
+        .hub
+        .journal()
+        .unwrap()
+        .wait_flushed(last)
+        .await
+        .unwrap();
+    let TestServer {
+        material,
+        shutdown,
+        task,
+        hub,
+        ..
+    } = server;
+    shutdown.cancel();
+    let _ = task.await;
+    drop(hub);
+    let config = material.config(extra);
+    TestServer::start_with(material, config).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcasts_carry_increasing_seq_and_test_signals_none() {
+    let server = TestServer::start(&[]).await;
+    let mut ws = server.connect(Some(&server.token("a"))).await.unwrap();
+    server.wait_listeners(1).await;
+    publish(&server, 3);
+    assert_eq!(read_seqs(&mut ws, 3).await, vec![1, 2, 3]);
+    send_text(&mut ws, "test").await;
+    let test: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+    assert_eq!(test["is_test"], true);
+    assert!(test.get("seq").is_none(), "{test}");
+}
+
+/// A client killed mid-stream comes back with `X-Sigcast-Last-Seq` and gets exactly the
+/// missing signals, in order, then live ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_killed_mid_stream_resumes_with_exactly_the_missing_seqs() {
+    let server = TestServer::start(&[]).await;
+    let token = server.token("r");
+    let ws = server.connect(Some(&token)).await.unwrap();
+    server.wait_listeners(1).await;
+    let mut ws = ws;
+    publish(&server, 10);
+    let seen = read_seqs(&mut ws, 4).await;
+    assert_eq!(seen, vec![1, 2, 3, 4]);
+    drop(ws); // killed: no close handshake
+    publish(&server, 5);
+    let mut again = server.connect_resuming(&token, "4").await.unwrap();
+    assert_eq!(
+        read_seqs(&mut again, 11).await,
+        (5..=15).collect::<Vec<_>>()
+    );
+    server.wait_listeners(1).await;
+    publish(&server, 1);
+    assert_eq!(read_seqs(&mut again, 1).await, vec![16]);
+    expect_silence(&mut again, Duration::from_millis(300)).await;
+}
+
+/// Signals published while history is being sent are neither lost nor doubled at the seam.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seam_between_history_and_live_loses_and_doubles_nothing() {
+    let server = TestServer::start(&[("server.queue_capacity", "100000")]).await;
+    publish(&server, 3000);
+    let hub = server.hub.clone();
+    let publisher = tokio::spawn(async move {
+        for i in 0..2000 {
+            hub.publish(&signal("ETHUSDT", Side::Sell, 3000.0 + i as f64));
+            if i % 50 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    let mut ws = server
+        .connect_resuming(&server.token("seam"), "0")
+        .await
+        .unwrap();
+    publisher.await.unwrap();
+    let got = within(Duration::from_secs(30), read_seqs(&mut ws, 5000)).await;
+    assert_eq!(got, (1..=5000).collect::<Vec<_>>());
+    expect_silence(&mut ws, Duration::from_millis(300)).await;
+}
+
+/// `{"type":"resume","since":N}` works like the header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_by_message() {
+    let server = TestServer::start(&[]).await;
+    publish(&server, 6);
+    let mut ws = server.connect(Some(&server.token("m"))).await.unwrap();
+    send_text(&mut ws, r#"{"type":"resume","since":2}"#).await;
+    assert_eq!(read_seqs(&mut ws, 4).await, vec![3, 4, 5, 6]);
+    send_text(&mut ws, r#"{"type":"resume","since":"two"}"#).await;
+    let err: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+    assert_eq!(err["error_code"], "invalid_message");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_last_seq_header_is_refused_with_400() {
+    let server = TestServer::start(&[]).await;
+    match server.connect_resuming(&server.token("b"), "soon").await {
+        Err(r) => {
+            assert_eq!(r.status, 400);
+            assert!(r.body.contains("X-Sigcast-Last-Seq"), "{}", r.body);
+        }
+        Ok(_) => panic!("accepted a bad X-Sigcast-Last-Seq"),
+    }
+}
+
+/// Numbering and history survive a restart: clients resume across it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_resume_across_a_server_restart() {
+    let server = TestServer::start(&[]).await;
+    let token = server.token("restart");
+    publish(&server, 5);
+    let server = restart(server, &[]).await;
+    publish(&server, 3);
+    let mut ws = server.connect_resuming(&token, "2").await.unwrap();
+    assert_eq!(read_seqs(&mut ws, 6).await, vec![3, 4, 5, 6, 7, 8]);
+}
+
+/// A resume from before what retention keeps gets `history_expired` with the oldest `seq`
+/// kept, then what is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_older_than_retention_gives_history_expired() {
+    let keep3 = [("journal.retention_count", "3")];
+    let server = TestServer::start(&keep3).await;
+    let token = server.token("old");
+    publish(&server, 10);
+    // Retention runs in the journal's writer, at the latest when it stops.
+    let server = restart(server, &keep3).await;
+    let mut ws = server.connect_resuming(&token, "2").await.unwrap();
+    let err: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+    assert_eq!(err["type"], "error");
+    assert_eq!(err["error_code"], "history_expired");
+    assert_eq!(err["oldest_seq"], 8);
+    assert_eq!(read_seqs(&mut ws, 3).await, vec![8, 9, 10]);
+}
