@@ -70,7 +70,9 @@ fn main() {
     runtime.block_on(async {
         loop {
             let (page, _) = journal.read(after, N).await.unwrap();
-            let Some(&(last, _)) = page.last() else { break };
+            let Some(last) = page.last().map(|p| p.seq) else {
+                break;
+            };
             read += page.len() as u64;
             after = last;
         }

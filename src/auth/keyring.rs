@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 
-use super::{Audience, Claims, unix_now};
+use super::{Audience, Claims, Scope, unix_now};
 use crate::config::{AuthSettings, KeyAlg};
 
 /// Shortest HS256 secret accepted, in bytes (RFC 7518 §3.2: at least the hash size).
@@ -190,6 +190,17 @@ impl KeyRing {
 
     /// Signs a token for `sub`, valid for `ttl`, with the primary key.
     pub fn issue(&self, sub: &str, ttl: Duration, jti: Option<String>) -> Result<String, KeyError> {
+        self.issue_scoped(sub, ttl, jti, &Scope::default())
+    }
+
+    /// As [`KeyRing::issue`], restricted to `scope`.
+    pub fn issue_scoped(
+        &self,
+        sub: &str,
+        ttl: Duration,
+        jti: Option<String>,
+        scope: &Scope,
+    ) -> Result<String, KeyError> {
         let signing = self.signing.as_ref().ok_or(KeyError::NoSigningKey)?;
         let now = unix_now();
         let claims = Claims {
@@ -200,6 +211,8 @@ impl KeyRing {
             iss: self.issuer.clone(),
             aud: Audience::One(self.audience.clone()),
             nbf: None,
+            symbols: scope.symbols.clone(),
+            strategies: scope.strategies.clone(),
         };
         let mut header = Header::new(self.primary.algorithm());
         header.kid = self.primary.kid.clone();

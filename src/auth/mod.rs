@@ -31,6 +31,41 @@ pub struct Claims {
     pub aud: Audience,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<u64>,
+    /// Scope: the only symbols this token may receive signals for (absent: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symbols: Option<Vec<String>>,
+    /// Scope: the only strategies this token may receive signals from (absent: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategies: Option<Vec<String>>,
+}
+
+/// What a token may receive: optional allow-lists of symbols and strategies.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    pub symbols: Option<Vec<String>>,
+    pub strategies: Option<Vec<String>>,
+}
+
+impl Scope {
+    /// The scope a token's claims carry.
+    pub fn of(claims: &Claims) -> Scope {
+        Scope {
+            symbols: claims.symbols.clone(),
+            strategies: claims.strategies.clone(),
+        }
+    }
+
+    pub fn allows_symbol(&self, symbol: &str) -> bool {
+        self.symbols
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|s| s == symbol))
+    }
+
+    pub fn allows_strategy(&self, strategy: &str) -> bool {
+        self.strategies
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|s| s == strategy))
+    }
 }
 
 /// `aud` may be one string or a list of them (RFC 7519 §4.1.3).

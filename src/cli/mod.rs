@@ -113,6 +113,12 @@ enum TokenCommand {
         /// Token id; random when omitted.
         #[arg(long)]
         jti: Option<String>,
+        /// Scope: only signals for these symbols (comma-separated); all when omitted.
+        #[arg(long, value_delimiter = ',', value_name = "SYMBOLS")]
+        symbols: Option<Vec<String>>,
+        /// Scope: only signals from these strategies (comma-separated); all when omitted.
+        #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+        strategies: Option<Vec<String>>,
         #[command(flatten)]
         settings: SettingsArgs,
     },
@@ -321,10 +327,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             sub,
             ttl,
             jti,
+            symbols,
+            strategies,
             settings,
         }) => {
             let config = settings.load(Overrides::default())?;
-            println!("{}", token::issue(&config, &sub, ttl, jti)?);
+            let scope = crate::auth::Scope {
+                symbols,
+                strategies,
+            };
+            println!("{}", token::issue(&config, &sub, ttl, jti, &scope)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Token(TokenCommand::Verify { token, settings }) => {

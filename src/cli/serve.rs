@@ -38,6 +38,11 @@ pub fn init_logging(config: &Config) {
 pub fn check(config: &Config) -> anyhow::Result<()> {
     KeyRing::from_settings(&config.auth)?;
     tls::server_config(config.tls.cert.as_deref(), config.tls.key.as_deref())?;
+    preflight(config)
+}
+
+/// The strategies and recordings load: checked before anything is opened or bound.
+fn preflight(config: &Config) -> anyhow::Result<()> {
     load_strategies(config)?;
     if config.source.kind == SourceKind::Replay {
         replay::check(&config.source.replay)?;
@@ -154,6 +159,7 @@ fn cancel_on_signal(token: CancellationToken) {
 
 /// Runs the server until SIGINT/SIGTERM.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    preflight(&config)?;
     let shared = build_shared(&config)?;
     let listener = bind(config.server.listen).await?;
     run_until_signal(&config, shared, listener).await

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::auth::KeyRing;
+use crate::auth::{KeyRing, Scope};
 use crate::config::Config;
 
 /// A signed token for `sub`, valid for `ttl`.
@@ -12,6 +12,7 @@ pub fn issue(
     sub: &str,
     ttl: Duration,
     jti: Option<String>,
+    scope: &Scope,
 ) -> anyhow::Result<String> {
     if sub.trim().is_empty() {
         anyhow::bail!("--sub must not be empty");
@@ -20,7 +21,18 @@ pub fn issue(
         anyhow::bail!("--ttl must be greater than zero");
     }
     let ring = KeyRing::from_settings(&config.auth)?;
-    Ok(ring.issue(sub, ttl, jti)?)
+    for (flag, list) in [
+        ("--symbols", &scope.symbols),
+        ("--strategies", &scope.strategies),
+    ] {
+        if list
+            .as_ref()
+            .is_some_and(|l| l.is_empty() || l.iter().any(|s| s.trim().is_empty()))
+        {
+            anyhow::bail!("{flag}: name at least one, comma-separated, none empty");
+        }
+    }
+    Ok(ring.issue_scoped(sub, ttl, jti, scope)?)
 }
 
 /// Prints the claims and exits 0 when the server would accept `token`; else says why, exit 1.

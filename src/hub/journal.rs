@@ -7,13 +7,14 @@
 //! applied by the writer between batches.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags, params};
 use tokio::sync::watch;
 
-use super::Frame;
+use super::{Frame, Published};
 
 /// Most signals one writer transaction takes.
 const BATCH: usize = 4096;
@@ -23,7 +24,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(5);
 pub const PAGE: usize = 2048;
 
 /// A page of journaled signals, and the oldest `seq` the journal holds.
-pub type Page = (Vec<(u64, Frame)>, Option<u64>);
+pub type Page = (Vec<Published>, Option<u64>);
 
 /// Why the journal cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -53,9 +54,8 @@ pub struct Retention {
 
 /// One signal to write.
 struct Entry {
-    seq: u64,
     at_unix: i64,
-    frame: Frame,
+    signal: Published,
 }
 
 /// Handle on the journal; cheap to share behind the hub.
@@ -89,6 +89,8 @@ impl Journal {
             "CREATE TABLE IF NOT EXISTS signals (
                 seq INTEGER PRIMARY KEY,
                 at INTEGER NOT NULL,
+                symbol TEXT NOT NULL,
+                strategy TEXT NOT NULL,
                 frame TEXT NOT NULL
             );
             CREATE INDEX IF NOT EXISTS signals_at ON signals(at);",
@@ -120,16 +122,9 @@ impl Journal {
     }
 
     /// Queues a signal for writing; never blocks.
-    pub fn append(&self, seq: u64, at_unix: i64, frame: Frame) {
-        if self
-            .writer
-            .send(Entry {
-                seq,
-                at_unix,
-                frame,
-            })
-            .is_err()
-        {
+    pub fn append(&self, at_unix: i64, signal: Published) {
+        let seq = signal.seq;
+        if self.writer.send(Entry { at_unix, signal }).is_err() {
             tracing::error!(seq, "journal writer stopped; signal not journaled");
         }
     }
@@ -174,18 +169,23 @@ fn read_page(path: &Path, after: u64, upto: u64) -> Result<Page, JournalError> {
         .map_err(sql)?;
     let mut stmt = conn
         .prepare(
-            "SELECT seq, frame FROM signals WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3",
+            "SELECT seq, symbol, strategy, frame FROM signals
+             WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3",
         )
         .map_err(sql)?;
     let rows = stmt
         .query_map(params![after as i64, upto as i64, PAGE as i64], |r| {
-            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
+            Ok(Published {
+                seq: r.get::<_, i64>(0)? as u64,
+                symbol: Arc::from(r.get::<_, String>(1)?),
+                strategy: Arc::from(r.get::<_, String>(2)?),
+                frame: Frame::from(r.get::<_, String>(3)?),
+            })
         })
         .map_err(sql)?;
     let mut page = Vec::new();
     for row in rows {
-        let (seq, text) = row.map_err(sql)?;
-        page.push((seq, Frame::from(text)));
+        page.push(row.map_err(sql)?);
     }
     Ok((page, oldest.map(|s| s as u64)))
 }
@@ -206,7 +206,7 @@ fn write_loop(
                 Err(_) => break,
             }
         }
-        let top = batch.last().map(|e| e.seq).unwrap_or(0);
+        let top = batch.last().map(|e| e.signal.seq).unwrap_or(0);
         if let Err(e) = write_batch(&mut conn, &batch) {
             tracing::error!(path = %path.display(), error = %e, signals = batch.len(), "journal write failed");
             continue;
@@ -227,10 +227,18 @@ fn write_batch(conn: &mut Connection, batch: &[Entry]) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     {
         let mut insert = tx.prepare_cached(
-            "INSERT OR REPLACE INTO signals (seq, at, frame) VALUES (?1, ?2, ?3)",
+            "INSERT OR REPLACE INTO signals (seq, at, symbol, strategy, frame)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
         for e in batch {
-            insert.execute(params![e.seq as i64, e.at_unix, e.frame.as_str()])?;
+            let s = &e.signal;
+            insert.execute(params![
+                s.seq as i64,
+                e.at_unix,
+                &*s.symbol,
+                &*s.strategy,
+                s.frame.as_str()
+            ])?;
         }
     }
     tx.commit()
@@ -267,6 +275,15 @@ fn prune(conn: &Connection, retention: Retention) -> rusqlite::Result<()> {
 mod tests {
     use super::*;
 
+    fn entry(seq: u64, frame: &str) -> Published {
+        Published {
+            seq,
+            symbol: Arc::from("BTCUSDT"),
+            strategy: Arc::from("s"),
+            frame: Frame::from(frame.to_string()),
+        }
+    }
+
     fn keep_all() -> Retention {
         Retention {
             max_age: Duration::from_secs(365 * 86400),
@@ -282,17 +299,17 @@ mod tests {
         assert_eq!(last, 0);
         for seq in 1..=5u64 {
             journal.append(
-                seq,
                 crate::auth::unix_now() as i64,
-                Frame::from(format!("f{seq}")),
+                entry(seq, &format!("f{seq}")),
             );
         }
         journal.wait_flushed(5).await.unwrap();
         let (page, oldest) = journal.read(2, 5).await.unwrap();
         assert_eq!(oldest, Some(1));
-        let seqs: Vec<u64> = page.iter().map(|(s, _)| *s).collect();
+        let seqs: Vec<u64> = page.iter().map(|p| p.seq).collect();
         assert_eq!(seqs, vec![3, 4, 5]);
-        assert_eq!(page[0].1.as_str(), "f3");
+        assert_eq!(page[0].frame.as_str(), "f3");
+        assert_eq!(&*page[0].symbol, "BTCUSDT");
         drop(journal);
         let (_again, last) = Journal::open(&path, keep_all()).unwrap();
         assert_eq!(last, 5);
@@ -304,7 +321,7 @@ mod tests {
         let path = dir.path().join("sigcast.db");
         let (journal, _) = Journal::open(&path, keep_all()).unwrap();
         for seq in 1..=3u64 {
-            journal.append(seq, 0, Frame::from("old")); // 1970: far past any max_age
+            journal.append(0, entry(seq, "old")); // 1970: far past any max_age
         }
         journal.wait_flushed(3).await.unwrap();
         drop(journal); // the writer applies retention as it stops
@@ -328,7 +345,7 @@ mod tests {
         let path = dir.path().join("sigcast.db");
         let (journal, _) = Journal::open(&path, keep_all()).unwrap();
         for seq in 1..=10u64 {
-            journal.append(seq, 0, Frame::from("x"));
+            journal.append(0, entry(seq, "x"));
         }
         journal.wait_flushed(10).await.unwrap();
         prune_file(

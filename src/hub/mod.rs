@@ -9,7 +9,7 @@
 pub mod journal;
 
 use std::collections::HashMap;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -72,10 +72,12 @@ fn encode_with(signal: &Signal, is_test: bool, seq: Option<u64>) -> Frame {
         .into()
 }
 
-/// A numbered signal as sessions receive it.
+/// A numbered signal as sessions receive it, with what their filters look at.
 #[derive(Debug, Clone)]
 pub struct Published {
     pub seq: u64,
+    pub symbol: Arc<str>,
+    pub strategy: Arc<str>,
     pub frame: Frame,
 }
 
@@ -145,11 +147,16 @@ impl Hub {
         let mut last = self.seq.lock().unwrap_or_else(|p| p.into_inner());
         *last += 1;
         let seq = *last;
-        let frame = encode_seq(signal, seq);
+        let published = Published {
+            seq,
+            symbol: Arc::from(signal.symbol.as_str()),
+            strategy: Arc::from(signal.strategy.as_str()),
+            frame: encode_seq(signal, seq),
+        };
         if let Some(journal) = &self.journal {
-            journal.append(seq, crate::auth::unix_now() as i64, frame.clone());
+            journal.append(crate::auth::unix_now() as i64, published.clone());
         }
-        let listeners = self.tx.send(Published { seq, frame }).unwrap_or(0);
+        let listeners = self.tx.send(published).unwrap_or(0);
         (seq, listeners)
     }
 

@@ -16,9 +16,10 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
+use super::filter::{Filter, Topic};
 use super::handshake::{Accepted, ClientWs};
 use super::{MAX_BATCH, Shared, close_code};
-use crate::auth::{Claims, unix_now};
+use crate::auth::{Claims, Scope, unix_now};
 use crate::hub::Published;
 
 /// How long a resume waits for the journal to catch up with the hub.
@@ -59,6 +60,8 @@ pub struct Session {
     first_live: Option<u64>,
     /// `X-Sigcast-Last-Seq` from the handshake: resume after it before anything else.
     resume_after: Option<u64>,
+    /// The token's scope and the topics subscribed: which signals this client gets.
+    filter: Filter,
     shutdown: CancellationToken,
     /// Last time anything arrived from the client (data, ping or pong).
     last_heard: Instant,
@@ -86,6 +89,7 @@ impl Session {
             last_sent: 0,
             first_live: None,
             resume_after: last_seq,
+            filter: Filter::new(Scope::of(&claims)),
             tests: TestBudget::new(s.test_burst, s.test_interval),
             ws,
             peer,
@@ -216,7 +220,9 @@ impl Session {
         let shown: String = text.chars().take(32).collect();
         let reply = error_reply(
             "invalid_message",
-            &format!("unknown command {shown:?}; send \"test\" for test signals"),
+            &format!(
+                "unknown command {shown:?}; send \"test\", or a JSON command (subscribe, unsubscribe, ping, resume)"
+            ),
         );
         self.write([reply]).await?;
         Ok(Flow::Continue)
@@ -227,12 +233,33 @@ impl Session {
         let command: serde_json::Value = match serde_json::from_str(text) {
             Ok(v) => v,
             Err(e) => {
-                let reply = error_reply("invalid_message", &format!("not a JSON command: {e}"));
+                let reply = error_reply(
+                    "invalid_message",
+                    &format!(
+                        "not a JSON command ({e}); send \"test\" or one like {{\"type\":\"ping\"}}"
+                    ),
+                );
                 self.write([reply]).await?;
                 return Ok(Flow::Continue);
             }
         };
+        let topic = command.get("topic").and_then(|t| t.as_str());
         match command.get("type").and_then(|t| t.as_str()) {
+            Some("ping") => {
+                let pong = serde_json::json!({"type": "pong", "timestamp": unix_now()});
+                self.write([Message::text(pong.to_string())]).await?;
+                Ok(Flow::Continue)
+            }
+            Some(kind @ ("subscribe" | "unsubscribe")) => {
+                let Some(text) = topic else {
+                    let reply = error_reply("invalid_message", &format!("{kind}: give a topic"));
+                    self.write([reply]).await?;
+                    return Ok(Flow::Continue);
+                };
+                let reply = self.on_topic(kind, text);
+                self.write([reply]).await?;
+                Ok(Flow::Continue)
+            }
             Some("resume") => match command.get("since").and_then(|s| s.as_u64()) {
                 Some(since) => self.resume(since).await,
                 None => {
@@ -252,6 +279,28 @@ impl Session {
                 self.write([reply]).await?;
                 Ok(Flow::Continue)
             }
+        }
+    }
+
+    /// Applies a subscribe or unsubscribe; returns the ack or the error to send.
+    fn on_topic(&mut self, kind: &str, text: &str) -> Message {
+        let topic = match Topic::parse(text) {
+            Ok(t) => t,
+            Err(e) => return error_reply("invalid_topic", &e),
+        };
+        let outcome = if kind == "subscribe" {
+            self.filter.subscribe(text, topic)
+        } else if self.filter.unsubscribe(text) {
+            Ok(())
+        } else {
+            Err(format!("{text}: not subscribed"))
+        };
+        match outcome {
+            Ok(()) => Message::text(
+                serde_json::json!({"type": format!("{kind}_ack"), "topic": text, "timestamp": unix_now()})
+                    .to_string(),
+            ),
+            Err(e) => error_reply("subscription_failed", &e),
         }
     }
 
@@ -294,15 +343,18 @@ impl Session {
                     self.write([history_expired(since, oldest)]).await?;
                 }
             }
-            let Some(&(last, _)) = page.last() else {
+            let Some(last) = page.last().map(|p| p.seq) else {
                 break;
             };
             after = last;
             let (already_from, already_to) = (self.first_live.unwrap_or(u64::MAX), self.last_sent);
-            let missing = page
+            let filter = &self.filter;
+            let missing: Vec<Message> = page
                 .into_iter()
-                .filter(|(seq, _)| *seq < already_from || *seq > already_to)
-                .map(|(_, frame)| Message::Text(frame));
+                .filter(|p| (p.seq < already_from || p.seq > already_to) && filter.allows(p))
+                .map(|p| Message::Text(p.frame))
+                .collect();
+            let missing = missing.into_iter();
             self.write_all(missing).await?;
             if after >= head {
                 break;
@@ -327,14 +379,15 @@ impl Session {
             .map_err(|_| write_timed_out())?
     }
 
-    /// Notes a live signal as sent; false when the client already has it (from a resume).
-    fn take_live(&mut self, seq: u64) -> bool {
-        if seq <= self.last_sent {
+    /// Notes a live signal as handled; true when it is to be sent (the client does not have
+    /// it from a resume, and its scope and topics take it).
+    fn take_live(&mut self, p: &Published) -> bool {
+        if p.seq <= self.last_sent {
             return false;
         }
-        self.last_sent = seq;
-        self.first_live.get_or_insert(seq);
-        true
+        self.last_sent = p.seq;
+        self.first_live.get_or_insert(p.seq);
+        self.filter.allows(p)
     }
 
     /// Delivers a frame from the hub, then drains what else is queued before one flush.
@@ -352,13 +405,13 @@ impl Session {
         let write_timeout = self.shared.settings.write_timeout;
         let mut lagged = None;
         let mut batch = Vec::new();
-        if self.take_live(first.seq) {
+        if self.take_live(&first) {
             batch.push(first.frame);
         }
         for _ in 1..MAX_BATCH {
             match self.frames.try_recv() {
                 Ok(p) => {
-                    if self.take_live(p.seq) {
+                    if self.take_live(&p) {
                         batch.push(p.frame);
                     }
                 }

@@ -120,6 +120,13 @@ impl TestServer {
         }
     }
 
+    /// A valid token restricted to `scope`.
+    pub fn token_scoped(&self, sub: &str, scope: &sigcast::auth::Scope) -> String {
+        self.ring
+            .issue_scoped(sub, Duration::from_secs(600), None, scope)
+            .unwrap()
+    }
+
     /// A valid token from the server's own key ring.
     pub fn token(&self, sub: &str) -> String {
         self.ring

@@ -1,0 +1,148 @@
+//! The JSON command protocol (subscribe, unsubscribe, ping) and token scopes: what each
+//! client receives is its scope, narrowed by its topics.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+use sigcast::auth::Scope;
+use sigcast::strategy::{Side, Signal};
+
+fn from(symbol: &str, strategy: &str) -> Signal {
+    Signal {
+        strategy: strategy.into(),
+        ..signal(symbol, Side::Buy, 100.0)
+    }
+}
+
+async fn reply(ws: &mut Client, command: &str) -> Value {
+    send_text(ws, command).await;
+    serde_json::from_str(&next_text(ws).await).unwrap()
+}
+
+/// Reads `n` signals as (symbol, strategy).
+async fn signals(ws: &mut Client, n: usize) -> Vec<(String, String)> {
+    let mut got = Vec::new();
+    for _ in 0..n {
+        let v: Value = serde_json::from_str(&next_text(ws).await).unwrap();
+        got.push((
+            v["content"]["symbol"].as_str().unwrap().to_string(),
+            v["content"]["strategy"].as_str().unwrap().to_string(),
+        ));
+    }
+    got
+}
+
+fn publish_mix(server: &TestServer) {
+    for (symbol, strategy) in [
+        ("BTCUSDT", "fast"),
+        ("ETHUSDT", "fast"),
+        ("BTCUSDT", "slow"),
+        ("ETHUSDT", "slow"),
+    ] {
+        server.hub.publish(&from(symbol, strategy));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_filter_by_symbol_and_strategy() {
+    let server = TestServer::start(&[]).await;
+    let mut ws = server.connect(Some(&server.token("t"))).await.unwrap();
+    server.wait_listeners(1).await;
+
+    let pong = reply(&mut ws, r#"{"type":"ping"}"#).await;
+    assert_eq!(pong["type"], "pong");
+    let ack = reply(
+        &mut ws,
+        r#"{"type":"subscribe","topic":"signals.BTCUSDT.*"}"#,
+    )
+    .await;
+    assert_eq!(ack["type"], "subscribe_ack");
+    assert_eq!(ack["topic"], "signals.BTCUSDT.*");
+    let ack = reply(&mut ws, r#"{"type":"subscribe","topic":"signals.*.slow"}"#).await;
+    assert_eq!(ack["type"], "subscribe_ack");
+    publish_mix(&server);
+    let got = signals(&mut ws, 3).await;
+    let want = [
+        ("BTCUSDT", "fast"),
+        ("BTCUSDT", "slow"),
+        ("ETHUSDT", "slow"),
+    ];
+    assert_eq!(
+        got,
+        want.map(|(a, b)| (a.to_string(), b.to_string())).to_vec()
+    );
+    expect_silence(&mut ws, Duration::from_millis(300)).await;
+
+    let ack = reply(
+        &mut ws,
+        r#"{"type":"unsubscribe","topic":"signals.*.slow"}"#,
+    )
+    .await;
+    assert_eq!(ack["type"], "unsubscribe_ack");
+    publish_mix(&server);
+    assert_eq!(
+        signals(&mut ws, 2).await,
+        vec![
+            ("BTCUSDT".to_string(), "fast".to_string()),
+            ("BTCUSDT".to_string(), "slow".to_string())
+        ]
+    );
+
+    let bad = reply(&mut ws, r#"{"type":"subscribe","topic":"stock.AAPL.1m"}"#).await;
+    assert_eq!(bad["error_code"], "invalid_topic");
+    let bad = reply(
+        &mut ws,
+        r#"{"type":"unsubscribe","topic":"signals.SOLUSDT.*"}"#,
+    )
+    .await;
+    assert_eq!(bad["error_code"], "subscription_failed");
+    let bad = reply(&mut ws, r#"{"type":"subscribe"}"#).await;
+    assert_eq!(bad["error_code"], "invalid_message");
+    let bad = reply(&mut ws, r#"{"type":"dance"}"#).await;
+    assert_eq!(bad["error_code"], "invalid_message");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scopes_filter_and_refuse_subscriptions_outside_them() {
+    let server = TestServer::start(&[]).await;
+    let scope = Scope {
+        symbols: Some(vec!["BTCUSDT".into()]),
+        strategies: None,
+    };
+    let token = server.token_scoped("scoped", &scope);
+    let mut ws = server.connect(Some(&token)).await.unwrap();
+    server.wait_listeners(1).await;
+    publish_mix(&server);
+    assert_eq!(
+        signals(&mut ws, 2).await,
+        vec![
+            ("BTCUSDT".to_string(), "fast".to_string()),
+            ("BTCUSDT".to_string(), "slow".to_string())
+        ]
+    );
+    expect_silence(&mut ws, Duration::from_millis(300)).await;
+    let refused = reply(
+        &mut ws,
+        r#"{"type":"subscribe","topic":"signals.ETHUSDT.*"}"#,
+    )
+    .await;
+    assert_eq!(refused["error_code"], "subscription_failed");
+
+    // A resume delivers only what the scope allows, too.
+    drop(ws);
+    let mut again = server.connect_resuming(&token, "0").await.unwrap();
+    let resumed: Vec<u64> = {
+        let mut seqs = Vec::new();
+        for _ in 0..2 {
+            let v: Value = serde_json::from_str(&next_text(&mut again).await).unwrap();
+            assert_eq!(v["content"]["symbol"], "BTCUSDT");
+            seqs.push(v["seq"].as_u64().unwrap());
+        }
+        seqs
+    };
+    assert_eq!(resumed, vec![1, 3]);
+    expect_silence(&mut again, Duration::from_millis(300)).await;
+}
