@@ -797,3 +797,59 @@ async fn demo_runs_the_shipped_example_strategies() {
     })
     .await;
 }
+
+/// Tokens are recorded when issued, listed with their state, and revoked ones are refused at
+/// the handshake; a live session using one is closed 1008 "token revoked" within 2 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_tokens_are_refused_and_their_sessions_closed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_server, port, token) = serve_quick(tmp.path(), "2s");
+    let ca = tmp.path().join("certs/cert.pem");
+    let other = String::from_utf8(
+        sigcast(
+            tmp.path(),
+            &["token", "issue", "--sub", "other", "--symbols", "BTCUSDT"],
+        )
+        .stdout,
+    )
+    .unwrap();
+    let list = String::from_utf8(sigcast(tmp.path(), &["token", "list"]).stdout).unwrap();
+    assert_eq!(list.matches(" active ").count(), 2, "{list}");
+    assert!(list.contains("symbols=BTCUSDT"), "{list}");
+    assert!(
+        !list.contains(&token) && !list.contains(other.trim()),
+        "tokens are never stored"
+    );
+
+    let mut ws = connect(port, &ca, &token).await;
+    let mut ws_other = connect(port, &ca, other.trim()).await;
+    signal_from(&mut ws, "quick").await;
+    let jti = list
+        .lines()
+        .find(|l| l.contains(" ops "))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let out = sigcast(tmp.path(), &["token", "revoke", &jti]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (code, reason) = expect_close(&mut ws, Duration::from_secs(2)).await;
+    assert_eq!((code, reason.as_str()), (1008, "token revoked"));
+    match try_connect(port, &ca, &token).await {
+        Err(WsError::Http(r)) => {
+            assert_eq!(r.status(), 401);
+            let body = String::from_utf8_lossy(r.body().as_deref().unwrap_or_default()).to_string();
+            assert!(body.contains("token revoked"), "{body}");
+        }
+        other => panic!("expected 401, got {:?}", other.map(|_| ())),
+    }
+    // The other token still works until its subject is revoked.
+    signal_from(&mut ws_other, "quick").await;
+    let out = sigcast(tmp.path(), &["token", "revoke", "--sub", "other"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (code, _) = expect_close(&mut ws_other, Duration::from_secs(2)).await;
+    assert_eq!(code, 1008);
+    let list = String::from_utf8(sigcast(tmp.path(), &["token", "list"]).stdout).unwrap();
+    assert_eq!(list.matches(" revoked ").count(), 2, "{list}");
+}

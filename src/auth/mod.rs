@@ -5,6 +5,7 @@
 //! `exp`/`nbf` within the leeway. Its `kid`, when present, is looked up in the ring only.
 
 mod keyring;
+pub mod registry;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -122,6 +122,22 @@ enum TokenCommand {
         #[command(flatten)]
         settings: SettingsArgs,
     },
+    /// List the tokens issued here: active, expired and revoked.
+    List {
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+    /// Revoke a token by id, or every token of a subject; running servers refuse it and
+    /// close its sessions (1008 "token revoked") within 2 seconds.
+    Revoke {
+        /// The token id (`jti`) to revoke.
+        jti: Option<String>,
+        /// Revoke every token issued to this subject until now.
+        #[arg(long, value_name = "NAME")]
+        sub: Option<String>,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
     /// Print a token's claims as JSON and exit 0 if the server would accept it.
     Verify {
         token: String,
@@ -337,6 +353,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 strategies,
             };
             println!("{}", token::issue(&config, &sub, ttl, jti, &scope)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token(TokenCommand::List { settings }) => {
+            token::list(&settings.load(Overrides::default())?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token(TokenCommand::Revoke { jti, sub, settings }) => {
+            let config = settings.load(Overrides::default())?;
+            token::revoke(&config, jti.as_deref(), sub.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Token(TokenCommand::Verify { token, settings }) => {

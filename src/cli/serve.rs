@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::KeyRing;
+use crate::auth::registry::{Registry, Revoked};
 use crate::config::{Config, LogFormat, Overrides, SourceKind};
 use crate::hub::Hub;
 use crate::hub::journal::{Journal, Retention};
@@ -18,6 +19,7 @@ use crate::market::replay;
 use crate::server::{self, Shared};
 use crate::strategy::{Instance, definition};
 use crate::tls;
+use tokio::sync::watch;
 
 /// Sets up `tracing` on stderr (stdout carries tokens and the demo banner).
 pub fn init_logging(config: &Config) {
@@ -92,7 +94,54 @@ pub fn build_shared(config: &Config) -> anyhow::Result<Arc<Shared>> {
         keys,
         hub,
         settings: config.server.clone(),
+        revoked: watch_revocations(path),
     }))
+}
+
+/// How often the token registry is read for revocations.
+const REVOCATION_POLL: Duration = Duration::from_secs(1);
+
+/// Revocations from the registry in the journal's database, re-read every second (a change
+/// reaches live sessions within about a second).
+fn watch_revocations(path: std::path::PathBuf) -> watch::Receiver<Arc<Revoked>> {
+    let (tx, rx) = watch::channel(Arc::new(Revoked::default()));
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return rx;
+    };
+    runtime.spawn(async move {
+        let mut warned = false;
+        loop {
+            let p = path.clone();
+            let read = tokio::task::spawn_blocking(move || Registry::open(&p)?.revoked()).await;
+            match read {
+                Ok(Ok(revoked)) => {
+                    warned = false;
+                    tx.send_if_modified(|current| {
+                        let changed = **current != revoked;
+                        if changed {
+                            tracing::info!(
+                                tokens = revoked.jtis.len(),
+                                subjects = revoked.subs.len(),
+                                "revocations loaded"
+                            );
+                            *current = Arc::new(revoked);
+                        }
+                        changed
+                    });
+                }
+                Ok(Err(e)) if !warned => {
+                    warned = true;
+                    tracing::warn!(error = %e, "cannot read revocations");
+                }
+                _ => {}
+            }
+            if tx.is_closed() {
+                return;
+            }
+            tokio::time::sleep(REVOCATION_POLL).await;
+        }
+    });
+    rx
 }
 
 /// Binds the client listener, naming the key when it fails.

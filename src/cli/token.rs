@@ -1,9 +1,10 @@
-//! `sigcast token issue|verify`: the same key ring the server uses.
+//! `sigcast token issue|verify|list|revoke`: the same key ring and registry the server uses.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::auth::{KeyRing, Scope};
+use crate::auth::registry::Registry;
+use crate::auth::{KeyRing, Scope, unix_now};
 use crate::config::Config;
 
 /// A signed token for `sub`, valid for `ttl`.
@@ -32,7 +33,71 @@ pub fn issue(
             anyhow::bail!("{flag}: name at least one, comma-separated, none empty");
         }
     }
-    Ok(ring.issue_scoped(sub, ttl, jti, scope)?)
+    let token = ring.issue_scoped(sub, ttl, jti, scope)?;
+    // Recorded (never the token itself) so it can be listed and revoked.
+    let claims = ring
+        .verify(&token)
+        .map_err(|e| anyhow::anyhow!("the new token does not verify: {e}"))?;
+    Registry::open(&config.data.journal_path())?.record(&claims)?;
+    Ok(token)
+}
+
+/// Prints every recorded token: id, subject, state, scope, issue and expiry times.
+pub fn list(config: &Config) -> anyhow::Result<()> {
+    let registry = Registry::open(&config.data.journal_path())?;
+    let now = unix_now();
+    let time = |t: u64| {
+        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(t))
+            .to_string()
+    };
+    println!(
+        "{:<26} {:<20} {:<8} {:<21} {:<21} scope",
+        "jti", "sub", "state", "issued", "expires"
+    );
+    for t in registry.list()? {
+        let scope = [
+            t.symbols.as_ref().map(|s| format!("symbols={s}")),
+            t.strategies.as_ref().map(|s| format!("strategies={s}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ");
+        println!(
+            "{:<26} {:<20} {:<8} {:<21} {:<21} {}",
+            t.jti,
+            t.sub,
+            t.state(now),
+            time(t.issued_at),
+            time(t.expires_at),
+            if scope.is_empty() { "all" } else { &scope }
+        );
+    }
+    Ok(())
+}
+
+/// Revokes a token by id, or every token of a subject; running servers act within 2 s.
+pub fn revoke(config: &Config, jti: Option<&str>, sub: Option<&str>) -> anyhow::Result<()> {
+    let registry = Registry::open(&config.data.journal_path())?;
+    match (jti, sub) {
+        (Some(jti), None) => {
+            let known = registry.revoke_jti(jti)?;
+            println!(
+                "revoked token {jti}{}",
+                if known {
+                    ""
+                } else {
+                    " (not issued here; blocked anyway)"
+                }
+            );
+        }
+        (None, Some(sub)) => {
+            let n = registry.revoke_sub(sub)?;
+            println!("revoked every token of {sub} issued until now ({n} recorded)");
+        }
+        _ => anyhow::bail!("name a token id (JTI) or --sub NAME, not both"),
+    }
+    Ok(())
 }
 
 /// Prints the claims and exits 0 when the server would accept `token`; else says why, exit 1.

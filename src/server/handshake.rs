@@ -77,7 +77,16 @@ async fn upgrade(
             .get_all(header::AUTHORIZATION)
             .iter()
             .map(|v| v.as_bytes());
-        match bearer_token(values).and_then(|token| shared.keys.verify(token)) {
+        let verified = bearer_token(values)
+            .and_then(|token| shared.keys.verify(token))
+            .and_then(|claims| {
+                if shared.revoked.borrow().covers(&claims) {
+                    Err(AuthError::Invalid("token revoked".into()))
+                } else {
+                    Ok(claims)
+                }
+            });
+        match verified {
             Ok(claims) => match last_seq(request) {
                 Ok(last) => {
                     verdict = Some(Verdict::Accepted(claims, last));

@@ -59,6 +59,9 @@ pub struct Shared {
     pub hub: Arc<Hub>,
     /// Limits and timeouts.
     pub settings: ServerSettings,
+    /// Revoked tokens, refreshed from the registry: refused at the handshake, and live
+    /// sessions using one are closed when it changes.
+    pub revoked: tokio::sync::watch::Receiver<Arc<crate::auth::registry::Revoked>>,
 }
 
 impl Shared {

@@ -62,6 +62,8 @@ pub struct Session {
     resume_after: Option<u64>,
     /// The token's scope and the topics subscribed: which signals this client gets.
     filter: Filter,
+    /// Changes when tokens are revoked; the session checks its own.
+    revoked: tokio::sync::watch::Receiver<Arc<crate::auth::registry::Revoked>>,
     shutdown: CancellationToken,
     /// Last time anything arrived from the client (data, ping or pong).
     last_heard: Instant,
@@ -90,6 +92,7 @@ impl Session {
             first_live: None,
             resume_after: last_seq,
             filter: Filter::new(Scope::of(&claims)),
+            revoked: shared.revoked.clone(),
             tests: TestBudget::new(s.test_burst, s.test_interval),
             ws,
             peer,
@@ -146,6 +149,13 @@ impl Session {
                     Some(message) => self.on_client(message).await?,
                 },
                 frame = self.frames.recv() => self.on_frame(frame).await?,
+                Ok(()) = self.revoked.changed() => {
+                    if self.revoked.borrow_and_update().covers(&self.claims) {
+                        Flow::Close(close_code::POLICY_VIOLATION, "token revoked".into())
+                    } else {
+                        Flow::Continue
+                    }
+                }
                 _ = ping.tick() => self.on_ping_tick().await?,
             };
             if !matches!(flow, Flow::Continue) {
