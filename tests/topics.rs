@@ -111,6 +111,7 @@ async fn scopes_filter_and_refuse_subscriptions_outside_them() {
     let scope = Scope {
         symbols: Some(vec!["BTCUSDT".into()]),
         strategies: None,
+        publisher: false,
     };
     let token = server.token_scoped("scoped", &scope);
     let mut ws = server.connect(Some(&token)).await.unwrap();
@@ -145,4 +146,52 @@ async fn scopes_filter_and_refuse_subscriptions_outside_them() {
     };
     assert_eq!(resumed, vec![1, 3]);
     expect_silence(&mut again, Duration::from_millis(300)).await;
+}
+
+/// A publisher's signal reaches subscribers with a seq; a subscriber cannot publish; a bad
+/// signal is refused with the field named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishers_publish_and_subscribers_cannot() {
+    let server = TestServer::start(&[]).await;
+    let publisher_scope = Scope {
+        publisher: true,
+        ..Scope::default()
+    };
+    let mut publisher = server
+        .connect(Some(&server.token_scoped("feed", &publisher_scope)))
+        .await
+        .unwrap();
+    let mut subscriber = server.connect(Some(&server.token("reader"))).await.unwrap();
+    server.wait_listeners(2).await;
+    let now = sigcast::auth::unix_now();
+    let body = format!(
+        r#"{{"type":"publish","signal":{{"type":"buy","content":{{"symbol":"BTCUSDT","price":75000.0,"timestamp":{now},"strategy":"tv-alert","reason":"breakout"}},"is_test":false}}}}"#
+    );
+    let ack = reply(&mut publisher, &body).await;
+    assert_eq!(ack["type"], "publish_ack");
+    assert_eq!(ack["seq"], 1);
+    let got: Value = serde_json::from_str(&next_text(&mut subscriber).await).unwrap();
+    assert_eq!(got["type"], "buy");
+    assert_eq!(got["content"]["symbol"], "BTCUSDT");
+    assert_eq!(got["content"]["price"], 75000.0);
+    assert_eq!(got["content"]["timestamp"], now);
+    assert_eq!(got["content"]["strategy"], "tv-alert");
+    assert_eq!(got["seq"], 1);
+
+    // The publisher is a client too: it gets the broadcast like everyone.
+    let own: Value = serde_json::from_str(&next_text(&mut publisher).await).unwrap();
+    assert_eq!(own["seq"], 1);
+
+    let denied = reply(&mut subscriber, &body).await;
+    assert_eq!(denied["error_code"], "publish_denied");
+    let bad = body.replace("75000.0", "-5");
+    let refused = reply(&mut publisher, &bad).await;
+    assert_eq!(refused["error_code"], "invalid_signal");
+    assert!(
+        refused["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("content.price")
+    );
+    expect_silence(&mut subscriber, Duration::from_millis(300)).await;
 }

@@ -213,6 +213,7 @@ impl KeyRing {
             nbf: None,
             symbols: scope.symbols.clone(),
             strategies: scope.strategies.clone(),
+            role: scope.publisher.then(|| super::PUBLISHER.to_string()),
         };
         let mut header = Header::new(self.primary.algorithm());
         header.kid = self.primary.kid.clone();

@@ -38,6 +38,19 @@ pub struct Claims {
     /// Scope: the only strategies this token may receive signals from (absent: all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategies: Option<Vec<String>>,
+    /// `publisher`: may publish signals into the hub (subscribers cannot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+}
+
+/// The role that may publish.
+pub const PUBLISHER: &str = "publisher";
+
+impl Claims {
+    /// Whether this token may publish signals.
+    pub fn is_publisher(&self) -> bool {
+        self.role.as_deref() == Some(PUBLISHER)
+    }
 }
 
 /// What a token may receive: optional allow-lists of symbols and strategies.
@@ -45,6 +58,8 @@ pub struct Claims {
 pub struct Scope {
     pub symbols: Option<Vec<String>>,
     pub strategies: Option<Vec<String>>,
+    /// Issue a publisher token (`role: publisher`).
+    pub publisher: bool,
 }
 
 impl Scope {
@@ -53,6 +68,7 @@ impl Scope {
         Scope {
             symbols: claims.symbols.clone(),
             strategies: claims.strategies.clone(),
+            publisher: claims.is_publisher(),
         }
     }
 

@@ -246,6 +246,7 @@ mod tests {
             nbf: None,
             symbols: Some(vec!["BTCUSDT".into()]),
             strategies: None,
+            role: None,
         }
     }
 

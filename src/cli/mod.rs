@@ -119,6 +119,9 @@ enum TokenCommand {
         /// Scope: only signals from these strategies (comma-separated); all when omitted.
         #[arg(long, value_delimiter = ',', value_name = "NAMES")]
         strategies: Option<Vec<String>>,
+        /// A publisher token: it may publish signals (`{"type":"publish",...}`).
+        #[arg(long)]
+        publisher: bool,
         #[command(flatten)]
         settings: SettingsArgs,
     },
@@ -345,12 +348,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             jti,
             symbols,
             strategies,
+            publisher,
             settings,
         }) => {
             let config = settings.load(Overrides::default())?;
             let scope = crate::auth::Scope {
                 symbols,
                 strategies,
+                publisher,
             };
             println!("{}", token::issue(&config, &sub, ttl, jti, &scope)?);
             Ok(ExitCode::SUCCESS)

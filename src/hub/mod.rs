@@ -6,6 +6,7 @@
 //! and a session that falls more than the ring's capacity behind learns so (`Lagged`) instead
 //! of making the server buffer for it.
 
+pub mod inbound;
 pub mod journal;
 
 use std::collections::HashMap;

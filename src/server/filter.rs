@@ -158,6 +158,7 @@ mod tests {
         let scope = Scope {
             symbols: Some(vec!["BTCUSDT".into()]),
             strategies: None,
+            publisher: false,
         };
         let mut f = Filter::new(scope);
         assert!(f.allows(&published("BTCUSDT", "a")));

@@ -270,6 +270,11 @@ impl Session {
                 self.write([reply]).await?;
                 Ok(Flow::Continue)
             }
+            Some("publish") => {
+                let reply = self.on_publish(command.get("signal"));
+                self.write([reply]).await?;
+                Ok(Flow::Continue)
+            }
             Some("resume") => match command.get("since").and_then(|s| s.as_u64()) {
                 Some(since) => self.resume(since).await,
                 None => {
@@ -289,6 +294,30 @@ impl Session {
                 self.write([reply]).await?;
                 Ok(Flow::Continue)
             }
+        }
+    }
+
+    /// A publisher's signal: checked, numbered, journaled and broadcast; answered with its `seq`.
+    fn on_publish(&mut self, body: Option<&serde_json::Value>) -> Message {
+        if !self.claims.is_publisher() {
+            return error_reply(
+                "publish_denied",
+                "this token may not publish; a publisher token may",
+            );
+        }
+        let Some(body) = body else {
+            return error_reply("invalid_message", "publish: give the signal in \"signal\"");
+        };
+        match crate::hub::inbound::parse(body, unix_now() as i64) {
+            Ok(signal) => {
+                let (seq, listeners) = self.shared.hub.publish_numbered(&signal);
+                tracing::info!(sub = %self.claims.sub, symbol = %signal.symbol, side = signal.side.as_str(), seq, listeners, "signal published");
+                Message::text(
+                    serde_json::json!({"type": "publish_ack", "seq": seq, "timestamp": unix_now()})
+                        .to_string(),
+                )
+            }
+            Err(e) => error_reply("invalid_signal", &e),
         }
     }
 
