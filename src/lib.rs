@@ -26,6 +26,7 @@
 pub mod auth;
 pub mod backtest;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod devcert;
 pub mod hub;

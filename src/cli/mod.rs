@@ -92,6 +92,24 @@ enum Command {
         #[command(flatten)]
         settings: SettingsArgs,
     },
+    /// Print a server's signals as JSON lines, reconnecting with backoff and resuming from
+    /// the last seq printed, so the output has no gap and no duplicate.
+    Listen {
+        /// Server URL, e.g. wss://127.0.0.1:8443.
+        url: String,
+        /// Bearer token (or SIGCAST_TOKEN).
+        #[arg(long, env = "SIGCAST_TOKEN", hide_env_values = true)]
+        token: String,
+        /// CA certificate PEM to trust (e.g. a self-signed server's cert.pem).
+        #[arg(long, value_name = "FILE")]
+        ca: Option<PathBuf>,
+        /// Topics to subscribe to, comma-separated (e.g. signals.BTCUSDT.*); default all.
+        #[arg(long, value_delimiter = ',')]
+        topics: Vec<String>,
+        /// Start after this seq (resume a previous run).
+        #[arg(long)]
+        since: Option<u64>,
+    },
     /// Issue and check tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -360,6 +378,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", token::issue(&config, &sub, ttl, jti, &scope)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Listen {
+            url,
+            token,
+            ca,
+            topics,
+            since,
+        } => {
+            let mut options = crate::client::ClientOptions::new(&url, &token);
+            options.ca = ca;
+            options.topics = topics;
+            options.since = since;
+            runtime()?.block_on(listen(options))
+        }
         Command::Token(TokenCommand::List { settings }) => {
             token::list(&settings.load(Overrides::default())?)?;
             Ok(ExitCode::SUCCESS)
@@ -387,6 +418,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(ConfigCommand::Keys) => {
             print_keys();
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `sigcast listen`: signals on stdout, one JSON line each; connection events on stderr.
+async fn listen(options: crate::client::ClientOptions) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let url = options.url.clone();
+    let mut signals = crate::client::Client::new(options)
+        .on_connect(move || eprintln!("sigcast listen: connected to {url}"))
+        .on_disconnect(|why| eprintln!("sigcast listen: disconnected ({why}); reconnecting"))
+        .on_error(|e| eprintln!("sigcast listen: {e}"))
+        .listen();
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+            item = signals.recv() => match item {
+                Some(Ok(signal)) => {
+                    let mut out = std::io::stdout().lock();
+                    writeln!(out, "{}", signal.text)?;
+                    out.flush()?;
+                }
+                Some(Err(e)) => anyhow::bail!("{e}"),
+                None => return Ok(ExitCode::SUCCESS),
+            },
         }
     }
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod binance_mock;
+pub mod proxy;
 pub mod socks5;
 
 use std::collections::BTreeMap;
