@@ -195,3 +195,95 @@ async fn publishers_publish_and_subscribers_cannot() {
     );
     expect_silence(&mut subscriber, Duration::from_millis(300)).await;
 }
+
+/// One HTTP request over TLS; returns the status and the JSON body.
+async fn http_post(
+    server: &TestServer,
+    path: &str,
+    auth: Option<&str>,
+    body: &str,
+) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tls = tls_connect(server.addr, &server.material.path("cert.pem")).await;
+    let auth = auth
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: sigcast\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    let _ = tls.read_to_end(&mut response).await;
+    let text = String::from_utf8_lossy(&response).to_string();
+    let status: u16 = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let json = text.split("\r\n\r\n").nth(1).unwrap_or("null");
+    (status, serde_json::from_str(json).unwrap_or(Value::Null))
+}
+
+/// `POST /v1/signals` with a publisher token publishes; the answers name what is wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_publish_on_the_client_port() {
+    let server = TestServer::start(&[]).await;
+    let publisher = server.token_scoped(
+        "webhook",
+        &Scope {
+            publisher: true,
+            ..Scope::default()
+        },
+    );
+    let reader = server.token("reader");
+    let mut ws = server.connect(Some(&reader)).await.unwrap();
+    server.wait_listeners(1).await;
+    let now = sigcast::auth::unix_now();
+    let body = format!(
+        r#"{{"type":"sell","content":{{"symbol":"ETHUSDT","price":3500.5,"timestamp":{now}}}}}"#
+    );
+    let (status, ack) = http_post(&server, "/v1/signals", Some(&publisher), &body).await;
+    assert_eq!(
+        (status, ack["type"].as_str()),
+        (200, Some("publish_ack")),
+        "{ack}"
+    );
+    assert_eq!(ack["seq"], 1);
+    let got: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+    assert_eq!(got["content"]["symbol"], "ETHUSDT");
+    assert_eq!(got["content"]["strategy"], "external");
+    assert_eq!(got["seq"], 1);
+
+    // TradingView style: the token in the body, an RFC 3339 time.
+    let tv = format!(
+        r#"{{"token":"{publisher}","type":"buy","content":{{"symbol":"BTCUSDT","price":75000,"timestamp":"{}","strategy":"tv"}}}}"#,
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+    );
+    let (status, ack) = http_post(&server, "/v1/signals", None, &tv).await;
+    assert_eq!((status, ack["seq"].as_u64()), (200, Some(2)), "{ack}");
+
+    let (status, e) = http_post(&server, "/v1/signals", Some(&reader), &body).await;
+    assert_eq!(
+        (status, e["error_code"].as_str()),
+        (403, Some("publish_denied"))
+    );
+    let (status, _) = http_post(&server, "/v1/signals", None, &body).await;
+    assert_eq!(status, 401);
+    let (status, _) = http_post(&server, "/v1/signals", Some("garbage"), &body).await;
+    assert_eq!(status, 401);
+    let bad = body.replace("3500.5", "\"free\"");
+    let (status, e) = http_post(&server, "/v1/signals", Some(&publisher), &bad).await;
+    assert_eq!(
+        (status, e["error_code"].as_str()),
+        (400, Some("invalid_signal"))
+    );
+    assert!(
+        e["error_message"]
+            .as_str()
+            .unwrap()
+            .starts_with("content.price")
+    );
+    let (status, _) = http_post(&server, "/v2/other", Some(&publisher), &body).await;
+    assert_eq!(status, 404);
+    // The WebSocket path on the same port is unaffected.
+    send_text(&mut ws, "test").await;
+    let t: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+    assert!(t["is_test"] == true || t["seq"] == 2, "{t}");
+}

@@ -40,10 +40,16 @@ pub fn parse(body: &Value, now_unix: i64) -> Result<Signal, String> {
         .and_then(Value::as_f64)
         .filter(|p| p.is_finite() && *p > 0.0)
         .ok_or("content.price: expected a positive number")?;
-    let timestamp = content
-        .get("timestamp")
-        .and_then(Value::as_i64)
-        .ok_or("content.timestamp: expected Unix seconds, a whole number")?;
+    // Unix seconds, or an RFC 3339 time as TradingView's {{timenow}} gives.
+    let timestamp = match content.get("timestamp") {
+        Some(Value::String(t)) => humantime::parse_rfc3339_weak(t)
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs() as i64),
+        Some(v) => v.as_i64(),
+        None => None,
+    }
+    .ok_or("content.timestamp: expected Unix seconds, a whole number, or an RFC 3339 time")?;
     if timestamp < now_unix - MAX_AGE_SECS || timestamp > now_unix + MAX_AHEAD_SECS {
         return Err(format!(
             "content.timestamp: {timestamp} is not within the last 7 days or the next 5 minutes (Unix seconds)"
@@ -90,6 +96,12 @@ mod tests {
             NOW,
         )
         .unwrap();
+        let iso = parse(
+            &json!({"type":"buy","content":{"symbol":"BTCUSDT","price":1.5,"timestamp":"2024-07-03T09:46:40Z"}}),
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(iso.timestamp, NOW, "RFC 3339 times are taken too");
         assert_eq!(
             (ok.side, ok.price, ok.strategy.as_str()),
             (Side::Sell, 3500.5, "tv-alert")

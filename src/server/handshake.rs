@@ -8,11 +8,17 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{StatusCode, header};
 
+use super::prefixed::Prefixed;
 use super::{Admission, Shared};
 use crate::auth::{AuthError, Claims, bearer_token};
+use tokio::io::AsyncReadExt;
 
-/// A client's WebSocket after a successful handshake.
-pub type ClientWs = WebSocketStream<TlsStream<TcpStream>>;
+/// A client's WebSocket after a successful handshake (the request head the server peeked at
+/// is replayed to the upgrade from the front of the stream).
+pub type ClientWs = WebSocketStream<Prefixed<TlsStream<TcpStream>>>;
+
+/// Most request-head bytes read before deciding between an upgrade and a publish `POST`.
+const MAX_HEAD: usize = 8192;
 
 /// The header a reconnecting client names its last seen `seq` in.
 pub const LAST_SEQ_HEADER: &str = "x-sigcast-last-seq";
@@ -57,13 +63,25 @@ async fn upgrade(
     shared: &Shared,
     admission: &Admission,
 ) -> Option<Accepted> {
-    let tls = match shared.tls.accept(tcp).await {
+    let mut tls = match shared.tls.accept(tcp).await {
         Ok(tls) => tls,
         Err(e) => {
             tracing::debug!(%peer, error = %e, "TLS handshake failed");
             return None;
         }
     };
+    let head = match read_head(&mut tls).await {
+        Ok(head) => head,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "no request");
+            return None;
+        }
+    };
+    if head.starts_with(b"POST ") {
+        super::http::serve(tls, head, peer, shared).await;
+        return None;
+    }
+    let tls = Prefixed::new(head, tls);
     let mut verdict = None;
     // The callback's signature is tungstenite's; its error type is the HTTP response itself.
     #[allow(clippy::result_large_err)]
@@ -132,6 +150,23 @@ async fn upgrade(
             None
         }
         (Ok(_), None) => None,
+    }
+}
+
+/// Reads until the end of the request head (or [`MAX_HEAD`] bytes; the upgrade then refuses
+/// what is too long).
+async fn read_head(tls: &mut TlsStream<TcpStream>) -> std::io::Result<Vec<u8>> {
+    let mut head = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = tls.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        head.extend_from_slice(&chunk[..n]);
+        if head.windows(4).any(|w| w == b"\r\n\r\n") || head.len() >= MAX_HEAD {
+            return Ok(head);
+        }
     }
 }
 

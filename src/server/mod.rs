@@ -5,6 +5,8 @@
 
 pub mod filter;
 mod handshake;
+pub mod http;
+mod prefixed;
 mod session;
 
 use std::net::SocketAddr;

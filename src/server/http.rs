@@ -1,0 +1,147 @@
+//! `POST /v1/signals` on the client port: a publisher token publishes one signal over HTTP.
+//!
+//! The body is the client contract (`{"type":"buy","content":{...}}`, see
+//! [`crate::hub::inbound`]). The token comes in `Authorization: Bearer`, or, for webhook
+//! senders that cannot set headers (TradingView alerts), as a `"token"` field of the body.
+//! Answers: 200 `{"type":"publish_ack","seq":N}`, 400 (bad signal, naming the field), 401,
+//! 403 (not a publisher), 404, 413 (body over 16 KiB).
+
+use std::net::SocketAddr;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::Shared;
+use crate::auth::{AuthError, bearer_token, unix_now};
+
+/// The publish endpoint's path.
+pub const PUBLISH_PATH: &str = "/v1/signals";
+/// Largest body accepted.
+const MAX_BODY: usize = 16 * 1024;
+
+/// Answers one HTTP request whose head (and maybe part of its body) is in `head`.
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    head: Vec<u8>,
+    peer: SocketAddr,
+    shared: &Shared,
+) {
+    let (status, body) = answer(&mut stream, &head, peer, shared).await;
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        413 => "Payload Too Large",
+        _ => "Error",
+    };
+    let text = body.to_string();
+    let response = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        text.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+fn error(code: &str, message: &str) -> Value {
+    json!({"type": "error", "error_code": code, "error_message": message, "timestamp": unix_now()})
+}
+
+async fn answer<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    head: &[u8],
+    peer: SocketAddr,
+    shared: &Shared,
+) -> (u16, Value) {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut request = httparse::Request::new(&mut headers);
+    let Ok(httparse::Status::Complete(head_len)) = request.parse(head) else {
+        return (400, error("invalid_message", "malformed HTTP request"));
+    };
+    if request.method != Some("POST") {
+        return (405, error("invalid_message", "use POST"));
+    }
+    if request.path.map(|p| p.split('?').next().unwrap_or(p)) != Some(PUBLISH_PATH) {
+        return (404, error("invalid_message", "POST signals to /v1/signals"));
+    }
+    let headers = &*request.headers;
+    let header = |name: &'static str| {
+        headers
+            .iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    };
+    let length = header("content-length")
+        .next()
+        .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<usize>().ok());
+    let Some(length) = length else {
+        return (400, error("invalid_message", "Content-Length is required"));
+    };
+    if length > MAX_BODY {
+        return (413, error("invalid_message", "the body is over 16 KiB"));
+    }
+    let mut body = head[head_len..].to_vec();
+    body.truncate(length);
+    while body.len() < length {
+        let mut chunk = vec![0u8; length - body.len()];
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return (400, error("invalid_message", "the body ended early")),
+            Ok(n) => body.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let value: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return (
+                400,
+                error("invalid_signal", &format!("the body is not JSON: {e}")),
+            );
+        }
+    };
+    let from_body = value.get("token").and_then(Value::as_str);
+    let claims = match bearer_token(header("authorization")) {
+        Ok(token) => shared.keys.verify(token),
+        Err(AuthError::Missing) => match from_body {
+            Some(token) => shared.keys.verify(token),
+            None => Err(AuthError::Missing),
+        },
+        Err(e) => Err(e),
+    }
+    .and_then(|claims| {
+        if shared.revoked.borrow().covers(&claims) {
+            Err(AuthError::Invalid("token revoked".into()))
+        } else {
+            Ok(claims)
+        }
+    });
+    let claims = match claims {
+        Ok(c) => c,
+        Err(reason) => {
+            tracing::info!(%peer, %reason, "publish refused: 401");
+            return (401, error("unauthorized", &reason.to_string()));
+        }
+    };
+    if !claims.is_publisher() {
+        return (
+            403,
+            error(
+                "publish_denied",
+                "this token may not publish; a publisher token may",
+            ),
+        );
+    }
+    match crate::hub::inbound::parse(&value, unix_now() as i64) {
+        Ok(signal) => {
+            let (seq, listeners) = shared.hub.publish_numbered(&signal);
+            tracing::info!(%peer, sub = %claims.sub, symbol = %signal.symbol, side = signal.side.as_str(), seq, listeners, "signal published over HTTP");
+            (
+                200,
+                json!({"type": "publish_ack", "seq": seq, "timestamp": unix_now()}),
+            )
+        }
+        Err(e) => (400, error("invalid_signal", &e)),
+    }
+}
