@@ -172,3 +172,43 @@ async fn history_older_than_retention_gives_history_expired() {
     assert_eq!(err["oldest_seq"], 8);
     assert_eq!(read_seqs(&mut ws, 3).await, vec![8, 9, 10]);
 }
+
+/// A client cut off as a slow consumer (4000) that resumes loses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_consumer_cut_off_resumes_without_loss() {
+    let server = TestServer::start(&[("server.queue_capacity", "16")]).await;
+    let token = server.token("slow");
+    let mut ws = server.connect(Some(&token)).await.unwrap();
+    server.wait_listeners(1).await;
+    publish(&server, 3000); // far faster than one session drains a 16-deep ring
+    let mut last = 0;
+    let (code, reason) = within(Duration::from_secs(10), async {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        loop {
+            match ws.next().await.expect("open").expect("read") {
+                Message::Text(t) => {
+                    let seq = seq_of(t.as_str());
+                    assert_eq!(seq, last + 1, "in order before the cut");
+                    last = seq;
+                }
+                Message::Close(Some(f)) => break (u16::from(f.code), f.reason.to_string()),
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert_eq!(code, 4000, "{reason}");
+    assert!(reason.starts_with("slow consumer"), "{reason}");
+    assert!(last < 3000);
+    let mut again = server
+        .connect_resuming(&token, &last.to_string())
+        .await
+        .unwrap();
+    let rest = within(
+        Duration::from_secs(30),
+        read_seqs(&mut again, (3000 - last) as usize),
+    )
+    .await;
+    assert_eq!(rest, (last + 1..=3000).collect::<Vec<_>>());
+}

@@ -95,6 +95,7 @@ pub fn build_shared(config: &Config) -> anyhow::Result<Arc<Shared>> {
         hub,
         settings: config.server.clone(),
         revoked: watch_revocations(path),
+        slow_consumers: Default::default(),
     }))
 }
 

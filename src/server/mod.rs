@@ -64,6 +64,8 @@ pub struct Shared {
     /// Revoked tokens, refreshed from the registry: refused at the handshake, and live
     /// sessions using one are closed when it changes.
     pub revoked: tokio::sync::watch::Receiver<Arc<crate::auth::registry::Revoked>>,
+    /// Sessions closed 4000 as slow consumers since start (logged with each; a metric later).
+    pub slow_consumers: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {

@@ -110,6 +110,14 @@ impl Session {
         let ended = match self.serve().await {
             Ok(Flow::ClientClosed) => Ended::ByClient,
             Ok(Flow::Close(code, reason)) => {
+                if code == close_code::SLOW_CONSUMER {
+                    let total = self
+                        .shared
+                        .slow_consumers
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                        + 1;
+                    tracing::warn!(peer = %self.peer, sub = %self.claims.sub, slow_consumers_total = total, "slow consumer cut off");
+                }
                 self.close(code, &reason).await;
                 Ended::ByServer(code, reason)
             }
