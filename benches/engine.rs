@@ -6,28 +6,16 @@
 //! Run: `cargo bench --bench engine` (reads `../shared/data/binance/` at run time).
 //! Target: at least 5 M events/s/core with 10 instances.
 
+mod common;
+
+use common::recordings;
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use sigcast::backtest::{self, Window};
 use sigcast::market::replay::Merged;
 use sigcast::market::{Malformed, Market, MarketEvent, MarketEventKind};
 use sigcast::strategy::{Engine, Instance, definition};
-
-fn recordings() -> Vec<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/binance");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("recordings expected at {}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            let n = p.file_name().unwrap().to_string_lossy().to_string();
-            (n.ends_with(".gz") || n.ends_with(".txt")) && !n.contains("_rest_")
-        })
-        .collect();
-    files.sort();
-    files
-}
 
 const KINDS: [(&str, &str); 6] = [
     ("ma_cross", "fast = 9\nslow = 21\naverage = \"ema\""),

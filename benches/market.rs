@@ -5,8 +5,10 @@
 //! Run: `cargo bench --bench market` (reads `../shared/data/binance/` at run time).
 //! Targets: at least 1 M messages/s/core for trades and aggTrades.
 
+mod common;
+
+use common::recordings;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -15,20 +17,6 @@ use sigcast::market::binance::{Parsed, StreamKind, parse};
 use sigcast::market::recording::RecordingReader;
 use sigcast::market::{Market, MarketEvent};
 use sigcast::strategy::{Engine, definition};
-
-fn recordings() -> Vec<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/binance");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("recordings expected at {}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            let n = p.file_name().unwrap().to_string_lossy().to_string();
-            (n.ends_with(".gz") || n.ends_with(".txt")) && !n.contains("_rest_")
-        })
-        .collect();
-    files.sort();
-    files
-}
 
 fn kind_name(text: &str) -> &'static str {
     let stream = text

@@ -132,6 +132,22 @@ impl Drop for Running {
     }
 }
 
+/// Port and token from the demo's `wscat -c wss://127.0.0.1:PORT -H "Authorization: Bearer TOKEN" -n`.
+fn wscat_line(line: &str) -> (u16, &str) {
+    let port = line
+        .split("wss://127.0.0.1:")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line}"));
+    let token = line
+        .split("Bearer ")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap_or_else(|| panic!("no token in {line}"));
+    (port, token)
+}
+
 /// Tries a client handshake on a local port, trusting `ca`.
 async fn try_connect(port: u16, ca: &Path, token: &str) -> Result<Client, WsError> {
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
@@ -357,22 +373,7 @@ async fn demo_prints_a_working_wscat_line() {
         l.starts_with("wscat -c ").then(|| l.to_string())
     });
     // wscat -c wss://127.0.0.1:PORT -H "Authorization: Bearer TOKEN" -n
-    let port: u16 = line
-        .split("wss://127.0.0.1:")
-        .nth(1)
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let token = line
-        .split("Bearer ")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap();
+    let (port, token) = wscat_line(&line);
     assert!(line.ends_with(" -n"), "{line}");
     let ca = tmp.path().join(".sigcast-demo/certs/cert.pem");
     let mut ws = connect(port, &ca, token).await;
@@ -763,22 +764,7 @@ async fn demo_runs_the_shipped_example_strategies() {
     let line = Running::find(&demo.stdout, |l| {
         l.starts_with("wscat -c ").then(|| l.to_string())
     });
-    let port: u16 = line
-        .split("wss://127.0.0.1:")
-        .nth(1)
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let token = line
-        .split("Bearer ")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap();
+    let (port, token) = wscat_line(&line);
     let ca = tmp.path().join(".sigcast-demo/certs/cert.pem");
     let mut ws = connect(port, &ca, token).await;
     let mut seen = std::collections::BTreeSet::new();

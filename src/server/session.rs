@@ -449,7 +449,6 @@ impl Session {
                 ));
             }
         };
-        let write_timeout = self.shared.settings.write_timeout;
         let mut lagged = None;
         let mut batch = Vec::new();
         if self.take_live(&first) {
@@ -472,16 +471,7 @@ impl Session {
         if batch.is_empty() {
             return Ok(lagged.map(slow_consumer).unwrap_or(Flow::Continue));
         }
-        let ws = &mut self.ws;
-        let send = async move {
-            for f in batch {
-                ws.feed(Message::Text(f)).await?;
-            }
-            ws.flush().await
-        };
-        tokio::time::timeout(write_timeout, send)
-            .await
-            .map_err(|_| write_timed_out())??;
+        self.write_all(batch.into_iter().map(Message::Text)).await?;
         Ok(lagged.map(slow_consumer).unwrap_or(Flow::Continue))
     }
 
@@ -499,17 +489,7 @@ impl Session {
 
     /// Writes messages and flushes once, within the write timeout.
     async fn write<const N: usize>(&mut self, messages: [Message; N]) -> Result<(), WsError> {
-        let write_timeout = self.shared.settings.write_timeout;
-        let ws = &mut self.ws;
-        let send = async move {
-            for m in messages {
-                ws.feed(m).await?;
-            }
-            ws.flush().await
-        };
-        tokio::time::timeout(write_timeout, send)
-            .await
-            .map_err(|_| write_timed_out())?
+        self.write_all(messages.into_iter()).await
     }
 
     /// Sends a close frame and waits briefly for the client's reply.
