@@ -3,6 +3,9 @@
 //! (signals per second read back in pages, as a resuming client is served). Also shows the
 //! broadcast path does not wait on the disk: the hub's publish time per signal.
 //!
+//! Then resume end to end: a real TLS server on loopback and `sigcast::client` asking for the
+//! whole history at once, in signals per second delivered to that one client.
+//!
 //! Run: `cargo bench --bench journal`.
 
 use std::time::{Duration, Instant};
@@ -83,4 +86,71 @@ fn main() {
         sigcast::hub::journal::PAGE,
         N as f64 / started.elapsed().as_secs_f64()
     );
+
+    resume_to_one_client(&runtime);
+}
+
+/// A server with `N` journaled signals; one client resumes from 0 and counts them in.
+fn resume_to_one_client(runtime: &tokio::runtime::Runtime) {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = sigcast::devcert::generate().unwrap();
+    std::fs::write(dir.path().join("cert.pem"), &cert.cert_pem).unwrap();
+    std::fs::write(dir.path().join("key.pem"), &cert.key_pem).unwrap();
+    std::fs::write(
+        dir.path().join("jwt.secret"),
+        "0123456789abcdef0123456789abcdef",
+    )
+    .unwrap();
+    let mut o = sigcast::config::Overrides::default();
+    for (k, v) in [
+        ("tls.cert", "cert.pem"),
+        ("tls.key", "key.pem"),
+        ("auth.jwt_secret_file", "jwt.secret"),
+        ("data.dir", "data"),
+    ] {
+        o.set(k, dir.path().join(v).to_string_lossy());
+    }
+    let config = sigcast::config::Config::load(None, &Default::default(), &o).unwrap();
+    runtime.block_on(async {
+        let shared = sigcast::cli::build_shared(&config).unwrap();
+        let signal = Signal {
+            side: Side::Sell,
+            symbol: "ETHUSDT".into(),
+            price: 3_500.0,
+            timestamp: 1_720_000_000,
+            strategy: "bench".into(),
+            interval: "1m".into(),
+            reason: "resume benchmark".into(),
+        };
+        for _ in 0..N {
+            shared.hub.publish(&signal);
+        }
+        shared.hub.journal().unwrap().wait_flushed(N).await.unwrap();
+        let token = shared
+            .keys
+            .issue("bench", Duration::from_secs(600), None)
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(sigcast::server::run(listener, shared, stop.clone()));
+        let mut options =
+            sigcast::client::ClientOptions::new(&format!("wss://127.0.0.1:{port}"), &token);
+        options.ca = Some(dir.path().join("cert.pem"));
+        options.since = Some(0);
+        let started = Instant::now();
+        let mut signals = sigcast::client::Client::new(options).listen();
+        let mut got = 0u64;
+        while got < N {
+            match signals.recv().await {
+                Some(Ok(_)) => got += 1,
+                other => panic!("resume stopped: {other:?}"),
+            }
+        }
+        println!(
+            "resume to one client over TLS (history of {N}, client parses each): {:.0} signals/s",
+            N as f64 / started.elapsed().as_secs_f64()
+        );
+        stop.cancel();
+    });
 }
