@@ -74,8 +74,19 @@ tick = "5ms"
 # proxy = "socks5://127.0.0.1:1080"
 
 [signals]
-# Strategy definitions: every *.toml file here.
+# Strategy definitions: every *.toml file here. Edits are picked up live (and on SIGHUP).
 dir = "signals"
+# watch = "2s"              # how often to look for changed files; "0s" for SIGHUP only
+
+[data]
+# The signal journal (sigcast.db: signals by seq for resuming clients, and the token
+# registry) lives here.
+dir = "data"
+
+[journal]
+# How much signal history resuming clients can get back.
+# retention_age = "7d"
+# retention_count = 1000000
 
 [log]
 level = "info"
