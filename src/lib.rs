@@ -20,7 +20,8 @@
 //! - [`server`]: the TLS WebSocket listener, handshake authentication and client sessions.
 //! - [`auth`]: JWT verification (key ring, pinned algorithms) and issuing.
 //! - [`tls`] and [`devcert`]: loading PEM material and making development certificates.
-//! - [`config`]: layered settings (file, `SIGCAST_*` environment, flags).
+//! - [`config`]: layered settings (file, `SIGCAST_*` environment, flags); [`db`]: the data
+//!   directory's SQLite database (journal and token registry).
 //! - [`cli`]: the `sigcast` command line.
 
 pub mod auth;
@@ -28,6 +29,7 @@ pub mod backtest;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod db;
 pub mod devcert;
 pub mod hub;
 pub mod market;

@@ -589,6 +589,22 @@ fn backtest_signals(dir: &Path) -> std::path::PathBuf {
     signals
 }
 
+/// `sigcast backtest` over the futures recording with `signals`, writing to `out`.
+fn backtest(dir: &Path, signals: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let data = futures_recording();
+    let mut args = vec![
+        "backtest",
+        "--data",
+        data.to_str().unwrap(),
+        "--signals",
+        signals.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    sigcast(dir, &args)
+}
+
 /// `backtest` writes every signal in the contract shape, a summary per strategy and an HTML
 /// report whose chart has one marker per signal; progress goes to stderr.
 #[test]
@@ -596,18 +612,7 @@ fn backtest_writes_signals_summary_and_a_chart() {
     let tmp = tempfile::tempdir().unwrap();
     let signals = backtest_signals(tmp.path());
     let out = tmp.path().join("report");
-    let run = sigcast(
-        tmp.path(),
-        &[
-            "backtest",
-            "--data",
-            futures_recording().to_str().unwrap(),
-            "--signals",
-            signals.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
+    let run = backtest(tmp.path(), &signals, &out, &[]);
     assert!(run.status.success(), "{}", stderr(&run));
     assert!(stderr(&run).contains("backtest: 100%"), "{}", stderr(&run));
     let lines: Vec<Value> = std::fs::read_to_string(out.join("signals.jsonl"))
@@ -652,19 +657,11 @@ fn backtest_writes_signals_summary_and_a_chart() {
     let from = lines[lines.len() / 2]["content"]["timestamp"]
         .as_i64()
         .unwrap();
-    let run = sigcast(
+    let run = backtest(
         tmp.path(),
-        &[
-            "backtest",
-            "--data",
-            futures_recording().to_str().unwrap(),
-            "--signals",
-            signals.to_str().unwrap(),
-            "--from",
-            &from.to_string(),
-            "--out",
-            windowed.to_str().unwrap(),
-        ],
+        &signals,
+        &windowed,
+        &["--from", &from.to_string()],
     );
     assert!(run.status.success(), "{}", stderr(&run));
     let inside = std::fs::read_to_string(windowed.join("signals.jsonl")).unwrap();
@@ -681,18 +678,7 @@ async fn replay_through_serve_gives_the_same_signals_as_backtest() {
     let tmp = tempfile::tempdir().unwrap();
     let signals = backtest_signals(tmp.path());
     let out = tmp.path().join("report");
-    let run = sigcast(
-        tmp.path(),
-        &[
-            "backtest",
-            "--data",
-            futures_recording().to_str().unwrap(),
-            "--signals",
-            signals.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
+    let run = backtest(tmp.path(), &signals, &out, &[]);
     assert!(run.status.success(), "{}", stderr(&run));
     let expected: Vec<String> = std::fs::read_to_string(out.join("signals.jsonl"))
         .unwrap()

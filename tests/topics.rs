@@ -35,6 +35,14 @@ async fn signals(ws: &mut Client, n: usize) -> Vec<(String, String)> {
     got
 }
 
+/// (symbol, strategy) pairs as `signals` returns them.
+fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
 fn publish_mix(server: &TestServer) {
     for (symbol, strategy) in [
         ("BTCUSDT", "fast"),
@@ -70,10 +78,7 @@ async fn subscriptions_filter_by_symbol_and_strategy() {
         ("BTCUSDT", "slow"),
         ("ETHUSDT", "slow"),
     ];
-    assert_eq!(
-        got,
-        want.map(|(a, b)| (a.to_string(), b.to_string())).to_vec()
-    );
+    assert_eq!(got, owned(&want));
     expect_silence(&mut ws, Duration::from_millis(300)).await;
 
     let ack = reply(
@@ -85,10 +90,7 @@ async fn subscriptions_filter_by_symbol_and_strategy() {
     publish_mix(&server);
     assert_eq!(
         signals(&mut ws, 2).await,
-        vec![
-            ("BTCUSDT".to_string(), "fast".to_string()),
-            ("BTCUSDT".to_string(), "slow".to_string())
-        ]
+        owned(&[("BTCUSDT", "fast"), ("BTCUSDT", "slow")])
     );
 
     let bad = reply(&mut ws, r#"{"type":"subscribe","topic":"stock.AAPL.1m"}"#).await;
@@ -119,10 +121,7 @@ async fn scopes_filter_and_refuse_subscriptions_outside_them() {
     publish_mix(&server);
     assert_eq!(
         signals(&mut ws, 2).await,
-        vec![
-            ("BTCUSDT".to_string(), "fast".to_string()),
-            ("BTCUSDT".to_string(), "slow".to_string())
-        ]
+        owned(&[("BTCUSDT", "fast"), ("BTCUSDT", "slow")])
     );
     expect_silence(&mut ws, Duration::from_millis(300)).await;
     let refused = reply(

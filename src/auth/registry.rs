@@ -75,14 +75,7 @@ impl Registry {
             path: path.to_path_buf(),
             source,
         };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let conn = Connection::open(path).map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
+        let conn = crate::db::open(path).map_err(err)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS tokens (
                 jti TEXT PRIMARY KEY,

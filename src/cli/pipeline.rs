@@ -85,7 +85,6 @@ pub fn start(
     };
     let (reload, reloads) = mpsc::channel(4);
     let runner = Runner {
-        history: upstream.as_ref().map(|u| u.rest().clone()),
         upstream,
         engine,
         hub,
@@ -138,8 +137,6 @@ struct Runner {
     hub: Arc<Hub>,
     /// The live upstream, whose subscriptions follow the strategy set.
     upstream: Option<Upstream>,
-    /// Where warm-up history comes from (live only).
-    history: Option<Rest>,
     /// Symbols whose history is loading, with the events that arrived meanwhile, in order.
     warming: HashMap<(Market, String), Vec<MarketEvent>>,
     fetches: JoinSet<History>,
@@ -192,7 +189,8 @@ impl Runner {
             }
             return;
         }
-        if let Some(rest) = &self.history {
+        // Warm-up history comes from the live upstream's REST client; other sources have none.
+        if let Some(rest) = self.upstream.as_ref().map(Upstream::rest) {
             let needs = self.engine.warmup_needs(key.0, &key.1);
             if !needs.is_empty() {
                 let anchor_ms = event.exchange_time_ms;

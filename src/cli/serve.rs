@@ -111,11 +111,23 @@ fn watch_revocations(path: std::path::PathBuf) -> watch::Receiver<Arc<Revoked>> 
     };
     runtime.spawn(async move {
         let mut warned = false;
+        // Opened once and kept between polls (it moves to the blocking pool and back).
+        let mut registry: Option<Registry> = None;
         loop {
             let p = path.clone();
-            let read = tokio::task::spawn_blocking(move || Registry::open(&p)?.revoked()).await;
+            let held = registry.take();
+            let read = tokio::task::spawn_blocking(move || {
+                let r = match held {
+                    Some(r) => r,
+                    None => Registry::open(&p)?,
+                };
+                let revoked = r.revoked()?;
+                Ok::<_, crate::auth::registry::RegistryError>((r, revoked))
+            })
+            .await;
             match read {
-                Ok(Ok(revoked)) => {
+                Ok(Ok((kept, revoked))) => {
+                    registry = Some(kept);
                     warned = false;
                     tx.send_if_modified(|current| {
                         let changed = **current != revoked;

@@ -34,8 +34,8 @@ pub enum JournalError {
         path: PathBuf,
         source: rusqlite::Error,
     },
-    #[error("journal {path}: cannot create its directory: {source}")]
-    Dir {
+    #[error("journal {path}: cannot start its writer thread: {source}")]
+    Writer {
         path: PathBuf,
         source: std::io::Error,
     },
@@ -74,15 +74,7 @@ impl Journal {
             path: path.to_path_buf(),
             source,
         };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| JournalError::Dir {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        }
-        let conn = Connection::open(path).map_err(sql)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sql)?;
+        let conn = crate::db::open(path).map_err(sql)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(sql)?;
         conn.execute_batch(
@@ -107,7 +99,7 @@ impl Journal {
         std::thread::Builder::new()
             .name("sigcast-journal".into())
             .spawn(move || write_loop(conn, &owned, entries, flushed_tx, retention))
-            .map_err(|source| JournalError::Dir {
+            .map_err(|source| JournalError::Writer {
                 path: path.to_path_buf(),
                 source,
             })?;

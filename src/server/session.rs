@@ -395,14 +395,14 @@ impl Session {
             };
             after = last;
             let (already_from, already_to) = (self.first_live.unwrap_or(u64::MAX), self.last_sent);
+            // Collected first: the filter is borrowed from `self`, which the write needs.
             let filter = &self.filter;
             let missing: Vec<Message> = page
                 .into_iter()
                 .filter(|p| (p.seq < already_from || p.seq > already_to) && filter.allows(p))
                 .map(|p| Message::Text(p.frame))
                 .collect();
-            let missing = missing.into_iter();
-            self.write_all(missing).await?;
+            self.write_all(missing.into_iter()).await?;
             if after >= head {
                 break;
             }
