@@ -91,7 +91,8 @@ impl ClientOptions {
     }
 }
 
-/// One signal as received: its text (the contract shape) and its `seq`.
+/// One message as received: a signal (the contract shape, with its `seq`) or a market-data
+/// update (no `seq`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Received {
     pub seq: Option<u64>,
@@ -276,6 +277,16 @@ impl Client {
                     }
                     let received = Received {
                         seq,
+                        text: text.as_str().to_string(),
+                    };
+                    if tx.send(Ok(received)).await.is_err() {
+                        return Ok(Ended::Receiver);
+                    }
+                }
+                Some("kline" | "ticker" | "book") => {
+                    // Market data: the latest values, unnumbered, never resumed.
+                    let received = Received {
+                        seq: None,
                         text: text.as_str().to_string(),
                     };
                     if tx.send(Ok(received)).await.is_err() {

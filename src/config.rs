@@ -50,6 +50,7 @@ pub struct Config {
     pub signals: SignalsSettings,
     pub data: DataSettings,
     pub journal: JournalSettings,
+    pub market_data: MarketDataSettings,
     pub log: LogSettings,
 }
 
@@ -328,6 +329,27 @@ impl DataSettings {
     }
 }
 
+/// Which market-data topics clients may subscribe to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MarketDataSettings {
+    /// Symbols clients may ask market data for beyond the ones the strategies trade (which
+    /// are always offered); `*` offers any symbol. Only the live source subscribes upstream
+    /// on demand; replayed and synthetic data offer whatever they hold.
+    pub symbols: Vec<String>,
+    /// Market-data topics one session may hold at once.
+    pub max_topics: usize,
+}
+
+impl Default for MarketDataSettings {
+    fn default() -> Self {
+        Self {
+            symbols: Vec::new(),
+            max_topics: 32,
+        }
+    }
+}
+
 /// How much signal history the journal keeps for resuming clients.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -455,6 +477,8 @@ keys! {
     "data.dir", Path, "data directory; the signal journal is <dir>/sigcast.db";
     "journal.retention_age", Duration, "journaled signals older than this are deleted";
     "journal.retention_count", Integer, "most journaled signals kept";
+    "market_data.symbols", List, "symbols clients may ask market data for besides the strategies' own (* any)";
+    "market_data.max_topics", Integer, "market-data topics one session may subscribe to";
     "log.level", Text, "tracing filter (info, debug, sigcast=trace, ...)";
     "log.format", Text, "text or json";
 }
@@ -618,6 +642,20 @@ impl Config {
         }
         if self.journal.retention_count == 0 {
             return Err(invalid("journal.retention_count", "must be at least 1"));
+        }
+        if let Some(bad) = self
+            .market_data
+            .symbols
+            .iter()
+            .find(|s| *s != "*" && !valid_symbol(s))
+        {
+            return Err(invalid(
+                "market_data.symbols",
+                format!("{bad:?} is not a symbol (A-Z and 0-9, up to 20) or *"),
+            ));
+        }
+        if !(1..=1024).contains(&self.market_data.max_topics) {
+            return Err(invalid("market_data.max_topics", "must be 1 to 1024"));
         }
         for (key, d) in [
             ("server.handshake_timeout", s.handshake_timeout),
@@ -926,7 +964,11 @@ mod tests {
                     _ => "x",
                 },
                 Kind::Path => "/tmp/x",
-                Kind::Integer if key.name.starts_with("binance.") => "3",
+                Kind::Integer
+                    if key.name.starts_with("binance.") || key.name.starts_with("market_data.") =>
+                {
+                    "3"
+                }
                 Kind::Integer => "4096",
                 Kind::Duration => "2s",
                 Kind::Address => "127.0.0.1:9",

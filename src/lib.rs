@@ -7,8 +7,9 @@
 //!  market ──MarketEvent──▶ strategy ──Signal──▶ hub ──Frame──▶ server ──▶ clients
 //!  (Binance live, replay,  (engine, built-ins, (serialize     (TLS, JWT in the
 //!   synthetic)              exec plugins)        once, fan-out) handshake, sessions)
-//!                                  │
-//!                                  └──Signal──▶ backtest (evaluation, HTML report)
+//!    │                             │              ▲
+//!    │                             └──Signal──▶ backtest (evaluation, HTML report)
+//!    └──MarketEvent (market-data topics)───────────┘
 //! ```
 //!
 //! - [`market`]: typed market events and the sources that produce them (Binance live with
@@ -16,7 +17,8 @@
 //! - [`strategy`]: deterministic strategies that turn events into [`strategy::Signal`]s,
 //!   defined in `signals/*.toml`, with warm-up, hot reload and any-language plugins.
 //! - [`backtest`]: the engine over recordings, with hit rates, naive P&L and a chart.
-//! - [`hub`]: serializes each signal once and fans the same bytes out to every session.
+//! - [`hub`]: numbers, journals and serializes each signal once and fans the same bytes out to
+//!   every session; relays the market-data topics sessions subscribe to, conflated.
 //! - [`server`]: the TLS WebSocket listener, handshake authentication and client sessions.
 //! - [`auth`]: JWT verification (key ring, pinned algorithms) and issuing.
 //! - [`tls`] and [`devcert`]: loading PEM material and making development certificates.

@@ -13,22 +13,6 @@ use sigcast::market::Market;
 use sigcast::strategy::definition;
 use tokio_util::sync::CancellationToken;
 
-/// Settings that point the live source at `mock`.
-fn live_config(mock: &MockBinance, material: &common::Material) -> sigcast::config::Config {
-    let ws = mock.ws_base();
-    let rest = mock.rest_base();
-    material.config(&[
-        ("source.kind", "binance"),
-        ("binance.spot_ws", &ws),
-        ("binance.futures_ws_market", &format!("{ws}/market")),
-        ("binance.futures_ws_public", &format!("{ws}/public")),
-        ("binance.spot_rest", &rest),
-        ("binance.futures_rest", &rest),
-        ("binance.backoff_initial", "50ms"),
-        ("binance.backoff_max", "400ms"),
-    ])
-}
-
 /// One aggTrade per second of TSTUSDT at each price, from second 0.
 fn per_second(prices: &[&str]) -> Tape {
     Tape {
@@ -67,7 +51,7 @@ async fn history_from_rest_klines_warms_strategies_before_live_data() {
     let mock = MockBinance::start(tape, Settings::default()).await;
     mock.skip_to(6);
     let material = common::Material::new();
-    let config = live_config(&mock, &material);
+    let config = mock.sigcast_config(&material, &[]);
     let hub = Arc::new(Hub::new(vec![], 64));
     let mut rx = hub.subscribe();
     let stop = CancellationToken::new();
@@ -102,7 +86,7 @@ async fn history_from_rest_klines_warms_strategies_before_live_data() {
 async fn reload_changes_subscriptions_by_the_difference() {
     let mock = MockBinance::start(per_second(&["1", "2"]), Settings::default()).await;
     let material = common::Material::new();
-    let config = live_config(&mock, &material);
+    let config = mock.sigcast_config(&material, &[]);
     let hub = Arc::new(Hub::new(vec![], 64));
     let stop = CancellationToken::new();
     let pipeline = sigcast::cli::start_pipeline(

@@ -88,6 +88,12 @@ dir = "data"
 # retention_age = "7d"
 # retention_count = 1000000
 
+[market_data]
+# Clients may subscribe to klines, the 24h ticker and the top of book of the symbols the
+# strategies trade; list more here ("*" for any), subscribed upstream on demand.
+# symbols = ["BTCUSDT", "ETHUSDT"]
+# max_topics = 32            # market-data topics per session
+
 [log]
 level = "info"
 # "text" or "json"

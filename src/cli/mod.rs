@@ -103,7 +103,8 @@ enum Command {
         /// CA certificate PEM to trust (e.g. a self-signed server's cert.pem).
         #[arg(long, value_name = "FILE")]
         ca: Option<PathBuf>,
-        /// Topics to subscribe to, comma-separated (e.g. signals.BTCUSDT.*); default all.
+        /// Topics to subscribe to, comma-separated: signal topics (signals.BTCUSDT.*; default
+        /// all signals) and market-data topics (spot.BTCUSDT.1m, futures.ETHUSDT.book, ...).
         #[arg(long, value_delimiter = ',')]
         topics: Vec<String>,
         /// Start after this seq (resume a previous run).

@@ -11,12 +11,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, SourceKind};
 use crate::hub::Hub;
+use crate::hub::feed::{MarketTopic, Offered, Relay};
 use crate::market::binance::live::{self, Upstream, rest::Rest};
 use crate::market::{Kline, Market, MarketEvent, replay, synthetic};
 use crate::strategy::{Engine, Instance, Signal, WarmupNeed};
@@ -46,6 +47,14 @@ pub fn start(
 ) -> anyhow::Result<Pipeline> {
     let engine = Engine::new(instances);
     let count = engine.len();
+    let live = config.source.kind == SourceKind::Binance;
+    let market_data = MarketData {
+        relay: Relay::new(hub.feed().clone(), !live),
+        wanted: hub.feed().wanted(),
+        extra_symbols: config.market_data.symbols.clone(),
+        live,
+    };
+    market_data.offer(&hub, &engine);
     let mut upstream = None;
     let events = match config.source.kind {
         SourceKind::Synthetic => synthetic::spawn(
@@ -72,10 +81,10 @@ pub fn start(
             )
         }
         SourceKind::Binance => {
-            let streams = engine.streams();
+            let streams = upstream_streams(&engine, &market_data.wanted.borrow());
             tracing::info!(
                 streams = streams.len(),
-                "subscribing to what the strategies need"
+                "subscribing to what the strategies and market-data clients need"
             );
             let (handle, events) = live::spawn(config.binance.clone(), &streams, stop.clone())
                 .map_err(|e| anyhow::anyhow!(e))?;
@@ -91,6 +100,7 @@ pub fn start(
         warming: HashMap::new(),
         fetches: JoinSet::new(),
         out: Vec::new(),
+        market_data,
     };
     let task = tokio::spawn(runner.run(events, reloads, stop));
     Ok(Pipeline {
@@ -142,6 +152,49 @@ struct Runner {
     fetches: JoinSet<History>,
     /// Scratch space for signals.
     out: Vec<Signal>,
+    /// Market-data topics: relaying events, and what clients ask the upstream for.
+    market_data: MarketData,
+}
+
+/// The pipeline's part in market-data topics.
+struct MarketData {
+    relay: Relay,
+    /// The topics clients subscribe to; the live upstream follows them.
+    wanted: watch::Receiver<Vec<MarketTopic>>,
+    /// `market_data.symbols`: offered beyond the strategies' own (`*`: any).
+    extra_symbols: Vec<String>,
+    /// Whether the source is the live upstream, which subscribes on demand and so offers
+    /// only some symbols; recordings and the synthetic market offer what they hold.
+    live: bool,
+}
+
+impl MarketData {
+    /// Tells the feed which symbols clients may ask for: the strategies' and the extra ones.
+    fn offer(&self, hub: &Hub, engine: &Engine) {
+        let any = !self.live || self.extra_symbols.iter().any(|s| s == "*");
+        let mut symbols: std::collections::HashSet<(Market, String)> = engine
+            .streams()
+            .into_iter()
+            .filter_map(|(m, stream)| {
+                let symbol = stream.split('@').next()?.to_ascii_uppercase();
+                Some((m, symbol))
+            })
+            .collect();
+        for s in &self.extra_symbols {
+            symbols.insert((Market::Spot, s.clone()));
+            symbols.insert((Market::Futures, s.clone()));
+        }
+        hub.feed().set_offered(Offered { any, symbols });
+    }
+}
+
+/// What the upstream subscribes to: the strategies' streams and the subscribed topics'.
+fn upstream_streams(engine: &Engine, topics: &[MarketTopic]) -> Vec<(Market, String)> {
+    let mut all = engine.streams();
+    all.extend(topics.iter().map(|t| (t.market, t.stream())));
+    all.sort();
+    all.dedup();
+    all
 }
 
 impl Runner {
@@ -151,6 +204,7 @@ impl Runner {
         mut reloads: mpsc::Receiver<Vec<Instance>>,
         stop: CancellationToken,
     ) {
+        self.on_wanted();
         let mut poll = tokio::time::interval(POLL_EVERY);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
@@ -166,6 +220,7 @@ impl Runner {
                     }
                 }
                 Some(set) = reloads.recv() => self.reload(set),
+                Ok(()) = self.market_data.wanted.changed() => self.on_wanted(),
                 _ = poll.tick() => {
                     self.engine.poll(&mut self.out);
                     publish(&self.hub, &mut self.out);
@@ -176,6 +231,8 @@ impl Runner {
     }
 
     fn on_event(&mut self, event: MarketEvent) {
+        // Market-data clients get the event at once, even while strategies wait for history.
+        self.market_data.relay.on_event(&event);
         let key = (event.market, event.symbol.clone());
         if let Some(queue) = self.warming.get_mut(&key) {
             queue.push(event);
@@ -242,8 +299,22 @@ impl Runner {
             instances = self.engine.len(),
             "strategies reloaded"
         );
+        self.market_data.offer(&self.hub, &self.engine);
+        self.resubscribe();
+    }
+
+    /// Clients' market-data topics changed: build or subscribe what they now ask for.
+    fn on_wanted(&mut self) {
+        let topics = self.market_data.wanted.borrow_and_update().clone();
+        self.market_data.relay.on_wanted(&topics);
+        self.resubscribe();
+    }
+
+    /// Points the live upstream at what the strategies and the market-data topics need.
+    fn resubscribe(&mut self) {
         if let Some(upstream) = &mut self.upstream {
-            upstream.update(&self.engine.streams());
+            let topics = self.market_data.wanted.borrow().clone();
+            upstream.update(&upstream_streams(&self.engine, &topics));
         }
     }
 }

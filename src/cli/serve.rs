@@ -96,6 +96,7 @@ pub fn build_shared(config: &Config) -> anyhow::Result<Arc<Shared>> {
         settings: config.server.clone(),
         revoked: watch_revocations(path),
         slow_consumers: Default::default(),
+        max_market_topics: config.market_data.max_topics,
     }))
 }
 

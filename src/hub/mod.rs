@@ -6,6 +6,7 @@
 //! and a session that falls more than the ring's capacity behind learns so (`Lagged`) instead
 //! of making the server buffer for it.
 
+pub mod feed;
 pub mod inbound;
 pub mod journal;
 
@@ -93,6 +94,8 @@ pub struct Hub {
     journal: Option<journal::Journal>,
     /// Latest prices and the symbols `test` replies pick from.
     prices: RwLock<Prices>,
+    /// Market-data topics, relayed beside the signals (never through the ring).
+    feed: Arc<feed::Feed>,
 }
 
 /// Symbols in the order they became known (configured first, then as prices arrive), and
@@ -134,6 +137,7 @@ impl Hub {
                 order: symbols,
                 last: HashMap::new(),
             }),
+            feed: Arc::new(feed::Feed::new()),
         }
     }
 
@@ -169,6 +173,11 @@ impl Hub {
     /// The journal, when signals are kept.
     pub fn journal(&self) -> Option<&journal::Journal> {
         self.journal.as_ref()
+    }
+
+    /// The market-data topics sessions subscribe to.
+    pub fn feed(&self) -> &Arc<feed::Feed> {
+        &self.feed
     }
 
     /// A receiver of every signal published from now on.

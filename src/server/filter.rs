@@ -68,6 +68,11 @@ impl Filter {
         }
     }
 
+    /// The token's scope.
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
     /// Whether the session receives this signal.
     pub fn allows(&self, p: &Published) -> bool {
         self.scope.allows_symbol(&p.symbol)

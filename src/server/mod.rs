@@ -66,6 +66,8 @@ pub struct Shared {
     pub revoked: tokio::sync::watch::Receiver<Arc<crate::auth::registry::Revoked>>,
     /// Sessions closed 4000 as slow consumers since start (logged with each; a metric later).
     pub slow_consumers: std::sync::atomic::AtomicU64,
+    /// Market-data topics one session may hold (`market_data.max_topics`).
+    pub max_market_topics: usize,
 }
 
 impl Shared {

@@ -21,6 +21,7 @@ use super::handshake::{Accepted, ClientWs};
 use super::{MAX_BATCH, Shared, close_code};
 use crate::auth::{Claims, Scope, unix_now};
 use crate::hub::Published;
+use crate::hub::feed::{Feed, Inbox, MarketTopic};
 
 /// How long a resume waits for the journal to catch up with the hub.
 const RESUME_FLUSH_WAIT: Duration = Duration::from_secs(5);
@@ -62,6 +63,8 @@ pub struct Session {
     resume_after: Option<u64>,
     /// The token's scope and the topics subscribed: which signals this client gets.
     filter: Filter,
+    /// Market-data topics, created at the first such subscription (most sessions have none).
+    market: Option<MarketSubs>,
     /// Changes when tokens are revoked; the session checks its own.
     revoked: tokio::sync::watch::Receiver<Arc<crate::auth::registry::Revoked>>,
     shutdown: CancellationToken,
@@ -92,6 +95,7 @@ impl Session {
             first_live: None,
             resume_after: last_seq,
             filter: Filter::new(Scope::of(&claims)),
+            market: None,
             revoked: shared.revoked.clone(),
             tests: TestBudget::new(s.test_burst, s.test_interval),
             ws,
@@ -157,6 +161,7 @@ impl Session {
                     Some(message) => self.on_client(message).await?,
                 },
                 frame = self.frames.recv() => self.on_frame(frame).await?,
+                () = market_ready(self.market.as_ref()) => self.on_market().await?,
                 Ok(()) = self.revoked.changed() => {
                     if self.revoked.borrow_and_update().covers(&self.claims) {
                         Flow::Close(close_code::POLICY_VIOLATION, "token revoked".into())
@@ -331,16 +336,16 @@ impl Session {
 
     /// Applies a subscribe or unsubscribe; returns the ack or the error to send.
     fn on_topic(&mut self, kind: &str, text: &str) -> Message {
-        let topic = match Topic::parse(text) {
-            Ok(t) => t,
-            Err(e) => return error_reply("invalid_topic", &e),
-        };
-        let outcome = if kind == "subscribe" {
-            self.filter.subscribe(text, topic)
-        } else if self.filter.unsubscribe(text) {
-            Ok(())
+        let outcome = if MarketTopic::is_market(text) {
+            match MarketTopic::parse(text) {
+                Ok(topic) => self.on_market_topic(kind, topic),
+                Err(e) => return error_reply("invalid_topic", &e),
+            }
         } else {
-            Err(format!("{text}: not subscribed"))
+            match self.on_signal_topic(kind, text) {
+                Ok(outcome) => outcome,
+                Err(e) => return error_reply("invalid_topic", &e),
+            }
         };
         match outcome {
             Ok(()) => Message::text(
@@ -349,6 +354,68 @@ impl Session {
             ),
             Err(e) => error_reply("subscription_failed", &e),
         }
+    }
+
+    /// A market-data topic: checked against the token's scope and the per-session limit.
+    fn on_market_topic(&mut self, kind: &str, topic: MarketTopic) -> Result<(), String> {
+        let feed = self.shared.hub.feed();
+        let subs = self.market.get_or_insert_with(|| MarketSubs {
+            feed: feed.clone(),
+            inbox: Arc::default(),
+            topics: Vec::new(),
+        });
+        let held = subs.topics.contains(&topic);
+        if kind != "subscribe" {
+            if !held {
+                return Err(format!("{topic}: not subscribed"));
+            }
+            subs.feed.unsubscribe(&subs.inbox, &topic);
+            subs.topics.retain(|t| *t != topic);
+            return Ok(());
+        }
+        if held {
+            return Ok(());
+        }
+        if !self.filter.scope().allows_symbol(&topic.symbol) {
+            return Err(format!(
+                "{topic}: this token may not receive {}",
+                topic.symbol
+            ));
+        }
+        let max = self.shared.max_market_topics;
+        if subs.topics.len() >= max {
+            return Err(format!(
+                "{topic}: a session may hold {max} market-data topics (market_data.max_topics)"
+            ));
+        }
+        subs.feed.subscribe(&subs.inbox, &topic)?;
+        subs.topics.push(topic);
+        Ok(())
+    }
+
+    /// A signal topic; the outer error is a malformed topic, the inner a refused one.
+    fn on_signal_topic(&mut self, kind: &str, text: &str) -> Result<Result<(), String>, String> {
+        let topic = Topic::parse(text)?;
+        Ok(if kind == "subscribe" {
+            self.filter.subscribe(text, topic)
+        } else if self.filter.unsubscribe(text) {
+            Ok(())
+        } else {
+            Err(format!("{text}: not subscribed"))
+        })
+    }
+
+    /// Writes the pending market-data frames, each the latest of its topic, in one flush.
+    async fn on_market(&mut self) -> Result<Flow, WsError> {
+        let frames = match &self.market {
+            Some(m) => m.inbox.take(),
+            None => return Ok(Flow::Continue),
+        };
+        if !frames.is_empty() {
+            self.write_all(frames.into_iter().map(Message::Text))
+                .await?;
+        }
+        Ok(Flow::Continue)
     }
 
     /// Sends every journaled signal after `since` that this client has not had, in order.
@@ -505,6 +572,30 @@ impl Session {
             }
         })
         .await;
+    }
+}
+
+/// A session's market-data subscriptions; leaving the feed when the session ends.
+struct MarketSubs {
+    feed: Arc<Feed>,
+    /// Where the feed leaves this session's frames, conflated.
+    inbox: Arc<Inbox>,
+    topics: Vec<MarketTopic>,
+}
+
+impl Drop for MarketSubs {
+    fn drop(&mut self) {
+        for topic in &self.topics {
+            self.feed.unsubscribe(&self.inbox, topic);
+        }
+    }
+}
+
+/// Resolves when market-data frames are pending; never without subscriptions.
+async fn market_ready(subs: Option<&MarketSubs>) {
+    match subs {
+        Some(subs) => subs.inbox.ready().await,
+        None => std::future::pending().await,
     }
 }
 

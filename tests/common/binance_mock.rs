@@ -222,6 +222,29 @@ impl MockBinance {
         format!("http://{}", self.rest_addr)
     }
 
+    /// A sigcast configuration whose live source is this mock, plus `extra` keys.
+    pub fn sigcast_config(
+        &self,
+        material: &super::Material,
+        extra: &[(&str, &str)],
+    ) -> sigcast::config::Config {
+        let ws = self.ws_base();
+        let rest = self.rest_base();
+        let (market, public) = (format!("{ws}/market"), format!("{ws}/public"));
+        let mut keys = vec![
+            ("source.kind", "binance"),
+            ("binance.spot_ws", ws.as_str()),
+            ("binance.futures_ws_market", market.as_str()),
+            ("binance.futures_ws_public", public.as_str()),
+            ("binance.spot_rest", rest.as_str()),
+            ("binance.futures_rest", rest.as_str()),
+            ("binance.backoff_initial", "50ms"),
+            ("binance.backoff_max", "400ms"),
+        ];
+        keys.extend_from_slice(extra);
+        material.config(&keys)
+    }
+
     pub fn tape(&self) -> &Tape {
         &self.shared.tape
     }

@@ -88,6 +88,8 @@ impl Material {
 pub struct TestServer {
     pub addr: SocketAddr,
     pub hub: Arc<Hub>,
+    /// What the sessions share (counters included).
+    pub shared: Arc<sigcast::server::Shared>,
     pub shutdown: CancellationToken,
     pub task: JoinHandle<()>,
     pub material: Material,
@@ -108,11 +110,16 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(sigcast::server::run(listener, shared, shutdown.clone()));
+        let task = tokio::spawn(sigcast::server::run(
+            listener,
+            shared.clone(),
+            shutdown.clone(),
+        ));
         let ring = KeyRing::from_settings(&config.auth).unwrap();
         Self {
             addr,
             hub,
+            shared,
             shutdown,
             task,
             material,
