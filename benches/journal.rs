@@ -1,7 +1,8 @@
 //! Journal benchmark: append throughput (signals per second through the hub, numbered,
 //! serialized and committed in batches by the journal's writer) and resume throughput
 //! (signals per second read back in pages, as a resuming client is served). Also shows the
-//! broadcast path does not wait on the disk: the hub's publish time per signal.
+//! broadcast path does not wait on the disk: the hub's publish time per signal, and the time
+//! from publish to a session's ring through the write-ahead journal under light load.
 //!
 //! Then resume end to end: a real TLS server on loopback and `sigcast::client` asking for the
 //! whole history at once, in signals per second delivered to that one client.
@@ -57,7 +58,7 @@ fn main() {
         sigcast::hub::encode_seq(&signal, 1).len()
     );
     println!(
-        "  publish (number + serialize + queue + broadcast): {:.0} ns/signal avg, slowest {:?}",
+        "  publish (number + serialize + queue for the writer): {:.0} ns/signal avg, slowest {:?}",
         published.as_nanos() as f64 / N as f64,
         slowest
     );
@@ -87,7 +88,39 @@ fn main() {
         N as f64 / started.elapsed().as_secs_f64()
     );
 
+    write_ahead_latency(&hub, &signal, &runtime);
     resume_to_one_client(&runtime);
+}
+
+/// Write-ahead costs the broadcast path a hop through the writer thread and a commit: the
+/// time from `publish` to a session's ring, at 1,000 signals/s.
+fn write_ahead_latency(hub: &Hub, signal: &Signal, runtime: &tokio::runtime::Runtime) {
+    const LIGHT: usize = 3_000;
+    let mut ring = hub.subscribe();
+    let mut sent = Vec::with_capacity(LIGHT);
+    let receiver = runtime.spawn(async move {
+        let mut at = Vec::with_capacity(LIGHT);
+        while at.len() < LIGHT {
+            ring.recv().await.unwrap();
+            at.push(Instant::now());
+        }
+        at
+    });
+    for _ in 0..LIGHT {
+        sent.push(Instant::now());
+        hub.publish(signal);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let received = runtime.block_on(receiver).unwrap();
+    let mut lat: Vec<Duration> = sent.iter().zip(&received).map(|(s, r)| *r - *s).collect();
+    lat.sort();
+    let q = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    println!(
+        "  publish -> session ring through the journal (committed first), 1,000/s: p50 {:?}, p99 {:?}, max {:?}",
+        q(0.5),
+        q(0.99),
+        lat[lat.len() - 1]
+    );
 }
 
 /// A server with `N` journaled signals; one client resumes from 0 and counts them in.

@@ -1,10 +1,15 @@
 //! The journal: every broadcast signal, by `seq`, in an embedded SQLite database (WAL mode),
 //! so a client can resume after a disconnect or a server restart.
 //!
-//! Appends never wait on the disk: they go to a dedicated writer thread that commits them in
-//! batches (one transaction per batch) and then announces how far it has flushed. Readers
-//! (resumes) use their own connections on the blocking pool. Retention by age and count is
-//! applied by the writer between batches.
+//! Write-ahead: a signal is committed before any client is sent it. Publishing never waits
+//! on the disk: signals go to a dedicated writer thread that commits them in batches (one
+//! transaction per batch), then hands the batch to the broadcast ring and announces how far
+//! it has flushed. So every signal a client ever received can be resumed, and after a crash
+//! numbering carries on above every `seq` anyone saw. Commits do not fsync (WAL with
+//! `synchronous = NORMAL`: a commit survives a crash of sigcast, not of the machine);
+//! checkpoints, which do, run on a thread of their own so they never delay a broadcast.
+//! Readers (resumes) use their own connections on the blocking pool. Retention by age and
+//! count is applied by the writer between batches.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,7 +17,7 @@ use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags, params};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use super::{Frame, Published};
 
@@ -20,6 +25,10 @@ use super::{Frame, Published};
 const BATCH: usize = 4096;
 /// How often retention is applied.
 const PRUNE_EVERY: Duration = Duration::from_secs(5);
+/// How often the WAL is checkpointed into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// Attempts at committing a batch before it is broadcast unjournaled.
+const WRITE_ATTEMPTS: u32 = 3;
 /// Rows one resume read returns at most.
 pub const PAGE: usize = 2048;
 
@@ -58,10 +67,17 @@ struct Entry {
     signal: Published,
 }
 
+/// What the writer thread is told.
+enum Command {
+    Append(Entry),
+    /// Where committed signals are broadcast from now on.
+    DeliverTo(broadcast::Sender<Published>),
+}
+
 /// Handle on the journal; cheap to share behind the hub.
 pub struct Journal {
     path: PathBuf,
-    writer: std_mpsc::Sender<Entry>,
+    writer: std_mpsc::Sender<Command>,
     /// The highest `seq` committed to disk.
     flushed: watch::Receiver<u64>,
 }
@@ -76,6 +92,9 @@ impl Journal {
         };
         let conn = crate::db::open(path).map_err(sql)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql)?;
+        // Checkpoints fsync; the checkpoint thread does them instead of the commit path.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(sql)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS signals (
@@ -95,14 +114,22 @@ impl Journal {
             .map_err(sql)? as u64;
         let (writer, entries) = std_mpsc::channel();
         let (flushed_tx, flushed) = watch::channel(last);
+        let checkpoints = crate::db::open(path).map_err(sql)?;
+        let thread_error = |source| JournalError::Writer {
+            path: path.to_path_buf(),
+            source,
+        };
         let owned = path.to_path_buf();
         std::thread::Builder::new()
             .name("sigcast-journal".into())
             .spawn(move || write_loop(conn, &owned, entries, flushed_tx, retention))
-            .map_err(|source| JournalError::Writer {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            .map_err(thread_error)?;
+        let owned = path.to_path_buf();
+        let writer_alive = flushed.clone();
+        std::thread::Builder::new()
+            .name("sigcast-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpoints, &owned, writer_alive))
+            .map_err(thread_error)?;
         Ok((
             Journal {
                 path: path.to_path_buf(),
@@ -113,12 +140,21 @@ impl Journal {
         ))
     }
 
-    /// Queues a signal for writing; never blocks.
+    /// Queues a signal for writing, and for broadcasting once written; never blocks.
     pub fn append(&self, at_unix: i64, signal: Published) {
         let seq = signal.seq;
-        if self.writer.send(Entry { at_unix, signal }).is_err() {
+        if self
+            .writer
+            .send(Command::Append(Entry { at_unix, signal }))
+            .is_err()
+        {
             tracing::error!(seq, "journal writer stopped; signal not journaled");
         }
+    }
+
+    /// Broadcasts every signal written from now on on `ring`.
+    pub fn deliver_to(&self, ring: broadcast::Sender<Published>) {
+        let _ = self.writer.send(Command::DeliverTo(ring));
     }
 
     /// Waits until every `seq` up to `seq` is on disk.
@@ -185,25 +221,46 @@ fn read_page(path: &Path, after: u64, upto: u64) -> Result<Page, JournalError> {
 fn write_loop(
     mut conn: Connection,
     path: &Path,
-    entries: std_mpsc::Receiver<Entry>,
+    commands: std_mpsc::Receiver<Command>,
     flushed: watch::Sender<u64>,
     retention: Retention,
 ) {
     let mut last_prune = Instant::now();
-    while let Ok(first) = entries.recv() {
-        let mut batch = vec![first];
-        while batch.len() < BATCH {
-            match entries.try_recv() {
-                Ok(e) => batch.push(e),
-                Err(_) => break,
+    let mut ring: Option<broadcast::Sender<Published>> = None;
+    let mut batch = Vec::new();
+    while let Ok(first) = commands.recv() {
+        let mut next = Some(first);
+        while let Some(command) = next.take() {
+            match command {
+                Command::Append(e) => batch.push(e),
+                Command::DeliverTo(r) => ring = Some(r),
+            }
+            if batch.len() < BATCH {
+                next = commands.try_recv().ok();
             }
         }
-        let top = batch.last().map(|e| e.signal.seq).unwrap_or(0);
-        if let Err(e) = write_batch(&mut conn, &batch) {
-            tracing::error!(path = %path.display(), error = %e, signals = batch.len(), "journal write failed");
+        if batch.is_empty() {
             continue;
         }
+        let top = batch.last().map(|e| e.signal.seq).unwrap_or(0);
+        let mut attempt = 1;
+        while let Err(e) = write_batch(&mut conn, &batch) {
+            if attempt == WRITE_ATTEMPTS {
+                // Live clients come first: the batch goes out unjournaled (not resumable).
+                tracing::error!(path = %path.display(), error = %e, signals = batch.len(), first_seq = batch[0].signal.seq, "journal write failed; broadcasting without journaling");
+                break;
+            }
+            tracing::warn!(path = %path.display(), error = %e, attempt, "journal write failed; retrying");
+            attempt += 1;
+            std::thread::sleep(Duration::from_millis(20));
+        }
         flushed.send_replace(top);
+        if let Some(ring) = &ring {
+            for e in batch.drain(..) {
+                let _ = ring.send(e.signal);
+            }
+        }
+        batch.clear();
         if last_prune.elapsed() >= PRUNE_EVERY {
             last_prune = Instant::now();
             if let Err(e) = prune(&conn, retention) {
@@ -213,6 +270,21 @@ fn write_loop(
     }
     // Every sender is gone (shutdown): apply retention once more and stop.
     let _ = prune(&conn, retention);
+}
+
+/// Moves the WAL into the database file every second, until the writer stops. PASSIVE:
+/// it never blocks the writer, which is what keeps fsyncs off the broadcast path.
+fn checkpoint_loop(conn: Connection, path: &Path, writer: watch::Receiver<u64>) {
+    loop {
+        std::thread::sleep(CHECKPOINT_EVERY);
+        if writer.has_changed().is_err() {
+            break; // the writer is gone
+        }
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(path = %path.display(), error = %e, "journal checkpoint failed");
+        }
+    }
+    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
 }
 
 fn write_batch(conn: &mut Connection, batch: &[Entry]) -> rusqlite::Result<()> {
@@ -305,6 +377,41 @@ mod tests {
         drop(journal);
         let (_again, last) = Journal::open(&path, keep_all()).unwrap();
         assert_eq!(last, 5);
+    }
+
+    /// Write-ahead: whatever a session receives is already committed, so it can be resumed,
+    /// and numbering after a crash starts above it.
+    #[tokio::test]
+    async fn signals_reach_the_ring_only_once_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sigcast.db");
+        let (journal, last) = Journal::open(&path, keep_all()).unwrap();
+        let hub = crate::hub::Hub::with_journal(vec![], 256, journal, last);
+        let mut ring = hub.subscribe();
+        let signal = crate::strategy::Signal {
+            side: crate::strategy::Side::Buy,
+            symbol: "BTCUSDT".into(),
+            price: 1.0,
+            timestamp: 1,
+            strategy: "s".into(),
+            interval: "1m".into(),
+            reason: String::new(),
+        };
+        for _ in 0..200 {
+            hub.publish(&signal);
+        }
+        for want in 1..=200u64 {
+            let got = tokio::time::timeout(Duration::from_secs(5), ring.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(got.seq, want, "in order");
+            let journal = hub.journal().unwrap();
+            assert!(journal.flushed() >= got.seq, "sent before it was committed");
+            // A fresh connection sees it on disk.
+            let (page, _) = journal.read(got.seq - 1, got.seq).await.unwrap();
+            assert_eq!(page.len(), 1);
+        }
     }
 
     #[tokio::test]

@@ -1,5 +1,5 @@
-//! The hub: numbers each signal (`seq`), journals it, serializes it once and fans the same
-//! bytes out to every session.
+//! The hub: numbers each signal (`seq`), serializes it once, journals it and then fans the
+//! same bytes out to every session.
 //!
 //! Sessions subscribe to one bounded broadcast ring of ready-made frames. Cloning a frame is
 //! a reference-count bump, so a signal costs one serialization however many clients listen,
@@ -87,8 +87,9 @@ pub struct Published {
 pub struct Hub {
     /// The shared ring of frames; its capacity is how many signals a session may lag.
     tx: broadcast::Sender<Published>,
-    /// The last `seq` given out. Held while numbering, journaling and sending, so the ring and
-    /// the journal see signals in `seq` order (nothing inside waits).
+    /// The last `seq` given out. Held while numbering and handing the signal on (to the
+    /// journal, which broadcasts it once committed, or straight to the ring), so both see
+    /// signals in `seq` order (nothing inside waits).
     seq: Mutex<u64>,
     /// Where broadcast signals are kept for resumes; `None` in tools and benchmarks.
     journal: Option<journal::Journal>,
@@ -129,6 +130,9 @@ impl Hub {
         last_seq: u64,
     ) -> Self {
         let (tx, _) = broadcast::channel(capacity.max(1));
+        if let Some(journal) = &journal {
+            journal.deliver_to(tx.clone());
+        }
         Self {
             tx,
             seq: Mutex::new(last_seq),
@@ -141,8 +145,8 @@ impl Hub {
         }
     }
 
-    /// Numbers `signal`, queues it for the journal, serializes it once and offers it to every
-    /// session; returns how many listen.
+    /// Numbers `signal`, serializes it once and offers it to every session, after the journal
+    /// has committed it when there is one; returns how many listen.
     pub fn publish(&self, signal: &Signal) -> usize {
         self.publish_numbered(signal).1
     }
@@ -158,11 +162,14 @@ impl Hub {
             strategy: Arc::from(signal.strategy.as_str()),
             frame: encode_seq(signal, seq),
         };
-        if let Some(journal) = &self.journal {
-            journal.append(crate::auth::unix_now() as i64, published.clone());
+        match &self.journal {
+            // Write-ahead: the journal's writer broadcasts it once it is committed.
+            Some(journal) => {
+                journal.append(crate::auth::unix_now() as i64, published);
+                (seq, self.tx.receiver_count())
+            }
+            None => (seq, self.tx.send(published).unwrap_or(0)),
         }
-        let listeners = self.tx.send(published).unwrap_or(0);
-        (seq, listeners)
     }
 
     /// The last `seq` given out.
