@@ -51,6 +51,7 @@ pub struct Config {
     pub data: DataSettings,
     pub journal: JournalSettings,
     pub market_data: MarketDataSettings,
+    pub admin: AdminSettings,
     pub log: LogSettings,
 }
 
@@ -350,6 +351,25 @@ impl Default for MarketDataSettings {
     }
 }
 
+/// The operators' plain-HTTP listener: `/metrics`, `/healthz`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Whether `serve` opens it.
+    pub enabled: bool,
+    /// Where it listens; loopback by default, as it is unauthenticated.
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+        }
+    }
+}
+
 /// How much signal history the journal keeps for resuming clients.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -479,6 +499,8 @@ keys! {
     "journal.retention_count", Integer, "most journaled signals kept";
     "market_data.symbols", List, "symbols clients may ask market data for besides the strategies' own (* any)";
     "market_data.max_topics", Integer, "market-data topics one session may subscribe to";
+    "admin.enabled", Bool, "serve /metrics and /healthz over plain HTTP";
+    "admin.listen", Address, "admin listener address (unauthenticated: keep it private)";
     "log.level", Text, "tracing filter (info, debug, sigcast=trace, ...)";
     "log.format", Text, "text or json";
 }

@@ -24,8 +24,10 @@
 //! - [`tls`] and [`devcert`]: loading PEM material and making development certificates.
 //! - [`config`]: layered settings (file, `SIGCAST_*` environment, flags); [`db`]: the data
 //!   directory's SQLite database (journal and token registry).
+//! - [`admin`]: the operators' plain-HTTP listener (`/metrics`, `/healthz`).
 //! - [`cli`]: the `sigcast` command line.
 
+pub mod admin;
 pub mod auth;
 pub mod backtest;
 pub mod cli;

@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 fn sigcast(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(sigcast_bin())
+    common::sigcast_command()
         .args(args)
         .current_dir(dir)
         .env_remove("SIGCAST_CONFIG")
@@ -51,7 +51,7 @@ struct Running {
 
 impl Running {
     fn start(dir: &Path, args: &[&str]) -> Self {
-        let mut child = Command::new(sigcast_bin())
+        let mut child = common::sigcast_command()
             .args(args)
             .current_dir(dir)
             .env_remove("SIGCAST_CONFIG")
@@ -273,7 +273,7 @@ fn serve_startup_errors_are_one_clear_line() {
     let out = sigcast(tmp.path(), &["serve", "--jwt-secret-file", "short.secret"]);
     assert_clean_failure(&out, "short.secret");
 
-    let out = Command::new(sigcast_bin())
+    let out = common::sigcast_command()
         .args(["serve"])
         .current_dir(tmp.path())
         .env("SIGCAST_SERVER_MAX_CONNECTIONS", "lots")

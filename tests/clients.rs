@@ -17,19 +17,6 @@ use sigcast::strategy::Side;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-fn tool(var: &str) -> Option<PathBuf> {
-    match std::env::var_os(var) {
-        Some(v) => Some(PathBuf::from(v)),
-        None if std::env::var_os("CI").is_some() => {
-            panic!("{var} is not set: run the suite with scripts/test")
-        }
-        None => {
-            eprintln!("skipping: {var} is not set (scripts/test sets it)");
-            None
-        }
-    }
-}
-
 fn e2e_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e")
 }
@@ -93,7 +80,7 @@ async fn run_until(mut command: Command, wanted: &[&str]) -> String {
 
 #[tokio::test]
 async fn python_websocket_client_example_receives_signals() {
-    let Some(python) = tool("SIGCAST_E2E_PYTHON") else {
+    let Some(python) = e2e_tool("SIGCAST_E2E_PYTHON") else {
         return;
     };
     let server = TestServer::start(&[]).await;
@@ -121,7 +108,7 @@ async fn python_websocket_client_example_receives_signals() {
     assert!(!out.contains("WebSocket 错误"), "{out}");
 
     // The same example with a bad token is refused during the handshake.
-    let mut cmd = Command::new(tool("SIGCAST_E2E_PYTHON").unwrap());
+    let mut cmd = Command::new(e2e_tool("SIGCAST_E2E_PYTHON").unwrap());
     cmd.arg("-u")
         .arg(e2e_dir().join("python_client.py"))
         .env("SIGCAST_URL", server.url())
@@ -136,7 +123,7 @@ async fn python_websocket_client_example_receives_signals() {
 
 #[tokio::test]
 async fn node_ws_example_receives_signals_and_test_replies() {
-    let Some(modules) = tool("SIGCAST_E2E_NODE_MODULES") else {
+    let Some(modules) = e2e_tool("SIGCAST_E2E_NODE_MODULES") else {
         return;
     };
     let server = TestServer::start(&[]).await;
@@ -165,7 +152,7 @@ async fn node_ws_example_receives_signals_and_test_replies() {
 
 #[tokio::test]
 async fn wscat_with_bearer_header_gets_test_signals() {
-    let Some(modules) = tool("SIGCAST_E2E_NODE_MODULES") else {
+    let Some(modules) = e2e_tool("SIGCAST_E2E_NODE_MODULES") else {
         return;
     };
     let server = TestServer::start(&[]).await;

@@ -200,6 +200,11 @@ async fn a_slow_consumer_cut_off_resumes_without_loss() {
     .await;
     assert_eq!(code, 4000, "{reason}");
     assert!(reason.starts_with("slow consumer"), "{reason}");
+    let metrics = sigcast::admin::render(&server.shared);
+    assert!(
+        metrics.contains("\nsigcast_slow_consumer_disconnects_total 1\n"),
+        "{metrics}"
+    );
     assert!(last < 3000);
     let mut again = server
         .connect_resuming(&token, &last.to_string())

@@ -4,7 +4,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -27,7 +27,7 @@ fn lines(r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
 async fn listen_output_over_three_forced_disconnects_equals_the_journal() {
     let server = TestServer::start(&[("server.queue_capacity", "10000")]).await;
     let proxy = CutProxy::start(server.addr).await;
-    let mut child = Command::new(sigcast_bin())
+    let mut child = common::sigcast_command()
         .args([
             "listen",
             &format!("wss://127.0.0.1:{}", proxy.addr.port()),
@@ -89,7 +89,7 @@ async fn listen_output_over_three_forced_disconnects_equals_the_journal() {
 fn listen_with_a_refused_token_exits_with_a_clear_error() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let server = runtime.block_on(TestServer::start(&[]));
-    let out = Command::new(sigcast_bin())
+    let out = common::sigcast_command()
         .args([
             "listen",
             &format!("wss://127.0.0.1:{}", server.addr.port()),

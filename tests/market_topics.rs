@@ -300,6 +300,7 @@ async fn a_slow_client_gets_conflated_market_data_and_every_signal() {
     assert_eq!(
         server
             .shared
+            .stats
             .slow_consumers
             .load(std::sync::atomic::Ordering::Relaxed),
         0,

@@ -110,6 +110,11 @@ impl AuthError {
     }
 }
 
+/// The refusal reason of an expired token.
+pub const EXPIRED: &str = "token expired";
+/// The refusal reason of a revoked token.
+pub const REVOKED: &str = "token revoked";
+
 /// Seconds since the Unix epoch, by the system clock.
 pub fn unix_now() -> u64 {
     SystemTime::now()
@@ -179,7 +184,7 @@ impl KeyRing {
 /// Maps a jsonwebtoken failure to a short reason that reveals nothing of the token.
 fn describe(kind: &ErrorKind) -> AuthError {
     let reason = match kind {
-        ErrorKind::ExpiredSignature => "token expired".to_string(),
+        ErrorKind::ExpiredSignature => EXPIRED.to_string(),
         ErrorKind::ImmatureSignature => "token not yet valid".to_string(),
         ErrorKind::InvalidAudience => "wrong audience".to_string(),
         ErrorKind::InvalidIssuer => "wrong issuer".to_string(),

@@ -94,6 +94,12 @@ dir = "data"
 # symbols = ["BTCUSDT", "ETHUSDT"]
 # max_topics = 32            # market-data topics per session
 
+[admin]
+# Plain HTTP for operators: GET /metrics (Prometheus) and /healthz. Unauthenticated, so it
+# listens on loopback; expose it only to your monitoring.
+listen = "127.0.0.1:9090"
+# enabled = true
+
 [log]
 level = "info"
 # "text" or "json"

@@ -95,7 +95,7 @@ pub fn build_shared(config: &Config) -> anyhow::Result<Arc<Shared>> {
         hub,
         settings: config.server.clone(),
         revoked: watch_revocations(path),
-        slow_consumers: Default::default(),
+        stats: Default::default(),
         max_market_topics: config.market_data.max_topics,
     }))
 }
@@ -225,15 +225,33 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     preflight(&config)?;
     let shared = build_shared(&config)?;
     let listener = bind(config.server.listen).await?;
-    run_until_signal(&config, shared, listener).await
+    let admin = match config.admin.enabled {
+        true => Some(bind_admin(config.admin.listen).await?),
+        false => None,
+    };
+    run_until_signal(&config, shared, listener, admin).await
+}
+
+/// Binds the admin listener, naming the key when it fails.
+async fn bind_admin(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| {
+        format!(
+            "admin.listen: cannot listen on {addr} (set another address, or admin.enabled = false)"
+        )
+    })
 }
 
 async fn run_until_signal(
     config: &Config,
     shared: Arc<Shared>,
     listener: TcpListener,
+    admin: Option<TcpListener>,
 ) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
+    if let Some(admin) = admin {
+        tracing::info!(admin = %admin.local_addr()?, "admin listening: /metrics, /healthz");
+        tokio::spawn(crate::admin::run(admin, shared.clone(), shutdown.clone()));
+    }
     let pipeline = super::pipeline::start(
         config,
         load_strategies(config)?,
@@ -293,6 +311,14 @@ pub async fn demo(dir: &Path, port: u16, signals: Option<&Path>) -> anyhow::Resu
         Err(_) => bind("127.0.0.1:0".parse()?).await?,
     };
     let port = listener.local_addr()?.port();
+    // The configured admin port, or any free one if that is taken.
+    let admin = match config.admin.enabled {
+        false => None,
+        true => match TcpListener::bind(config.admin.listen).await {
+            Ok(l) => Some(l),
+            Err(_) => Some(TcpListener::bind("127.0.0.1:0").await?),
+        },
+    };
     let token = shared
         .keys
         .issue("demo", Duration::from_secs(24 * 3600), None)?;
@@ -308,6 +334,9 @@ pub async fn demo(dir: &Path, port: u16, signals: Option<&Path>) -> anyhow::Resu
     println!("Connect (npm install -g wscat; -n accepts the self-signed demo certificate):");
     println!("wscat -c wss://127.0.0.1:{port} -H \"Authorization: Bearer {token}\" -n");
     println!();
+    if let Some(admin) = &admin {
+        println!("Metrics: http://{}/metrics", admin.local_addr()?);
+    }
     println!("Files are in {}. Ctrl-C to stop.", dir.display());
-    run_until_signal(&config, shared, listener).await
+    run_until_signal(&config, shared, listener, admin).await
 }

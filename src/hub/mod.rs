@@ -97,6 +97,8 @@ pub struct Hub {
     prices: RwLock<Prices>,
     /// Market-data topics, relayed beside the signals (never through the ring).
     feed: Arc<feed::Feed>,
+    /// Signals published since start, by strategy, then buys and sells (for `/metrics`).
+    emitted: Mutex<HashMap<String, [u64; 2]>>,
 }
 
 /// Symbols in the order they became known (configured first, then as prices arrive), and
@@ -142,6 +144,7 @@ impl Hub {
                 last: HashMap::new(),
             }),
             feed: Arc::new(feed::Feed::new()),
+            emitted: Mutex::new(HashMap::new()),
         }
     }
 
@@ -153,6 +156,18 @@ impl Hub {
 
     /// As [`Hub::publish`], returning the `seq` given too.
     pub fn publish_numbered(&self, signal: &Signal) -> (u64, usize) {
+        {
+            let mut emitted = self.emitted.lock().unwrap_or_else(|p| p.into_inner());
+            let side = usize::from(signal.side == Side::Sell);
+            match emitted.get_mut(signal.strategy.as_str()) {
+                Some(counts) => counts[side] += 1,
+                None => {
+                    let mut counts = [0; 2];
+                    counts[side] = 1;
+                    emitted.insert(signal.strategy.clone(), counts);
+                }
+            }
+        }
         let mut last = self.seq.lock().unwrap_or_else(|p| p.into_inner());
         *last += 1;
         let seq = *last;
@@ -170,6 +185,22 @@ impl Hub {
             }
             None => (seq, self.tx.send(published).unwrap_or(0)),
         }
+    }
+
+    /// Signals published since start: (strategy, side, count), sorted.
+    pub fn emitted(&self) -> Vec<(String, Side, u64)> {
+        let emitted = self.emitted.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<(String, Side, u64)> = emitted
+            .iter()
+            .flat_map(|(strategy, [buys, sells])| {
+                [
+                    (strategy.clone(), Side::Buy, *buys),
+                    (strategy.clone(), Side::Sell, *sells),
+                ]
+            })
+            .collect();
+        all.sort_by(|a, b| (&a.0, a.1.as_str()).cmp(&(&b.0, b.1.as_str())));
+        all
     }
 
     /// The last `seq` given out.

@@ -9,6 +9,7 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_tungstenite::tungstenite::http::{StatusCode, header};
 
 use super::prefixed::Prefixed;
+use super::stats::Outcome;
 use super::{Admission, Shared};
 use crate::auth::{AuthError, Claims, bearer_token};
 use tokio::io::AsyncReadExt;
@@ -67,6 +68,7 @@ async fn upgrade(
         Ok(tls) => tls,
         Err(e) => {
             tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            shared.stats.handshake(Outcome::Failed);
             return None;
         }
     };
@@ -74,6 +76,7 @@ async fn upgrade(
         Ok(head) => head,
         Err(e) => {
             tracing::debug!(%peer, error = %e, "no request");
+            shared.stats.handshake(Outcome::Failed);
             return None;
         }
     };
@@ -99,7 +102,7 @@ async fn upgrade(
             .and_then(|token| shared.keys.verify(token))
             .and_then(|claims| {
                 if shared.revoked.borrow().covers(&claims) {
-                    Err(AuthError::Invalid("token revoked".into()))
+                    Err(AuthError::Invalid(crate::auth::REVOKED.into()))
                 } else {
                     Ok(claims)
                 }
@@ -126,30 +129,41 @@ async fn upgrade(
     let result =
         tokio_tungstenite::accept_hdr_async_with_config(tls, callback, Some(shared.ws_config()))
             .await;
+    let stats = &shared.stats;
     match (result, verdict) {
-        (Ok(ws), Some(Verdict::Accepted(claims, last_seq))) => Some(Accepted {
-            ws,
-            claims,
-            last_seq,
-        }),
+        (Ok(ws), Some(Verdict::Accepted(claims, last_seq))) => {
+            stats.handshake(Outcome::Ok);
+            Some(Accepted {
+                ws,
+                claims,
+                last_seq,
+            })
+        }
         (_, Some(Verdict::BadRequest(reason))) => {
+            stats.handshake(Outcome::BadRequest);
             tracing::info!(%peer, %reason, "handshake refused: 400");
             None
         }
         (_, Some(Verdict::Refused(reason))) => {
+            stats.handshake(Outcome::of(&reason));
             // Never the token: the reason, who asked, and nothing else.
             tracing::info!(%peer, %reason, "handshake refused: 401");
             None
         }
         (_, Some(Verdict::OverLimit)) => {
+            stats.handshake(Outcome::OverLimit);
             tracing::warn!(%peer, "handshake refused: 503, connection limit reached");
             None
         }
         (Err(e), _) => {
+            stats.handshake(Outcome::Failed);
             tracing::debug!(%peer, error = %e, "WebSocket upgrade failed");
             None
         }
-        (Ok(_), None) => None,
+        (Ok(_), None) => {
+            stats.handshake(Outcome::Failed);
+            None
+        }
     }
 }
 

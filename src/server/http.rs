@@ -112,7 +112,7 @@ async fn answer<S: AsyncRead + Unpin>(
     }
     .and_then(|claims| {
         if shared.revoked.borrow().covers(&claims) {
-            Err(AuthError::Invalid("token revoked".into()))
+            Err(AuthError::Invalid(crate::auth::REVOKED.into()))
         } else {
             Ok(claims)
         }

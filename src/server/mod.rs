@@ -8,9 +8,11 @@ mod handshake;
 pub mod http;
 mod prefixed;
 mod session;
+pub mod stats;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -64,8 +66,8 @@ pub struct Shared {
     /// Revoked tokens, refreshed from the registry: refused at the handshake, and live
     /// sessions using one are closed when it changes.
     pub revoked: tokio::sync::watch::Receiver<Arc<crate::auth::registry::Revoked>>,
-    /// Sessions closed 4000 as slow consumers since start (logged with each; a metric later).
-    pub slow_consumers: std::sync::atomic::AtomicU64,
+    /// Connections, handshakes, deliveries and slow consumers, for `/metrics`.
+    pub stats: stats::Stats,
     /// Market-data topics one session may hold (`market_data.max_topics`).
     pub max_market_topics: usize,
 }
@@ -183,10 +185,12 @@ async fn handle_connection(
     admission: Admission,
     shutdown: CancellationToken,
 ) {
+    shared.stats.handshaking.fetch_add(1, Ordering::Relaxed);
     let handshake = tokio::select! {
-        _ = shutdown.cancelled() => return,
+        _ = shutdown.cancelled() => None,
         h = handshake::accept(tcp, peer, &shared, &admission) => h,
     };
+    shared.stats.handshaking.fetch_sub(1, Ordering::Relaxed);
     let Some(accepted) = handshake else {
         return;
     };

@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::{SinkExt, StreamExt};
@@ -111,14 +112,17 @@ impl Session {
     /// Serves the client until either side ends the session.
     pub async fn run(mut self) {
         tracing::info!(peer = %self.peer, sub = %self.claims.sub, jti = %self.claims.jti, "session opened");
+        let stats = self.shared.clone();
+        stats.stats.sessions.fetch_add(1, Ordering::Relaxed);
         let ended = match self.serve().await {
             Ok(Flow::ClientClosed) => Ended::ByClient,
             Ok(Flow::Close(code, reason)) => {
                 if code == close_code::SLOW_CONSUMER {
                     let total = self
                         .shared
+                        .stats
                         .slow_consumers
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                        .fetch_add(1, Ordering::Relaxed)
                         + 1;
                     tracing::warn!(peer = %self.peer, sub = %self.claims.sub, slow_consumers_total = total, "slow consumer cut off");
                 }
@@ -128,6 +132,7 @@ impl Session {
             Ok(Flow::Continue) => Ended::ByClient,
             Err(e) => Ended::Transport(e),
         };
+        stats.stats.sessions.fetch_sub(1, Ordering::Relaxed);
         let (peer, sub, jti) = (self.peer, &self.claims.sub, &self.claims.jti);
         match ended {
             Ended::ByClient => tracing::info!(%peer, %sub, %jti, "session closed by client"),
@@ -482,11 +487,16 @@ impl Session {
     async fn write_all(&mut self, messages: impl Iterator<Item = Message>) -> Result<(), WsError> {
         let write_timeout = self.shared.settings.write_timeout;
         let ws = &mut self.ws;
+        let delivered = &self.shared.stats.delivered;
         let send = async move {
+            let mut n = 0;
             for m in messages {
+                n += u64::from(m.is_text());
                 ws.feed(m).await?;
             }
-            ws.flush().await
+            ws.flush().await?;
+            delivered.fetch_add(n, Ordering::Relaxed);
+            Ok(())
         };
         tokio::time::timeout(write_timeout, send)
             .await

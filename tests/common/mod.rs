@@ -334,6 +334,29 @@ pub fn signal(symbol: &str, side: Side, price: f64) -> Signal {
     }
 }
 
+/// A client tool `scripts/test` installs, from its variable (`SIGCAST_E2E_PYTHON`, ...).
+/// Without it, plain `cargo test` skips (saying so) while CI fails, so CI never skips.
+pub fn e2e_tool(var: &str) -> Option<PathBuf> {
+    match std::env::var_os(var) {
+        Some(v) => Some(PathBuf::from(v)),
+        None if std::env::var_os("CI").is_some() => {
+            panic!("{var} is not set: run the suite with scripts/test")
+        }
+        None => {
+            eprintln!("skipping: {var} is not set (scripts/test sets it)");
+            None
+        }
+    }
+}
+
+/// A command running the built `sigcast`, its admin listener on a free port (so test
+/// servers running at once do not contend for 9090).
+pub fn sigcast_command() -> std::process::Command {
+    let mut command = std::process::Command::new(sigcast_bin());
+    command.env("SIGCAST_ADMIN_LISTEN", "127.0.0.1:0");
+    command
+}
+
 /// The path of the built `sigcast` binary.
 pub fn sigcast_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sigcast"))

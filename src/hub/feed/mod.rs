@@ -80,6 +80,11 @@ impl Feed {
         self.wanted.subscribe()
     }
 
+    /// Market-data subscriptions held across all sessions.
+    pub fn subscriptions(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
+    }
+
     /// Updates that were replaced by a newer one before a slow session wrote them.
     pub fn conflated(&self) -> u64 {
         self.conflated.load(Ordering::Relaxed)

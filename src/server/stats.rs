@@ -1,0 +1,84 @@
+//! What the server counts about its clients, for the admin listener's `/metrics`.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use crate::auth::AuthError;
+
+/// How a handshake ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    NoToken,
+    InvalidToken,
+    Expired,
+    Revoked,
+    OverLimit,
+    /// A malformed upgrade request (e.g. a bad `X-Sigcast-Last-Seq`): HTTP 400.
+    BadRequest,
+    /// TLS or the WebSocket upgrade failed, or the client left before asking.
+    Failed,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 8] = [
+        Outcome::Ok,
+        Outcome::NoToken,
+        Outcome::InvalidToken,
+        Outcome::Expired,
+        Outcome::Revoked,
+        Outcome::OverLimit,
+        Outcome::BadRequest,
+        Outcome::Failed,
+    ];
+
+    /// The `outcome` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::NoToken => "no_token",
+            Outcome::InvalidToken => "invalid_token",
+            Outcome::Expired => "expired",
+            Outcome::Revoked => "revoked",
+            Outcome::OverLimit => "over_limit",
+            Outcome::BadRequest => "bad_request",
+            Outcome::Failed => "failed",
+        }
+    }
+
+    /// The outcome of a refused token.
+    pub fn of(error: &AuthError) -> Outcome {
+        match error {
+            AuthError::Missing => Outcome::NoToken,
+            AuthError::Invalid(r) if r == crate::auth::EXPIRED => Outcome::Expired,
+            AuthError::Invalid(r) if r == crate::auth::REVOKED => Outcome::Revoked,
+            AuthError::Invalid(_) => Outcome::InvalidToken,
+        }
+    }
+}
+
+/// Counters shared by the listener and every session.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Sessions open now (upgraded and authenticated).
+    pub sessions: AtomicI64,
+    /// Connections in the TLS or WebSocket handshake now.
+    pub handshaking: AtomicI64,
+    handshakes: [AtomicU64; Outcome::ALL.len()],
+    /// Messages written to clients: signals, market data, replies.
+    pub delivered: AtomicU64,
+    /// Sessions closed 4000 as slow consumers.
+    pub slow_consumers: AtomicU64,
+}
+
+impl Stats {
+    pub fn handshake(&self, outcome: Outcome) {
+        self.handshakes[outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Handshakes so far, by outcome.
+    pub fn handshakes(&self) -> impl Iterator<Item = (Outcome, u64)> + '_ {
+        Outcome::ALL
+            .iter()
+            .map(|o| (*o, self.handshakes[*o as usize].load(Ordering::Relaxed)))
+    }
+}

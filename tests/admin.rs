@@ -1,0 +1,170 @@
+//! The admin listener: `/metrics` counts what real clients did, `/healthz` answers, and
+//! anything else is refused.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestServer, next_text, within};
+use sigcast::strategy::Side;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+/// One HTTP request to the admin listener; the whole response.
+async fn get(addr: std::net::SocketAddr, request: &str) -> String {
+    within(Duration::from_secs(5), async {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        tcp.read_to_string(&mut response).await.unwrap();
+        response
+    })
+    .await
+}
+
+/// The value of the sample `line` starts with (name and labels), as a number.
+fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no sample {series} in\n{metrics}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_handshakes_signals_and_deliveries() {
+    let server = TestServer::start(&[]).await;
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = admin.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    tokio::spawn(sigcast::admin::run(
+        admin,
+        server.shared.clone(),
+        stop.clone(),
+    ));
+
+    let mut client = server.connect(Some(&server.token("m"))).await.unwrap();
+    assert!(server.connect(None).await.is_err());
+    assert!(server.connect(Some("not.a.token")).await.is_err());
+    server.wait_listeners(1).await;
+    for _ in 0..3 {
+        server
+            .hub
+            .publish(&common::signal("BTCUSDT", Side::Buy, 1.0));
+    }
+    server
+        .hub
+        .publish(&common::signal("BTCUSDT", Side::Sell, 1.0));
+    for _ in 0..4 {
+        next_text(&mut client).await;
+    }
+
+    let response = get(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    assert_eq!(
+        sample(body, r#"sigcast_handshakes_total{outcome="ok"}"#),
+        1.0
+    );
+    assert_eq!(
+        sample(body, r#"sigcast_handshakes_total{outcome="no_token"}"#),
+        1.0
+    );
+    assert_eq!(
+        sample(body, r#"sigcast_handshakes_total{outcome="invalid_token"}"#),
+        1.0
+    );
+    assert_eq!(sample(body, r#"sigcast_connections{state="open"}"#), 1.0);
+    assert_eq!(
+        sample(
+            body,
+            r#"sigcast_signals_total{strategy="test-harness",side="buy"}"#
+        ),
+        3.0
+    );
+    assert_eq!(
+        sample(
+            body,
+            r#"sigcast_signals_total{strategy="test-harness",side="sell"}"#
+        ),
+        1.0
+    );
+    assert!(sample(body, "sigcast_messages_delivered_total") >= 4.0);
+    assert_eq!(sample(body, "sigcast_slow_consumer_disconnects_total"), 0.0);
+    assert_eq!(sample(body, "sigcast_last_seq"), 4.0);
+    // Every sample belongs to a family announced with HELP and TYPE.
+    for line in body.lines().filter(|l| !l.starts_with('#')) {
+        let name = line.split(['{', ' ']).next().unwrap();
+        assert!(
+            body.contains(&format!("# TYPE {name} ")),
+            "{name} has no TYPE"
+        );
+    }
+
+    drop(client);
+    let health = get(addr, "GET /healthz HTTP/1.1\r\n\r\n").await;
+    assert!(
+        health.starts_with("HTTP/1.1 200 OK") && health.ends_with("ok\n"),
+        "{health}"
+    );
+    let missing = get(addr, "GET /admin HTTP/1.1\r\n\r\n").await;
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+    let post = get(addr, "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n").await;
+    assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+    let junk = get(addr, "\x16\x03\x01garbage\r\n\r\n").await;
+    assert!(junk.starts_with("HTTP/1.1 400"), "{junk}");
+    stop.cancel();
+}
+
+/// Prometheus's own text-format parser (the Python `prometheus_client`) reads `/metrics`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_parser_reads_the_metrics() {
+    let Some(python) = common::e2e_tool("SIGCAST_E2E_PYTHON") else {
+        return;
+    };
+    let server = TestServer::start(&[]).await;
+    let _client = server.connect(Some(&server.token("p"))).await.unwrap();
+    server.wait_listeners(1).await;
+    server
+        .hub
+        .publish(&common::signal("ETHUSDT", Side::Sell, 2.0));
+    let metrics = sigcast::admin::render(&server.shared);
+    let script = r#"
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+for family in text_string_to_metric_families(sys.stdin.read()):
+    for s in family.samples:
+        print(family.type, s.name, sorted(s.labels.items()), s.value)
+"#;
+    let mut child = tokio::process::Command::new(python)
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(metrics.as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = within(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "gauge sigcast_build_info [('version', ",
+        "counter sigcast_handshakes_total [('outcome', 'ok')] 1\n",
+        "counter sigcast_signals_total [('side', 'sell'), ('strategy', 'test-harness')] 1\n",
+        "gauge sigcast_connections [('state', 'open')] 1\n",
+        "counter sigcast_slow_consumer_disconnects_total [] 0\n",
+        "gauge sigcast_journal_lag_signals [] ",
+    ] {
+        assert!(stdout.contains(expected), "{expected} not in\n{stdout}");
+    }
+}
