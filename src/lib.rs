@@ -25,6 +25,7 @@
 //! - [`config`]: layered settings (file, `SIGCAST_*` environment, flags); [`db`]: the data
 //!   directory's SQLite database (journal and token registry).
 //! - [`admin`]: the operators' plain-HTTP listener (`/metrics`, `/healthz`).
+//! - [`loadgen`]: the load generator of `sigcast bench` (a client-side tool, no room).
 //! - [`cli`]: the `sigcast` command line.
 
 pub mod admin;
@@ -36,6 +37,7 @@ pub mod config;
 pub mod db;
 pub mod devcert;
 pub mod hub;
+pub mod loadgen;
 pub mod market;
 pub mod server;
 pub mod strategy;

@@ -1,5 +1,5 @@
-//! The `sigcast` command line: `init`, `serve`, `demo`, `backtest`, `record`, `token` and
-//! `config`.
+//! The `sigcast` command line: `init`, `serve`, `demo`, `backtest`, `record`, `listen`,
+//! `bench`, `token` and `config`.
 //!
 //! Only this room wires the others together (see `serve.rs`).
 
@@ -89,6 +89,40 @@ enum Command {
         /// Stop after this long (e.g. 10m); otherwise at Ctrl-C.
         #[arg(long, value_parser = humantime::parse_duration)]
         duration: Option<std::time::Duration>,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+    /// Load-test a server: N TLS clients with tokens minted from the configured key, then
+    /// broadcasts at a set rate through a publisher token. Prints handshakes/s, server memory
+    /// per connection, delivery latency, each broadcast's completion, deliveries/s and server
+    /// CPU per delivery (memory and CPU with --server-pid).
+    Bench {
+        /// Server URL, e.g. wss://127.0.0.1:8443.
+        url: String,
+        /// CA certificate PEM to trust (e.g. a self-signed server's cert.pem).
+        #[arg(long, value_name = "FILE")]
+        ca: Option<PathBuf>,
+        /// Clients to connect.
+        #[arg(long, default_value_t = 1000)]
+        clients: usize,
+        /// Handshakes in flight at once.
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+        /// Broadcasts per second (0: connect and measure memory only).
+        #[arg(long, default_value_t = 0)]
+        rate: u32,
+        /// How long broadcasts go out.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+        /// The server's pid, to read its memory and CPU from /proc.
+        #[arg(long)]
+        server_pid: Option<u32>,
+        /// Idle time after connecting, before memory is read.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        settle: std::time::Duration,
+        /// Print the report as one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         settings: SettingsArgs,
     },
@@ -391,6 +425,38 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             options.topics = topics;
             options.since = since;
             runtime()?.block_on(listen(options))
+        }
+        Command::Bench {
+            url,
+            ca,
+            clients,
+            concurrency,
+            rate,
+            duration,
+            server_pid,
+            settle,
+            json,
+            settings,
+        } => {
+            let config = settings.load(Overrides::default())?;
+            let keys = crate::auth::KeyRing::from_settings(&config.auth)?;
+            let options = crate::loadgen::Options {
+                url,
+                ca,
+                clients,
+                concurrency,
+                rate,
+                duration,
+                server_pid,
+                settle,
+            };
+            let report = runtime()?.block_on(crate::loadgen::run(&options, &keys))?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", crate::loadgen::describe(&report));
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Token(TokenCommand::List { settings }) => {
             token::list(&settings.load(Overrides::default())?)?;

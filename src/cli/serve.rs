@@ -158,11 +158,23 @@ fn watch_revocations(path: std::path::PathBuf) -> watch::Receiver<Arc<Revoked>> 
     rx
 }
 
-/// Binds the client listener, naming the key when it fails.
+/// Pending connections the kernel queues for the accept loop (capped by `net.core.somaxconn`).
+/// The usual 128 overflows under a burst of reconnecting clients, and every dropped SYN costs
+/// its client a one-second retransmit.
+const ACCEPT_BACKLOG: u32 = 4096;
+
+/// Binds the client listener with a deep accept backlog, naming the key when it fails.
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("server.listen: cannot listen on {addr}"))
+    let listen = || {
+        let socket = match addr {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(ACCEPT_BACKLOG)
+    };
+    listen().with_context(|| format!("server.listen: cannot listen on {addr}"))
 }
 
 /// `sigcast record`: live upstream messages into a replay file until Ctrl-C or `duration`.

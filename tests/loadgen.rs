@@ -1,0 +1,54 @@
+//! `sigcast bench`'s load generator against a real server: every client connects with its
+//! own token, every broadcast published through the publish API reaches every client, and
+//! the figures it reports are consistent.
+
+mod common;
+
+use std::time::Duration;
+
+use common::TestServer;
+use sigcast::auth::KeyRing;
+use sigcast::loadgen::{Options, run};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_generator_measures_a_real_server() {
+    let server = TestServer::start(&[]).await;
+    let keys = KeyRing::from_settings(&server.config.auth).unwrap();
+    let options = Options {
+        url: server.url(),
+        ca: Some(server.material.path("cert.pem")),
+        clients: 40,
+        concurrency: 8,
+        rate: 50,
+        duration: Duration::from_secs(1),
+        // The server runs in this process.
+        server_pid: Some(std::process::id()),
+        settle: Duration::from_millis(100),
+    };
+    let report = common::within(Duration::from_secs(60), run(&options, &keys))
+        .await
+        .unwrap();
+    assert_eq!((report.connected, report.connect_failures), (40, 0));
+    assert!(report.handshakes_per_sec > 0.0 && report.handshake_p99_ms >= report.handshake_p50_ms);
+    assert_eq!(report.broadcasts, 50);
+    assert_eq!(report.expected, 2000);
+    assert_eq!(
+        report.delivered, 2000,
+        "every broadcast reached every client"
+    );
+    assert_eq!(report.disconnects, 0);
+    assert!(report.latency_p50_ms > 0.0);
+    assert!(report.latency_p99_ms >= report.latency_p50_ms);
+    assert!(report.latency_max_ms >= report.latency_p999_ms);
+    assert!(report.completion_p99_ms >= report.latency_p50_ms);
+    assert!(report.deliveries_per_sec > 0.0);
+    assert!(report.rss_kib_total.is_some());
+    assert!(report.server_cpu_us_per_delivery.is_some());
+    assert_eq!(
+        server.hub.last_seq(),
+        50,
+        "published through the hub, numbered"
+    );
+    let text = sigcast::loadgen::describe(&report);
+    assert!(text.contains("delivered: 2000 of 2000 (100.00%)"), "{text}");
+}
