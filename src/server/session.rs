@@ -66,8 +66,7 @@ pub struct Session {
     filter: Filter,
     /// Market-data topics, created at the first such subscription (most sessions have none).
     market: Option<MarketSubs>,
-    /// Changes when tokens are revoked; the session checks its own.
-    revoked: tokio::sync::watch::Receiver<Arc<crate::auth::registry::Revoked>>,
+    /// Cancelled when the server shuts down.
     shutdown: CancellationToken,
     /// Last time anything arrived from the client (data, ping or pong).
     last_heard: Instant,
@@ -97,7 +96,6 @@ impl Session {
             resume_after: last_seq,
             filter: Filter::new(Scope::of(&claims)),
             market: None,
-            revoked: shared.revoked.clone(),
             tests: TestBudget::new(s.test_burst, s.test_interval),
             ws,
             peer,
@@ -149,31 +147,33 @@ impl Session {
     }
 
     async fn serve(&mut self) -> Result<Flow, WsError> {
-        let expires = deadline(self.claims.exp);
+        // Built once and kept across the loop: re-arming these rare waits on every message
+        // would take shared locks (the timer wheel, the token's and the revocation list's
+        // waiters) once per delivery per session.
+        let ending = ending(
+            self.shutdown.clone(),
+            deadline(self.claims.exp),
+            self.shared.revoked.clone(),
+            self.claims.clone(),
+        );
+        tokio::pin!(ending);
         let mut ping = tokio::time::interval(self.shared.settings.ping_interval);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         ping.tick().await; // the first tick is immediate
         if let Some(since) = self.resume_after.take() {
-            self.resume(since).await?;
+            // Boxed, here and below: rare and large, so idle sessions do not carry its state.
+            Box::pin(self.resume(since)).await?;
         }
         loop {
             let flow = tokio::select! {
                 biased;
-                _ = self.shutdown.cancelled() => Flow::Close(close_code::GOING_AWAY, "server shutting down".into()),
-                _ = tokio::time::sleep_until(expires) => Flow::Close(close_code::POLICY_VIOLATION, "token expired".into()),
+                flow = &mut ending => flow,
                 message = self.ws.next() => match message {
                     None => return Ok(Flow::ClientClosed),
-                    Some(message) => self.on_client(message).await?,
+                    Some(message) => Box::pin(self.on_client(message)).await?,
                 },
                 frame = self.frames.recv() => self.on_frame(frame).await?,
                 () = market_ready(self.market.as_ref()) => self.on_market().await?,
-                Ok(()) = self.revoked.changed() => {
-                    if self.revoked.borrow_and_update().covers(&self.claims) {
-                        Flow::Close(close_code::POLICY_VIOLATION, "token revoked".into())
-                    } else {
-                        Flow::Continue
-                    }
-                }
                 _ = ping.tick() => self.on_ping_tick().await?,
             };
             if !matches!(flow, Flow::Continue) {
@@ -294,7 +294,7 @@ impl Session {
                 Ok(Flow::Continue)
             }
             Some("resume") => match command.get("since").and_then(|s| s.as_u64()) {
-                Some(since) => self.resume(since).await,
+                Some(since) => Box::pin(self.resume(since)).await,
                 None => {
                     let reply = error_reply(
                         "invalid_message",
@@ -582,6 +582,32 @@ impl Session {
             }
         })
         .await;
+    }
+}
+
+/// Resolves when the server ends the session whatever the client does: shutdown (1001),
+/// token expiry or revocation (1008).
+async fn ending(
+    shutdown: CancellationToken,
+    expires: tokio::time::Instant,
+    mut revoked: tokio::sync::watch::Receiver<Arc<crate::auth::registry::Revoked>>,
+    claims: Claims,
+) -> Flow {
+    let revocation = async {
+        loop {
+            if revoked.changed().await.is_err() {
+                return std::future::pending().await; // revocations are no longer watched
+            }
+            if revoked.borrow_and_update().covers(&claims) {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        biased;
+        _ = shutdown.cancelled() => Flow::Close(close_code::GOING_AWAY, "server shutting down".into()),
+        _ = tokio::time::sleep_until(expires) => Flow::Close(close_code::POLICY_VIOLATION, "token expired".into()),
+        () = revocation => Flow::Close(close_code::POLICY_VIOLATION, crate::auth::REVOKED.into()),
     }
 }
 
