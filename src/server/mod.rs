@@ -149,8 +149,14 @@ impl Listener {
             };
             let shared = self.shared.clone();
             let shutdown = self.shutdown.clone();
-            self.tasks
-                .spawn(handle_connection(tcp, peer, shared, admitted, shutdown));
+            self.tasks.spawn(handle_connection(
+                tcp,
+                peer,
+                shared,
+                admitted,
+                shutdown,
+                self.tasks.clone(),
+            ));
         }
     }
 
@@ -177,26 +183,28 @@ pub(crate) enum Admission {
     OverLimit(#[allow(dead_code)] OwnedSemaphorePermit),
 }
 
-/// One connection from accept to close. Expected disconnects are triaged here, once.
+/// One connection's handshake; an accepted client's session then runs as a task of its own,
+/// so the handshake's state (about 10 KiB) is freed rather than carried for the session's
+/// life. Expected disconnects are triaged here, once.
 async fn handle_connection(
     tcp: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
     admission: Admission,
     shutdown: CancellationToken,
+    tasks: TaskTracker,
 ) {
     shared.stats.handshaking.fetch_add(1, Ordering::Relaxed);
-    // Each phase's state lives in its own allocation: the handshake's (about 10 KiB) is
-    // freed once it ends, so a session that stays for hours does not carry it.
     let handshake = tokio::select! {
         _ = shutdown.cancelled() => None,
-        h = Box::pin(handshake::accept(tcp, peer, &shared, &admission)) => h,
+        h = handshake::accept(tcp, peer, &shared, &admission) => h,
     };
     shared.stats.handshaking.fetch_sub(1, Ordering::Relaxed);
     let Some(accepted) = handshake else {
         return;
     };
-    let session = session::Session::new(accepted, peer, shared, shutdown);
-    Box::pin(session.run()).await;
-    drop(admission);
+    // Spawned as the run future itself: wrapping it in another async block would store the
+    // session twice. The session holds its slot (`admission`) until it ends.
+    let session = session::Session::new(accepted, peer, shared, shutdown, admission);
+    tasks.spawn(session.run());
 }

@@ -68,6 +68,8 @@ pub struct Session {
     market: Option<MarketSubs>,
     /// Cancelled when the server shuts down.
     shutdown: CancellationToken,
+    /// This session's place under `server.max_connections`, released when it ends.
+    _slot: super::Admission,
     /// Last time anything arrived from the client (data, ping or pong).
     last_heard: Instant,
     /// Rate limit for `test`.
@@ -82,6 +84,7 @@ impl Session {
         peer: SocketAddr,
         shared: Arc<Shared>,
         shutdown: CancellationToken,
+        slot: super::Admission,
     ) -> Self {
         let Accepted {
             ws,
@@ -101,6 +104,7 @@ impl Session {
             peer,
             claims,
             shutdown,
+            _slot: slot,
             last_heard: Instant::now(),
             tests_served: 0,
             shared,
