@@ -41,6 +41,18 @@ fn events(files: &[PathBuf], symbol: &str) -> Vec<MarketEvent> {
     all
 }
 
+/// The `update_id` of the last book ticker among `events`.
+fn last_book_update(events: &[MarketEvent]) -> u64 {
+    events
+        .iter()
+        .rev()
+        .find_map(|e| match &e.kind {
+            MarketEventKind::BookTicker(b) => Some(b.update_id),
+            _ => None,
+        })
+        .expect("the recording holds book tickers")
+}
+
 fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap()
 }
@@ -113,14 +125,7 @@ async fn replayed_klines_and_book_reach_subscribers_only() {
             _ => None,
         })
         .collect();
-    let last_book = recorded
-        .iter()
-        .rev()
-        .find_map(|e| match &e.kind {
-            MarketEventKind::BookTicker(b) => Some(b.update_id),
-            _ => None,
-        })
-        .unwrap();
+    let last_book = last_book_update(&recorded);
     let last_kline = *klines.last().unwrap();
     let closed: Vec<&&Kline> = klines.iter().filter(|k| k.closed).collect();
     assert!(!closed.is_empty(), "the recording holds a closed kline");
@@ -229,14 +234,7 @@ async fn a_slow_client_gets_conflated_market_data_and_every_signal() {
         .iter()
         .filter(|e| matches!(e.kind, MarketEventKind::BookTicker(_)))
         .count();
-    let last_book = recorded
-        .iter()
-        .rev()
-        .find_map(|e| match &e.kind {
-            MarketEventKind::BookTicker(b) => Some(b.update_id),
-            _ => None,
-        })
-        .unwrap();
+    let last_book = last_book_update(&recorded);
     // The 1m klines sigcast must build from the trades.
     let mut builder = KlineBuilder::new(Interval::M1).unwrap();
     let closed: Vec<Kline> = recorded

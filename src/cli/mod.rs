@@ -97,29 +97,8 @@ enum Command {
     /// per connection, delivery latency, each broadcast's completion, deliveries/s and server
     /// CPU per delivery (memory and CPU with --server-pid).
     Bench {
-        /// Server URL, e.g. wss://127.0.0.1:8443.
-        url: String,
-        /// CA certificate PEM to trust (e.g. a self-signed server's cert.pem).
-        #[arg(long, value_name = "FILE")]
-        ca: Option<PathBuf>,
-        /// Clients to connect.
-        #[arg(long, default_value_t = 1000)]
-        clients: usize,
-        /// Handshakes in flight at once.
-        #[arg(long, default_value_t = 256)]
-        concurrency: usize,
-        /// Broadcasts per second (0: connect and measure memory only).
-        #[arg(long, default_value_t = 0)]
-        rate: u32,
-        /// How long broadcasts go out.
-        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-        duration: std::time::Duration,
-        /// The server's pid, to read its memory and CPU from /proc.
-        #[arg(long)]
-        server_pid: Option<u32>,
-        /// Idle time after connecting, before memory is read.
-        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
-        settle: std::time::Duration,
+        #[command(flatten)]
+        options: BenchArgs,
         /// Print the report as one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -233,6 +212,49 @@ pub struct SettingsArgs {
     /// Set any key, e.g. --set server.max_connections=500 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+}
+
+/// `bench`'s flags: what the load generator runs (see [`crate::loadgen::Options`]).
+#[derive(Debug, Args, Clone)]
+pub struct BenchArgs {
+    /// Server URL, e.g. wss://127.0.0.1:8443.
+    url: String,
+    /// CA certificate PEM to trust (e.g. a self-signed server's cert.pem).
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// Clients to connect.
+    #[arg(long, default_value_t = 1000)]
+    clients: usize,
+    /// Handshakes in flight at once.
+    #[arg(long, default_value_t = 256)]
+    concurrency: usize,
+    /// Broadcasts per second (0: connect and measure memory only).
+    #[arg(long, default_value_t = 0)]
+    rate: u32,
+    /// How long broadcasts go out.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: std::time::Duration,
+    /// The server's pid, to read its memory and CPU from /proc.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Idle time after connecting, before memory is read.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    settle: std::time::Duration,
+}
+
+impl From<BenchArgs> for crate::loadgen::Options {
+    fn from(a: BenchArgs) -> Self {
+        Self {
+            url: a.url,
+            ca: a.ca,
+            clients: a.clients,
+            concurrency: a.concurrency,
+            rate: a.rate,
+            duration: a.duration,
+            server_pid: a.server_pid,
+            settle: a.settle,
+        }
+    }
 }
 
 /// `serve`'s flags: the settings plus the listener, TLS and source shortcuts.
@@ -427,29 +449,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(listen(options))
         }
         Command::Bench {
-            url,
-            ca,
-            clients,
-            concurrency,
-            rate,
-            duration,
-            server_pid,
-            settle,
+            options,
             json,
             settings,
         } => {
             let config = settings.load(Overrides::default())?;
             let keys = crate::auth::KeyRing::from_settings(&config.auth)?;
-            let options = crate::loadgen::Options {
-                url,
-                ca,
-                clients,
-                concurrency,
-                rate,
-                duration,
-                server_pid,
-                settle,
-            };
+            let options = crate::loadgen::Options::from(options);
             let report = runtime()?.block_on(crate::loadgen::run(&options, &keys))?;
             if json {
                 println!("{}", serde_json::to_string(&report)?);

@@ -145,22 +145,14 @@ impl Relay {
 
 /// A kline update to its interval's topic, and a final one to the closed topic too.
 fn offer_kline(feed: &Feed, e: &MarketEvent, k: &Kline) {
-    let (market, symbol) = (e.market, e.symbol.as_str());
-    feed.offer(
-        market,
-        symbol,
-        What::Kline(k.interval),
-        k.open_time_ms,
-        |name| frame::kline(name, e, k),
-    );
-    if k.closed {
-        feed.offer(
-            market,
-            symbol,
-            What::ClosedKline(k.interval),
-            k.open_time_ms,
-            |name| frame::kline(name, e, k),
-        );
+    let topics: &[What] = match k.closed {
+        true => &[What::Kline(k.interval), What::ClosedKline(k.interval)],
+        false => &[What::Kline(k.interval)],
+    };
+    for what in topics {
+        feed.offer(e.market, &e.symbol, *what, k.open_time_ms, |name| {
+            frame::kline(name, e, k)
+        });
     }
 }
 
