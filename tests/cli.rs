@@ -78,6 +78,15 @@ impl Running {
         }
     }
 
+    /// The client port the server logged (`"listen"` of its JSON startup line).
+    fn port(&self) -> u16 {
+        Running::find(&self.stderr, |line| {
+            let v: Value = serde_json::from_str(line).ok()?;
+            let listen = v["fields"]["listen"].as_str()?;
+            listen.rsplit(':').next()?.parse().ok()
+        })
+    }
+
     /// The first line on `which` for which `f` returns something, within 20 s.
     fn find<T>(which: &mpsc::Receiver<String>, mut f: impl FnMut(&str) -> Option<T>) -> T {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -314,11 +323,7 @@ async fn serve_broadcasts_strategy_signals_and_exits_cleanly_on_sigterm() {
             "source.tick=2ms",
         ],
     );
-    let port: u16 = Running::find(&server.stderr, |line| {
-        let v: Value = serde_json::from_str(line).ok()?;
-        let listen = v["fields"]["listen"].as_str()?;
-        listen.rsplit(':').next()?.parse().ok()
-    });
+    let port = server.port();
     let mut ws = connect(port, &tmp.path().join("certs/cert.pem"), token.trim()).await;
     let signal: Value =
         serde_json::from_str(&within(Duration::from_secs(20), next_text(&mut ws)).await).unwrap();
@@ -418,15 +423,7 @@ async fn serve_replays_recorded_binance_trades() {
             "log.format=json",
         ],
     );
-    let port: u16 = Running::find(&server.stderr, |line| {
-        let v: Value = serde_json::from_str(line).ok()?;
-        v["fields"]["listen"]
-            .as_str()?
-            .rsplit(':')
-            .next()?
-            .parse()
-            .ok()
-    });
+    let port = server.port();
     let mut ws = connect(port, &tmp.path().join("certs/cert.pem"), token.trim()).await;
     let signal: Value =
         serde_json::from_str(&within(Duration::from_secs(20), next_text(&mut ws)).await).unwrap();
@@ -493,15 +490,7 @@ fn serve_quick(dir: &Path, watch: &str) -> (Running, u16, String) {
             &format!("signals.watch={watch}"),
         ],
     );
-    let port: u16 = Running::find(&server.stderr, |line| {
-        let v: Value = serde_json::from_str(line).ok()?;
-        v["fields"]["listen"]
-            .as_str()?
-            .rsplit(':')
-            .next()?
-            .parse()
-            .ok()
-    });
+    let port = server.port();
     (server, port, token.trim().to_string())
 }
 
@@ -711,15 +700,7 @@ async fn replay_through_serve_gives_the_same_signals_as_backtest() {
             "log.format=json",
         ],
     );
-    let port: u16 = Running::find(&server.stderr, |line| {
-        let v: Value = serde_json::from_str(line).ok()?;
-        v["fields"]["listen"]
-            .as_str()?
-            .rsplit(':')
-            .next()?
-            .parse()
-            .ok()
-    });
+    let port = server.port();
     let mut ws = connect(port, &tmp.path().join("certs/cert.pem"), token.trim()).await;
     let mut got = Vec::new();
     within(Duration::from_secs(60), async {
