@@ -60,7 +60,17 @@ async fn metrics_count_handshakes_signals_and_deliveries() {
         next_text(&mut client).await;
     }
 
-    let response = get(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    // A session counts its deliveries once the flush returns, which can be just after the
+    // client has read them: ask again until the count has caught up.
+    let mut response = String::new();
+    for _ in 0..50 {
+        response = get(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        if body.contains("sigcast_messages_delivered_total 4") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let (head, body) = response.split_once("\r\n\r\n").unwrap();
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
     assert!(head.contains("text/plain; version=0.0.4"), "{head}");
@@ -91,7 +101,7 @@ async fn metrics_count_handshakes_signals_and_deliveries() {
         ),
         1.0
     );
-    assert!(sample(body, "sigcast_messages_delivered_total") >= 4.0);
+    assert_eq!(sample(body, "sigcast_messages_delivered_total"), 4.0);
     assert_eq!(sample(body, "sigcast_slow_consumer_disconnects_total"), 0.0);
     assert_eq!(sample(body, "sigcast_last_seq"), 4.0);
     // Every sample belongs to a family announced with HELP and TYPE.
