@@ -1,5 +1,6 @@
 //! The admin listener: plain HTTP, loopback by default, apart from the client port.
-//! `GET /metrics` (Prometheus text format 0.0.4) and `GET /healthz`.
+//! `GET /metrics` (Prometheus text format 0.0.4), `GET /healthz` (the process answers) and
+//! `GET /readyz` (the upstream is connected and subscribed, and the strategies are warm).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -11,7 +12,51 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::market::SourceStats;
+use crate::market::stats::KINDS;
 use crate::server::Shared;
+use crate::server::histogram::Histogram;
+use crate::strategy::Warmup;
+
+/// What the admin listener reports on: the server, and the pipeline that feeds it.
+#[derive(Clone)]
+pub struct Observed {
+    pub server: Arc<Shared>,
+    /// The market source's connections, gaps and events.
+    pub source: Arc<SourceStats>,
+    /// The strategies' warm-up.
+    pub warmup: Arc<Warmup>,
+}
+
+impl Observed {
+    /// The server alone, with no pipeline reporting yet: never ready.
+    pub fn new(server: Arc<Shared>) -> Self {
+        Observed {
+            server,
+            source: Default::default(),
+            warmup: Default::default(),
+        }
+    }
+
+    /// Whether sigcast should get traffic, and a line per check saying why (not).
+    pub fn readiness(&self) -> (bool, String) {
+        let source = self.source.snapshot();
+        let upstream = self.source.all_connected();
+        let instances = self.warmup.instances.load(Ordering::Relaxed);
+        let cold = self.warmup.cold.load(Ordering::Relaxed);
+        let warm = self.warmup.warm();
+        let word = |ok| if ok { "ok" } else { "not ready" };
+        let text = format!(
+            "upstream: {} ({} of {} connections up and subscribed)\nstrategies: {} ({} of {instances} warm)\n",
+            word(upstream),
+            source.connected.max(0),
+            source.planned.max(0),
+            word(warm),
+            instances.saturating_sub(cold),
+        );
+        (upstream && warm, text)
+    }
+}
 
 /// How long a scrape may take to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -21,7 +66,7 @@ const MAX_REQUEST: usize = 8 * 1024;
 const MAX_CONCURRENT: usize = 16;
 
 /// Serves the admin endpoints until `shutdown`.
-pub async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {
+pub async fn run(listener: TcpListener, observed: Observed, shutdown: CancellationToken) {
     let tasks = TaskTracker::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT));
     loop {
@@ -40,9 +85,9 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: Cancellat
                 }
             },
         };
-        let shared = shared.clone();
+        let observed = observed.clone();
         tasks.spawn(async move {
-            if let Err(e) = serve(tcp, &shared).await {
+            if let Err(e) = serve(tcp, &observed).await {
                 tracing::debug!(%peer, error = %e, "admin request failed");
             }
             drop(permit);
@@ -52,7 +97,7 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: Cancellat
     let _ = tokio::time::timeout(Duration::from_secs(1), tasks.wait()).await;
 }
 
-async fn serve(mut tcp: TcpStream, shared: &Shared) -> std::io::Result<()> {
+async fn serve(mut tcp: TcpStream, observed: &Observed) -> std::io::Result<()> {
     let head = tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut tcp))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "request too slow"))??;
@@ -66,13 +111,17 @@ async fn serve(mut tcp: TcpStream, shared: &Shared) -> std::io::Result<()> {
                 (Some("GET" | "HEAD"), "/metrics") => (
                     "200 OK",
                     "text/plain; version=0.0.4; charset=utf-8",
-                    render(shared),
+                    render(observed),
                 ),
                 (Some("GET" | "HEAD"), "/healthz") => ("200 OK", "text/plain", "ok\n".into()),
+                (Some("GET" | "HEAD"), "/readyz") => match observed.readiness() {
+                    (true, text) => ("200 OK", "text/plain", text),
+                    (false, text) => ("503 Service Unavailable", "text/plain", text),
+                },
                 (Some("GET" | "HEAD"), _) => (
                     "404 Not Found",
                     "text/plain",
-                    "not found; try /metrics or /healthz\n".into(),
+                    "not found; try /metrics, /healthz or /readyz\n".into(),
                 ),
                 _ => ("405 Method Not Allowed", "text/plain", "GET only\n".into()),
             }
@@ -108,8 +157,9 @@ async fn read_head(tcp: &mut TcpStream) -> std::io::Result<Vec<u8>> {
 }
 
 /// The metrics, in Prometheus text format.
-pub fn render(shared: &Shared) -> String {
-    let mut out = String::with_capacity(4096);
+pub fn render(observed: &Observed) -> String {
+    let shared = &observed.server;
+    let mut out = String::with_capacity(8192);
     let stats = &shared.stats;
     let hub = &shared.hub;
     family(
@@ -200,8 +250,138 @@ pub fn render(shared: &Shared) -> String {
             "Signals numbered but not yet committed to the journal.",
             last.saturating_sub(journal.flushed()),
         );
+        let footprint = journal.footprint();
+        gauge(
+            &mut out,
+            "sigcast_journal_size_bytes",
+            "The signal journal's database and write-ahead log on disk.",
+            footprint.bytes.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut out,
+            "sigcast_journal_oldest_seq",
+            "The oldest signal the journal keeps for resumes (0 while empty).",
+            footprint.oldest_seq.load(Ordering::Relaxed),
+        );
     }
+    histogram(
+        &mut out,
+        "sigcast_session_queue_depth",
+        "Signals waiting in a session's queue when it woke to write them.",
+        &stats.queue_depth,
+        0,
+    );
+    histogram(
+        &mut out,
+        "sigcast_fanout_latency_seconds",
+        "From the hub numbering a signal to a session flushing it to its client (oldest signal of each write).",
+        &stats.fanout_latency,
+        6,
+    );
+    upstream(&mut out, observed);
     out
+}
+
+/// The market source's families.
+fn upstream(out: &mut String, observed: &Observed) {
+    let s = observed.source.snapshot();
+    family(
+        out,
+        "sigcast_upstream_connections",
+        "gauge",
+        "Market source connections, by state (planned: meant to be open; up: connected and subscribed).",
+    );
+    let _ = writeln!(
+        out,
+        "sigcast_upstream_connections{{state=\"planned\"}} {}\nsigcast_upstream_connections{{state=\"up\"}} {}",
+        s.planned, s.connected
+    );
+    counter(
+        out,
+        "sigcast_upstream_connects_total",
+        "Successful market source connects, first ones included.",
+        s.connects,
+    );
+    counter(
+        out,
+        "sigcast_upstream_reconnects_total",
+        "Connects that replaced a lost upstream connection.",
+        s.reconnects,
+    );
+    counter(
+        out,
+        "sigcast_upstream_gaps_detected_total",
+        "Holes found in an upstream id or candle sequence.",
+        s.gaps_detected,
+    );
+    counter(
+        out,
+        "sigcast_upstream_gaps_backfilled_total",
+        "Holes filled from the REST history before strategies saw them.",
+        s.gaps_backfilled,
+    );
+    counter(
+        out,
+        "sigcast_upstream_malformed_messages_total",
+        "Upstream messages skipped because they did not parse.",
+        s.malformed,
+    );
+    family(
+        out,
+        "sigcast_upstream_messages_total",
+        "counter",
+        "Market events received, by stream kind.",
+    );
+    for (kind, n) in KINDS.iter().zip(s.events) {
+        let _ = writeln!(
+            out,
+            "sigcast_upstream_messages_total{{kind=\"{kind}\"}} {n}"
+        );
+    }
+    let instances = observed.warmup.instances.load(Ordering::Relaxed) as u64;
+    let cold = observed.warmup.cold.load(Ordering::Relaxed) as u64;
+    family(
+        out,
+        "sigcast_strategy_instances",
+        "gauge",
+        "Strategy instances running, by warm-up state.",
+    );
+    let _ = writeln!(
+        out,
+        "sigcast_strategy_instances{{state=\"warm\"}} {}\nsigcast_strategy_instances{{state=\"cold\"}} {cold}",
+        instances.saturating_sub(cold)
+    );
+}
+
+/// A histogram family, whose values are exported divided by 10^`decimals` (6: microseconds
+/// recorded, seconds exported), bounds written exactly.
+fn histogram<const N: usize>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    h: &Histogram<N>,
+    decimals: u32,
+) {
+    let unit = 10u64.pow(decimals);
+    family(out, name, "histogram", help);
+    let (buckets, sum, count) = h.read();
+    for (bound, cumulative) in buckets {
+        if bound == u64::MAX {
+            let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+        } else {
+            let (whole, fraction) = (bound / unit, bound % unit);
+            let le = match fraction {
+                0 => whole.to_string(),
+                f => {
+                    let digits = format!("{f:0width$}", width = decimals as usize);
+                    format!("{whole}.{}", digits.trim_end_matches('0'))
+                }
+            };
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+        }
+    }
+    let _ = writeln!(out, "{name}_sum {}", sum as f64 / unit as f64);
+    let _ = writeln!(out, "{name}_count {count}");
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {

@@ -1,12 +1,15 @@
-//! The admin listener: `/metrics` counts what real clients did, `/healthz` answers, and
-//! anything else is refused.
+//! The admin listener: `/metrics` counts what real clients did, `/healthz` answers,
+//! `/readyz` follows the upstream and the strategies' warm-up, and anything else is refused.
 
 mod common;
 
 use std::time::Duration;
 
+use common::binance_mock::{Entry, MockBinance, Settings, Tape};
 use common::{TestServer, next_text, within};
-use sigcast::strategy::Side;
+use sigcast::admin::Observed;
+use sigcast::market::Market;
+use sigcast::strategy::{Side, definition};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
@@ -40,7 +43,7 @@ async fn metrics_count_handshakes_signals_and_deliveries() {
     let stop = CancellationToken::new();
     tokio::spawn(sigcast::admin::run(
         admin,
-        server.shared.clone(),
+        Observed::new(server.shared.clone()),
         stop.clone(),
     ));
 
@@ -107,13 +110,49 @@ async fn metrics_count_handshakes_signals_and_deliveries() {
     // Every sample belongs to a family announced with HELP and TYPE.
     for line in body.lines().filter(|l| !l.starts_with('#')) {
         let name = line.split(['{', ' ']).next().unwrap();
+        let histogram = ["_bucket", "_sum", "_count"]
+            .iter()
+            .filter_map(|suffix| name.strip_suffix(suffix))
+            .any(|base| body.contains(&format!("# TYPE {base} histogram\n")));
         assert!(
-            body.contains(&format!("# TYPE {name} ")),
+            histogram || body.contains(&format!("# TYPE {name} ")),
             "{name} has no TYPE"
         );
     }
 
+    // A session adds its histogram counts when it ends (and at each ping).
     drop(client);
+    let mut body = String::new();
+    for _ in 0..50 {
+        let response = get(addr, "GET /metrics HTTP/1.1\r\n\r\n").await;
+        body = response.split_once("\r\n\r\n").unwrap().1.to_string();
+        if sample(&body, "sigcast_fanout_latency_seconds_count") > 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let writes = sample(&body, "sigcast_fanout_latency_seconds_count");
+    assert!(
+        (1.0..=4.0).contains(&writes),
+        "4 signals in 1 to 4 writes: {writes}"
+    );
+    assert_eq!(
+        sample(&body, r#"sigcast_fanout_latency_seconds_bucket{le="+Inf"}"#),
+        writes
+    );
+    assert!(sample(&body, "sigcast_fanout_latency_seconds_sum") < 5.0 * writes);
+    assert_eq!(sample(&body, "sigcast_session_queue_depth_count"), writes);
+    assert!(
+        body.contains("sigcast_fanout_latency_seconds_bucket{le=\"0.00005\"}"),
+        "{body}"
+    );
+    assert!(sample(&body, "sigcast_journal_size_bytes") > 0.0);
+    let not_ready = get(addr, "GET /readyz HTTP/1.1\r\n\r\n").await;
+    assert!(
+        not_ready.starts_with("HTTP/1.1 503"),
+        "no source feeds this hub: {not_ready}"
+    );
+
     let health = get(addr, "GET /healthz HTTP/1.1\r\n\r\n").await;
     assert!(
         health.starts_with("HTTP/1.1 200 OK") && health.ends_with("ok\n"),
@@ -140,7 +179,7 @@ async fn prometheus_parser_reads_the_metrics() {
     server
         .hub
         .publish(&common::signal("ETHUSDT", Side::Sell, 2.0));
-    let metrics = sigcast::admin::render(&server.shared);
+    let metrics = sigcast::admin::render(&Observed::new(server.shared.clone()));
     let script = r#"
 import sys
 from prometheus_client.parser import text_string_to_metric_families
@@ -174,7 +213,140 @@ for family in text_string_to_metric_families(sys.stdin.read()):
         "gauge sigcast_connections [('state', 'open')] 1\n",
         "counter sigcast_slow_consumer_disconnects_total [] 0\n",
         "gauge sigcast_journal_lag_signals [] ",
+        "histogram sigcast_fanout_latency_seconds_count [] ",
+        "histogram sigcast_session_queue_depth_bucket [('le', '+Inf')] ",
+        "counter sigcast_upstream_messages_total [('kind', 'aggTrade')] 0\n",
+        "gauge sigcast_upstream_connections [('state', 'up')] 0\n",
     ] {
         assert!(stdout.contains(expected), "{expected} not in\n{stdout}");
     }
+}
+
+/// One aggTrade per second of TSTUSDT, from second 0.
+fn per_second(prices: &[&str]) -> Tape {
+    Tape {
+        market: Market::Futures,
+        entries: prices
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Entry::agg_trade("TSTUSDT", i as u64 + 1, i as i64 * 1000, p))
+            .collect(),
+    }
+}
+
+/// Polls `/readyz` until its status line starts with `status`; the whole response.
+async fn await_readyz(addr: std::net::SocketAddr, status: &str) -> String {
+    let mut last = String::new();
+    for _ in 0..200 {
+        last = get(addr, "GET /readyz HTTP/1.1\r\n\r\n").await;
+        if last.starts_with(&format!("HTTP/1.1 {status}")) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("/readyz never answered {status}; last:\n{last}");
+}
+
+/// `/readyz` is ready only while the upstream (a Binance mock) is connected and subscribed
+/// and the strategies are warm, and the upstream's metrics count what happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_follows_the_upstream_and_the_warmup() {
+    let tape = per_second(&["10", "9", "8", "7", "6", "6.5", "12", "13", "13", "13"]);
+    let mock = MockBinance::start(tape, Settings::default()).await;
+    mock.stop();
+    let material = common::Material::new();
+    let config = mock.sigcast_config(&material, &[]);
+    let server = TestServer::start_with(material, config).await;
+    let stop = CancellationToken::new();
+    let cross = "[[strategy]]\nname = \"cross\"\nkind = \"ma_cross\"\nmarket = \"futures\"\nsymbol = \"TSTUSDT\"\ninterval = \"1s\"\n[strategy.params]\nfast = 2\nslow = 3\n";
+    let pipeline = sigcast::cli::start_pipeline(
+        &server.config,
+        definition::from_text(cross).unwrap(),
+        server.hub.clone(),
+        stop.clone(),
+    )
+    .unwrap();
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = admin.local_addr().unwrap();
+    let observed = Observed {
+        server: server.shared.clone(),
+        source: pipeline.source.clone(),
+        warmup: pipeline.warmup.clone(),
+    };
+    tokio::spawn(sigcast::admin::run(admin, observed, stop.clone()));
+
+    let down = await_readyz(addr, "503").await;
+    assert!(
+        down.contains("upstream: not ready (0 of 1 connections up"),
+        "{down}"
+    );
+    assert!(
+        down.contains("strategies: not ready (0 of 1 warm)"),
+        "{down}"
+    );
+
+    mock.restart().await;
+    let cold = loop {
+        let r = await_readyz(addr, "503").await;
+        if r.contains("upstream: ok") {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        cold.contains("strategies: not ready"),
+        "warm-up waits for data: {cold}"
+    );
+
+    mock.play(20);
+    let ready = await_readyz(addr, "200").await;
+    assert!(
+        ready.contains("upstream: ok (1 of 1") && ready.contains("strategies: ok (1 of 1 warm)"),
+        "{ready}"
+    );
+
+    mock.stop();
+    let lost = await_readyz(addr, "503").await;
+    assert!(lost.contains("upstream: not ready (0 of 1"), "{lost}");
+    mock.restart().await;
+    await_readyz(addr, "200").await;
+
+    let metrics = sigcast::admin::render(&Observed {
+        server: server.shared.clone(),
+        source: pipeline.source.clone(),
+        warmup: pipeline.warmup.clone(),
+    });
+    assert_eq!(
+        sample(&metrics, r#"sigcast_upstream_connections{state="planned"}"#),
+        1.0
+    );
+    assert_eq!(
+        sample(&metrics, r#"sigcast_upstream_connections{state="up"}"#),
+        1.0
+    );
+    assert!(
+        sample(&metrics, "sigcast_upstream_connects_total") >= 2.0,
+        "{metrics}"
+    );
+    assert!(
+        sample(&metrics, "sigcast_upstream_reconnects_total") >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        sample(
+            &metrics,
+            r#"sigcast_upstream_messages_total{kind="aggTrade"}"#
+        ) >= 1.0
+    );
+    assert!(
+        sample(
+            &metrics,
+            r#"sigcast_upstream_messages_total{kind="reconnected"}"#
+        ) >= 1.0
+    );
+    assert_eq!(
+        sample(&metrics, r#"sigcast_strategy_instances{state="warm"}"#),
+        1.0
+    );
+    stop.cancel();
 }

@@ -200,7 +200,7 @@ async fn a_slow_consumer_cut_off_resumes_without_loss() {
     .await;
     assert_eq!(code, 4000, "{reason}");
     assert!(reason.starts_with("slow consumer"), "{reason}");
-    let metrics = sigcast::admin::render(&server.shared);
+    let metrics = sigcast::admin::render(&sigcast::admin::Observed::new(server.shared.clone()));
     assert!(
         metrics.contains("\nsigcast_slow_consumer_disconnects_total 1\n"),
         "{metrics}"

@@ -170,7 +170,8 @@ fn start(
         .map(|s| (mock.tape().market, s))
         .collect();
     let stop = CancellationToken::new();
-    let (_upstream, rx) = live::spawn(settings, &streams, stop.clone()).unwrap();
+    let (_upstream, rx) =
+        live::spawn(settings, &streams, Default::default(), stop.clone()).unwrap();
     (rx, stop)
 }
 
@@ -288,7 +289,7 @@ async fn resubscribing_500_streams_stays_under_the_message_limit() {
         .map(|i| (Market::Spot, format!("sym{i}usdt@aggTrade")))
         .collect();
     let stop = CancellationToken::new();
-    let _rx = live::spawn(settings, &streams, stop.clone()).unwrap();
+    let _rx = live::spawn(settings, &streams, Default::default(), stop.clone()).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while mock.stats().last_subscriptions.len() < 500 {
         assert!(

@@ -19,8 +19,8 @@ use crate::config::{Config, SourceKind};
 use crate::hub::Hub;
 use crate::hub::feed::{MarketTopic, Offered, Relay};
 use crate::market::binance::live::{self, Upstream, rest::Rest};
-use crate::market::{Kline, Market, MarketEvent, replay, synthetic};
-use crate::strategy::{Engine, Instance, Signal, WarmupNeed};
+use crate::market::{Kline, Market, MarketEvent, SourceStats, replay, synthetic};
+use crate::strategy::{Engine, Instance, Signal, Warmup, WarmupNeed};
 
 /// How long fetching one symbol's history may take before it goes live without.
 const HISTORY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -36,6 +36,10 @@ pub struct Pipeline {
     pub instances: usize,
     /// Replaces the running strategy set (hot reload).
     pub reload: mpsc::Sender<Vec<Instance>>,
+    /// The source's counters: connections, reconnects, gaps, events by kind.
+    pub source: Arc<SourceStats>,
+    /// The strategies' warm-up, reported as it changes.
+    pub warmup: Arc<Warmup>,
 }
 
 /// Starts the source and the engine, publishing signals into `hub` until `stop`.
@@ -45,9 +49,15 @@ pub fn start(
     hub: Arc<Hub>,
     stop: CancellationToken,
 ) -> anyhow::Result<Pipeline> {
-    let engine = Engine::new(instances);
-    let count = engine.len();
     let live = config.source.kind == SourceKind::Binance;
+    let mut engine = Engine::new(instances);
+    if live {
+        engine = engine.with_history_source();
+    }
+    let count = engine.len();
+    let source = Arc::new(SourceStats::default());
+    let warmup = Arc::new(Warmup::default());
+    engine.report(&warmup);
     let market_data = MarketData {
         relay: Relay::new(hub.feed().clone(), !live),
         wanted: hub.feed().wanted(),
@@ -57,12 +67,17 @@ pub fn start(
     market_data.offer(&hub, &engine);
     let mut upstream = None;
     let events = match config.source.kind {
-        SourceKind::Synthetic => synthetic::spawn(
-            config.source.symbols.clone(),
-            config.source.seed,
-            config.source.tick,
-            stop.clone(),
-        ),
+        SourceKind::Synthetic => {
+            // The synthetic market is one endless, always-connected source.
+            source.plan();
+            source.connected(false);
+            synthetic::spawn(
+                config.source.symbols.clone(),
+                config.source.seed,
+                config.source.tick,
+                stop.clone(),
+            )
+        }
         SourceKind::Replay => {
             replay::check(&config.source.replay)?;
             let speed = config
@@ -76,6 +91,7 @@ pub fn start(
                     speed,
                     looped: config.source.replay_loop,
                     delay: config.source.replay_delay,
+                    stats: source.clone(),
                 },
                 stop.clone(),
             )
@@ -86,8 +102,13 @@ pub fn start(
                 streams = streams.len(),
                 "subscribing to what the strategies and market-data clients need"
             );
-            let (handle, events) = live::spawn(config.binance.clone(), &streams, stop.clone())
-                .map_err(|e| anyhow::anyhow!(e))?;
+            let (handle, events) = live::spawn(
+                config.binance.clone(),
+                &streams,
+                source.clone(),
+                stop.clone(),
+            )
+            .map_err(|e| anyhow::anyhow!(e))?;
             upstream = Some(handle);
             events
         }
@@ -101,12 +122,16 @@ pub fn start(
         fetches: JoinSet::new(),
         out: Vec::new(),
         market_data,
+        source: source.clone(),
+        warmup: warmup.clone(),
     };
     let task = tokio::spawn(runner.run(events, reloads, stop));
     Ok(Pipeline {
         task,
         instances: count,
         reload,
+        source,
+        warmup,
     })
 }
 
@@ -154,6 +179,10 @@ struct Runner {
     out: Vec<Signal>,
     /// Market-data topics: relaying events, and what clients ask the upstream for.
     market_data: MarketData,
+    /// Counts events by kind for the metrics.
+    source: Arc<SourceStats>,
+    /// Where the engine reports its warm-up, for readiness.
+    warmup: Arc<Warmup>,
 }
 
 /// The pipeline's part in market-data topics.
@@ -211,7 +240,10 @@ impl Runner {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 event = events.recv() => match event {
-                    Some(event) => self.on_event(event),
+                    Some(event) => {
+                        self.source.event(&event.kind);
+                        self.on_event(event);
+                    }
                     None => break,
                 },
                 Some(done) = self.fetches.join_next(), if !self.fetches.is_empty() => {
@@ -224,6 +256,7 @@ impl Runner {
                 _ = poll.tick() => {
                     self.engine.poll(&mut self.out);
                     publish(&self.hub, &mut self.out);
+                    self.engine.report(&self.warmup);
                 }
             }
         }

@@ -260,16 +260,21 @@ async fn run_until_signal(
     admin: Option<TcpListener>,
 ) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
-    if let Some(admin) = admin {
-        tracing::info!(admin = %admin.local_addr()?, "admin listening: /metrics, /healthz");
-        tokio::spawn(crate::admin::run(admin, shared.clone(), shutdown.clone()));
-    }
     let pipeline = super::pipeline::start(
         config,
         load_strategies(config)?,
         shared.hub.clone(),
         shutdown.clone(),
     )?;
+    if let Some(admin) = admin {
+        tracing::info!(admin = %admin.local_addr()?, "admin listening: /metrics, /healthz, /readyz");
+        let observed = crate::admin::Observed {
+            server: shared.clone(),
+            source: pipeline.source.clone(),
+            warmup: pipeline.warmup.clone(),
+        };
+        tokio::spawn(crate::admin::run(admin, observed, shutdown.clone()));
+    }
     super::reload::spawn(
         config.clone(),
         load_strategies,

@@ -13,6 +13,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
@@ -74,9 +75,20 @@ enum Command {
     DeliverTo(broadcast::Sender<Published>),
 }
 
+/// The journal's footprint, measured by the checkpoint thread every second.
+#[derive(Debug, Default)]
+pub struct Footprint {
+    /// Database file plus write-ahead log, in bytes.
+    pub bytes: AtomicU64,
+    /// The oldest `seq` kept (0 while empty): resumes from before it get `history_expired`.
+    pub oldest_seq: AtomicU64,
+}
+
 /// Handle on the journal; cheap to share behind the hub.
 pub struct Journal {
     path: PathBuf,
+    /// Size on disk and oldest signal kept, for the metrics.
+    footprint: Arc<Footprint>,
     writer: std_mpsc::Sender<Command>,
     /// The highest `seq` committed to disk.
     flushed: watch::Receiver<u64>,
@@ -126,13 +138,17 @@ impl Journal {
             .map_err(thread_error)?;
         let owned = path.to_path_buf();
         let writer_alive = flushed.clone();
+        let footprint = Arc::new(Footprint::default());
+        measure(&checkpoints, path, &footprint);
+        let measured = footprint.clone();
         std::thread::Builder::new()
             .name("sigcast-checkpoint".into())
-            .spawn(move || checkpoint_loop(checkpoints, &owned, writer_alive))
+            .spawn(move || checkpoint_loop(checkpoints, &owned, writer_alive, &measured))
             .map_err(thread_error)?;
         Ok((
             Journal {
                 path: path.to_path_buf(),
+                footprint,
                 writer,
                 flushed,
             },
@@ -165,6 +181,11 @@ impl Journal {
             .await
             .map(|_| ())
             .map_err(|_| JournalError::Stopped)
+    }
+
+    /// Size on disk and oldest signal kept, as of the last measurement.
+    pub fn footprint(&self) -> &Footprint {
+        &self.footprint
     }
 
     /// The highest `seq` on disk.
@@ -208,6 +229,7 @@ fn read_page(path: &Path, after: u64, upto: u64) -> Result<Page, JournalError> {
                 symbol: Arc::from(r.get::<_, String>(1)?),
                 strategy: Arc::from(r.get::<_, String>(2)?),
                 frame: Frame::from(r.get::<_, String>(3)?),
+                at: std::time::Instant::now(),
             })
         })
         .map_err(sql)?;
@@ -274,7 +296,12 @@ fn write_loop(
 
 /// Moves the WAL into the database file every second, until the writer stops. PASSIVE:
 /// it never blocks the writer, which is what keeps fsyncs off the broadcast path.
-fn checkpoint_loop(conn: Connection, path: &Path, writer: watch::Receiver<u64>) {
+fn checkpoint_loop(
+    conn: Connection,
+    path: &Path,
+    writer: watch::Receiver<u64>,
+    footprint: &Footprint,
+) {
     loop {
         std::thread::sleep(CHECKPOINT_EVERY);
         if writer.has_changed().is_err() {
@@ -283,8 +310,27 @@ fn checkpoint_loop(conn: Connection, path: &Path, writer: watch::Receiver<u64>) 
         if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
             tracing::warn!(path = %path.display(), error = %e, "journal checkpoint failed");
         }
+        measure(&conn, path, footprint);
     }
     let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+}
+
+/// Records the journal's size on disk and its oldest `seq`.
+fn measure(conn: &Connection, path: &Path, footprint: &Footprint) {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let bytes: u64 = [path.as_os_str(), wal.as_os_str()]
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    footprint.bytes.store(bytes, Ordering::Relaxed);
+    // MIN over the primary key: one index lookup, whatever the table's size.
+    if let Ok(oldest) = conn.query_row("SELECT COALESCE(MIN(seq), 0) FROM signals", [], |r| {
+        r.get::<_, i64>(0)
+    }) {
+        footprint.oldest_seq.store(oldest as u64, Ordering::Relaxed);
+    }
 }
 
 fn write_batch(conn: &mut Connection, batch: &[Entry]) -> rusqlite::Result<()> {
@@ -345,6 +391,7 @@ mod tests {
             symbol: Arc::from("BTCUSDT"),
             strategy: Arc::from("s"),
             frame: Frame::from(frame.to_string()),
+            at: std::time::Instant::now(),
         }
     }
 

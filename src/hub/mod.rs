@@ -81,6 +81,8 @@ pub struct Published {
     pub symbol: Arc<str>,
     pub strategy: Arc<str>,
     pub frame: Frame,
+    /// When the hub numbered it: fan-out latency is measured from here.
+    pub at: std::time::Instant,
 }
 
 /// Fan-out point between the strategy engine and the client sessions.
@@ -176,6 +178,7 @@ impl Hub {
             symbol: Arc::from(signal.symbol.as_str()),
             strategy: Arc::from(signal.strategy.as_str()),
             frame: encode_seq(signal, seq),
+            at: std::time::Instant::now(),
         };
         match &self.journal {
             // Write-ahead: the journal's writer broadcasts it once it is committed.

@@ -1,7 +1,10 @@
 //! Counting bad upstream messages, and logging them at a rate limit so a flood cannot drown
 //! the logs or slow the stream.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use super::SourceStats;
 
 /// Counts malformed or unknown upstream messages for one source.
 #[derive(Debug)]
@@ -15,6 +18,8 @@ pub struct Malformed {
     last_log: Option<Instant>,
     /// At most one log line per this interval.
     every: Duration,
+    /// Where the count is also kept for metrics, when someone watches.
+    stats: Option<Arc<SourceStats>>,
 }
 
 impl Malformed {
@@ -25,12 +30,22 @@ impl Malformed {
             unlogged: 0,
             last_log: None,
             every: Duration::from_secs(10),
+            stats: None,
         }
+    }
+
+    /// Also counts into `stats` (the source's metrics).
+    pub fn counting(mut self, stats: Arc<SourceStats>) -> Self {
+        self.stats = Some(stats);
+        self
     }
 
     /// Counts one bad message; logs it unless a line was logged within the interval.
     pub fn record(&mut self, error: &dyn std::fmt::Display) {
         self.total += 1;
+        if let Some(stats) = &self.stats {
+            stats.malformed();
+        }
         self.unlogged += 1;
         let now = Instant::now();
         if self

@@ -11,9 +11,11 @@ pub mod kline;
 mod malformed;
 pub mod recording;
 pub mod replay;
+pub mod stats;
 pub mod synthetic;
 
 pub use event::*;
 pub use interval::{Interval, UnknownInterval};
 pub use malformed::Malformed;
 pub use rust_decimal::Decimal;
+pub use stats::SourceStats;

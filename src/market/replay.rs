@@ -52,6 +52,8 @@ pub struct ReplayOptions {
     pub looped: bool,
     /// Wait this long before playing (so clients can connect first).
     pub delay: Duration,
+    /// Counts the replay as one connection while it plays, and its malformed lines.
+    pub stats: std::sync::Arc<super::SourceStats>,
 }
 
 /// Opens every file now, so a bad path is a startup error rather than a silent empty stream.
@@ -107,7 +109,11 @@ fn play(options: &ReplayOptions, tx: &mpsc::Sender<MarketEvent>, stop: &Cancella
         }
         std::thread::sleep(Duration::from_millis(20).min(wake - Instant::now()));
     }
-    let mut malformed = Malformed::new("replay");
+    let _playing = (
+        super::stats::Planned::new(&options.stats),
+        super::stats::Up::new(&options.stats, false),
+    );
+    let mut malformed = Malformed::new("replay").counting(options.stats.clone());
     // Symbols seen, per market (spot, futures), for the Gap events of a loop.
     let mut symbols: [BTreeSet<String>; 2] = Default::default();
     let mut round = 0u64;
@@ -356,6 +362,7 @@ mod tests {
                 speed: Speed::Max,
                 looped: false,
                 delay: Duration::ZERO,
+                stats: Default::default(),
             },
             CancellationToken::new(),
         );

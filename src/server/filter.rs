@@ -127,6 +127,7 @@ mod tests {
             symbol: Arc::from(symbol),
             strategy: Arc::from(strategy),
             frame: "{}".into(),
+            at: std::time::Instant::now(),
         }
     }
 

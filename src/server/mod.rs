@@ -5,6 +5,7 @@
 
 pub mod filter;
 mod handshake;
+pub mod histogram;
 pub mod http;
 mod prefixed;
 mod session;

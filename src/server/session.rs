@@ -19,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::filter::{Filter, Topic};
 use super::handshake::{Accepted, ClientWs};
+use super::histogram::Local;
+use super::stats::{DEPTH_BUCKETS, LATENCY_BUCKETS, Stats};
 use super::{MAX_BATCH, Shared, close_code};
 use crate::auth::{Claims, Scope, unix_now};
 use crate::hub::Published;
@@ -76,6 +78,32 @@ pub struct Session {
     tests: TestBudget,
     /// How many `test` replies were sent, to rotate through symbols.
     tests_served: usize,
+    /// Queue depth and fan-out latency seen here, not yet added to the shared histograms.
+    observed: Observations,
+}
+
+/// A session's part of the queue-depth and fan-out-latency histograms.
+#[derive(Default)]
+struct Observations {
+    depth: Local<{ DEPTH_BUCKETS.len() }>,
+    latency: Local<{ LATENCY_BUCKETS.len() }>,
+}
+
+impl Observations {
+    /// One write of live signals: how many more waited, and how long the oldest took.
+    fn write(&mut self, stats: &Stats, waiting: usize, oldest: std::time::Instant) {
+        let micros = oldest.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
+        let full = self.depth.observe(&stats.queue_depth, waiting as u64)
+            | self.latency.observe(&stats.fanout_latency, micros);
+        if full {
+            self.flush(stats);
+        }
+    }
+
+    fn flush(&mut self, stats: &Stats) {
+        stats.queue_depth.absorb(&mut self.depth);
+        stats.fanout_latency.absorb(&mut self.latency);
+    }
 }
 
 impl Session {
@@ -107,6 +135,7 @@ impl Session {
             _slot: slot,
             last_heard: Instant::now(),
             tests_served: 0,
+            observed: Observations::default(),
             shared,
         }
     }
@@ -135,6 +164,7 @@ impl Session {
             Err(e) => Ended::Transport(e),
         };
         stats.stats.sessions.fetch_sub(1, Ordering::Relaxed);
+        self.observed.flush(&stats.stats);
         let (peer, sub, jti) = (self.peer, &self.claims.sub, &self.claims.jti);
         match ended {
             Ended::ByClient => tracing::info!(%peer, %sub, %jti, "session closed by client"),
@@ -530,6 +560,8 @@ impl Session {
                 ));
             }
         };
+        let waiting = self.frames.len();
+        let oldest = first.at;
         let mut lagged = None;
         let mut batch = Vec::new();
         if self.take_live(&first) {
@@ -553,10 +585,12 @@ impl Session {
             return Ok(lagged.map(slow_consumer).unwrap_or(Flow::Continue));
         }
         self.write_all(batch.into_iter().map(Message::Text)).await?;
+        self.observed.write(&self.shared.stats, waiting, oldest);
         Ok(lagged.map(slow_consumer).unwrap_or(Flow::Continue))
     }
 
     async fn on_ping_tick(&mut self) -> Result<Flow, WsError> {
+        self.observed.flush(&self.shared.stats);
         let idle = self.last_heard.elapsed();
         if idle >= self.shared.settings.idle_timeout {
             return Ok(Flow::Close(

@@ -2,7 +2,46 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
+use super::histogram::Histogram;
 use crate::auth::AuthError;
+
+/// Buckets of `sigcast_session_queue_depth`: signals waiting in a session's view of the ring.
+pub const DEPTH_BUCKETS: [u64; 15] = [
+    0,
+    1,
+    2,
+    4,
+    8,
+    16,
+    32,
+    64,
+    128,
+    256,
+    512,
+    1024,
+    2048,
+    4096,
+    u64::MAX,
+];
+/// Buckets of `sigcast_fanout_latency_seconds`, in microseconds.
+pub const LATENCY_BUCKETS: [u64; 14] = [
+    50,
+    100,
+    250,
+    500,
+    1_000,
+    2_500,
+    5_000,
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    1_000_000,
+    u64::MAX,
+];
+pub type DepthHistogram = Histogram<{ DEPTH_BUCKETS.len() }>;
+pub type LatencyHistogram = Histogram<{ LATENCY_BUCKETS.len() }>;
 
 /// How a handshake ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +96,7 @@ impl Outcome {
 }
 
 /// Counters shared by the listener and every session.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Stats {
     /// Sessions open now (upgraded and authenticated).
     pub sessions: AtomicI64,
@@ -68,6 +107,24 @@ pub struct Stats {
     pub delivered: AtomicU64,
     /// Sessions closed 4000 as slow consumers.
     pub slow_consumers: AtomicU64,
+    /// Signals a session had waiting when it woke to write: how far behind clients run.
+    pub queue_depth: DepthHistogram,
+    /// From the hub numbering a signal to a session's flush of it (the oldest of each write).
+    pub fanout_latency: LatencyHistogram,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            sessions: Default::default(),
+            handshaking: Default::default(),
+            handshakes: Default::default(),
+            delivered: Default::default(),
+            slow_consumers: Default::default(),
+            queue_depth: Histogram::new(DEPTH_BUCKETS),
+            fanout_latency: Histogram::new(LATENCY_BUCKETS),
+        }
+    }
 }
 
 impl Stats {

@@ -18,6 +18,7 @@ pub mod rsi;
 mod testing;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::market::{Interval, Kline, Market, MarketEvent, MarketEventKind};
 
@@ -129,6 +130,23 @@ pub struct Reloaded {
     pub removed: usize,
 }
 
+/// The engine's warm-up, as whoever runs it last reported it (for readiness and metrics).
+#[derive(Debug, Default)]
+pub struct Warmup {
+    pub instances: AtomicUsize,
+    /// Instances not yet fed (see [`Engine::cold`]).
+    pub cold: AtomicUsize,
+    /// Set once the engine has reported at all.
+    pub reported: std::sync::atomic::AtomicBool,
+}
+
+impl Warmup {
+    /// Every instance is fed, as of the last report.
+    pub fn warm(&self) -> bool {
+        self.reported.load(Ordering::Relaxed) && self.cold.load(Ordering::Relaxed) == 0
+    }
+}
+
 /// Runs many strategy instances, dispatching events by market and symbol.
 #[derive(Default)]
 pub struct Engine {
@@ -136,6 +154,9 @@ pub struct Engine {
     /// Per market (spot, futures): symbol -> indices into `slots`, so an event touches only
     /// the instances that need it (and looking it up allocates nothing).
     by_symbol: [HashMap<String, Vec<usize>>; 2],
+    /// Whether history arrives from outside ([`Engine::on_history`], the live REST source).
+    /// Without it, an instance counts as fed on its first event, as it warms on the data.
+    history_source: bool,
 }
 
 impl Engine {
@@ -143,6 +164,25 @@ impl Engine {
         let mut engine = Engine::default();
         engine.install(instances.into_iter().map(Slot::new).collect());
         engine
+    }
+
+    /// Says history will come through [`Engine::on_history`] (the live source).
+    pub fn with_history_source(mut self) -> Self {
+        self.history_source = true;
+        self
+    }
+
+    /// Instances not yet fed: waiting for their history, or (without a history source) for
+    /// their first event.
+    pub fn cold(&self) -> usize {
+        self.slots.iter().filter(|s| !s.fed).count()
+    }
+
+    /// Publishes the instance count and how many are cold.
+    pub fn report(&self, to: &Warmup) {
+        to.instances.store(self.len(), Ordering::Relaxed);
+        to.cold.store(self.cold(), Ordering::Relaxed);
+        to.reported.store(true, Ordering::Relaxed);
     }
 
     fn install(&mut self, slots: Vec<Slot>) {
@@ -270,7 +310,10 @@ impl Engine {
                     slot.fed = slot.strategy.warmup() == 0;
                 }
                 MarketEventKind::Reconnected => slot.strategy.on_reconnect(),
-                _ => slot.strategy.on_event(event, out),
+                _ => {
+                    slot.fed |= !self.history_source;
+                    slot.strategy.on_event(event, out)
+                }
             }
             slot.strategy.poll(out);
         }

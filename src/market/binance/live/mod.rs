@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::BinanceSettings;
 use crate::market::binance::StreamKind;
-use crate::market::{Market, MarketEvent};
+use crate::market::{Market, MarketEvent, SourceStats};
 use shard::{Change, Shard, ShardSpec};
 
 /// The endpoint base a stream belongs on: spot has one; futures split since 2026 into
@@ -80,6 +80,8 @@ pub struct Upstream {
     /// Shards started so far per endpoint group, for their names.
     started: Vec<(&'static str, usize)>,
     out: mpsc::Sender<MarketEvent>,
+    /// Counters every shard adds to: connections, gaps, malformed messages.
+    stats: Arc<SourceStats>,
     stop: CancellationToken,
 }
 
@@ -113,6 +115,7 @@ impl Upstream {
             self.rest.clone(),
             self.out.clone(),
             receiver,
+            self.stats.clone(),
         );
         tokio::spawn(shard.run(self.stop.clone()));
     }
@@ -178,6 +181,7 @@ impl Upstream {
 pub fn spawn(
     settings: BinanceSettings,
     streams: &[(Market, String)],
+    stats: Arc<SourceStats>,
     stop: CancellationToken,
 ) -> Result<(Upstream, mpsc::Receiver<MarketEvent>), String> {
     let proxy = (!settings.proxy.is_empty()).then_some(settings.proxy.as_str());
@@ -190,6 +194,7 @@ pub fn spawn(
         shards: Vec::new(),
         started: Vec::new(),
         out: tx,
+        stats,
         stop,
     };
     upstream.update(streams);

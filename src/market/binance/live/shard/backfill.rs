@@ -198,7 +198,10 @@ impl Shard {
         after_id: u64,
     ) -> bool {
         match self.sequencer.admit(&event) {
-            Admit::Emit if complete => self.out.send(event).await.is_ok(),
+            Admit::Emit if complete => {
+                self.stats.gap_backfilled();
+                self.out.send(event).await.is_ok()
+            }
             Admit::Duplicate => true,
             _ => {
                 let gap = self.sequencer.give_up(&event, stream, after_id);

@@ -27,7 +27,8 @@ use super::sequence::{Admit, Sequencer};
 use super::transport::{self, Upstream};
 use crate::config::BinanceSettings;
 use crate::market::binance::{Parsed, parse};
-use crate::market::{Malformed, Market, MarketEvent, MarketEventKind};
+use crate::market::stats::{Planned, Up};
+use crate::market::{Malformed, Market, MarketEvent, MarketEventKind, SourceStats};
 
 /// How long a connect or a subscribe reply may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -97,6 +98,8 @@ pub struct Shard {
     out: mpsc::Sender<MarketEvent>,
     sequencer: Sequencer,
     malformed: Malformed,
+    /// The upstream's counters: connections, gaps, malformed messages.
+    stats: Arc<SourceStats>,
     /// Request ids, unique across this shard's connections.
     ids: Arc<AtomicI64>,
     /// Last time each stream delivered something, for the watchdog.
@@ -112,9 +115,11 @@ impl Shard {
         rest: Rest,
         out: mpsc::Sender<MarketEvent>,
         changes: mpsc::UnboundedReceiver<Change>,
+        stats: Arc<SourceStats>,
     ) -> Self {
         Self {
-            malformed: Malformed::new(spec.name.clone()),
+            malformed: Malformed::new(spec.name.clone()).counting(stats.clone()),
+            stats,
             spec: Arc::new(spec),
             settings,
             rest,
@@ -184,6 +189,8 @@ impl Shard {
     pub async fn run(mut self, stop: CancellationToken) {
         let mut failures = 0u32;
         let mut connected_before = false;
+        let stats = self.stats.clone();
+        let _planned = Planned::new(&stats);
         loop {
             self.absorb_pending();
             let attempt = connect(self.spec.clone(), self.settings.clone(), self.ids.clone());
@@ -209,12 +216,15 @@ impl Shard {
                 }
             };
             failures = 0;
-            tracing::info!(shard = %self.spec.name, streams = self.spec.streams.len(), "upstream connected and subscribed");
+            let up = Up::new(&stats, connected_before);
+            tracing::info!(shard = %self.spec.name, streams = self.spec.streams.len(), reconnect = connected_before, "upstream connected and subscribed");
             if connected_before && !(self.announce_reconnect().await && self.catch_up().await) {
                 return;
             }
             connected_before = true;
-            match self.serve(conn, &stop).await {
+            let end = self.serve(conn, &stop).await;
+            drop(up);
+            match end {
                 End::Stop => return,
                 End::Reconnect(reason) => {
                     tracing::warn!(shard = %self.spec.name, %reason, "upstream connection lost; reconnecting");
@@ -382,11 +392,13 @@ impl Shard {
             Admit::Emit => self.out.send(event).await.is_ok(),
             Admit::Duplicate => true,
             Admit::Gap(gap) => {
+                self.stats.gap_detected();
                 tracing::warn!(shard = %self.spec.name, symbol = %event.symbol, stream = gap.stream, after = gap.after_id, resumed = gap.resumed_at, "gap that cannot be backfilled");
                 self.out.send(gap_event(&event, gap)).await.is_ok()
                     && self.out.send(event).await.is_ok()
             }
             Admit::BackfillTrades { from_id, before_id } => {
+                self.stats.gap_detected();
                 self.backfill_trades(event, from_id, before_id).await
             }
             Admit::BackfillKlines {
@@ -394,6 +406,7 @@ impl Shard {
                 from_open_ms,
                 before_open_ms,
             } => {
+                self.stats.gap_detected();
                 self.backfill_klines(event, interval, from_open_ms, before_open_ms)
                     .await
             }
