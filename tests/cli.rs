@@ -806,3 +806,143 @@ async fn revoked_tokens_are_refused_and_their_sessions_closed() {
     let list = String::from_utf8(sigcast(tmp.path(), &["token", "list"]).stdout).unwrap();
     assert_eq!(list.matches(" revoked ").count(), 2, "{list}");
 }
+
+/// A token signed with the init'd secret, with the claims given (iss and aud filled in).
+fn signed(dir: &Path, claims: Value) -> String {
+    let secret = std::fs::read_to_string(dir.join("jwt.secret")).unwrap();
+    let mut claims = claims;
+    claims["iss"] = "sigcast".into();
+    claims["aud"] = claims
+        .get("aud")
+        .cloned()
+        .unwrap_or("sigcast-clients".into());
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.trim().as_bytes()),
+    )
+    .unwrap()
+}
+
+/// The logs of a run full of refused handshakes name each refusal (reason, peer, and the
+/// token's `sub`/`jti` when its signature is good) and each disconnect (code and reason),
+/// and never contain a token, a part of one, or the secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_name_refusals_and_closes_but_never_a_token_or_secret() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut server, port, good) = serve_quick(tmp.path(), "0s");
+    let ca = tmp.path().join("certs/cert.pem");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let expired = signed(
+        tmp.path(),
+        serde_json::json!({"sub": "late-sub", "jti": "late-jti", "iat": now - 7200, "exp": now - 3600}),
+    );
+    let wrong_audience = signed(
+        tmp.path(),
+        serde_json::json!({"sub": "aud-sub", "jti": "aud-jti", "iat": now, "exp": now + 600, "aud": "elsewhere"}),
+    );
+    let (head, _) = good.rsplit_once('.').unwrap();
+    let forged = format!("{head}.{}", "A".repeat(43));
+    let revoked =
+        String::from_utf8(sigcast(tmp.path(), &["token", "issue", "--sub", "gone"]).stdout)
+            .unwrap()
+            .trim()
+            .to_string();
+    let out = sigcast(tmp.path(), &["token", "revoke", "--sub", "gone"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    tokio::time::sleep(Duration::from_millis(2500)).await; // the server picks it up within 2 s
+
+    for bad in [
+        &expired,
+        &wrong_audience,
+        &forged,
+        &revoked,
+        &"not.a.token".to_string(),
+    ] {
+        match try_connect(port, &ca, bad).await {
+            Err(WsError::Http(r)) => assert_eq!(r.status(), 401),
+            other => panic!("expected 401, got {:?}", other.map(|_| ())),
+        }
+    }
+    let mut ws = connect(port, &ca, &good).await;
+    signal_from(&mut ws, "quick").await;
+    use futures_util::SinkExt;
+    ws.close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+        code: 1000.into(),
+        reason: "bye\nforged line".into(),
+    }))
+    .await
+    .unwrap();
+    while let Some(Ok(_)) = ws.next().await {}
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.signal("TERM");
+    assert_eq!(server.wait(Duration::from_secs(10)), Some(0));
+    let lines = server.stderr_lines();
+
+    let secret = std::fs::read_to_string(tmp.path().join("jwt.secret")).unwrap();
+    let mut secrets = vec![secret.trim().to_string()];
+    for token in [&good, &expired, &wrong_audience, &forged, &revoked] {
+        secrets.push(token.clone());
+        // Each part of a token alone (header, claims, signature) gives something away too.
+        secrets.extend(token.split('.').filter(|p| p.len() > 16).map(String::from));
+    }
+    for line in &lines {
+        for s in &secrets {
+            assert!(
+                !line.contains(s.as_str()),
+                "a token or secret in the log: {line}"
+            );
+        }
+    }
+
+    let events: Vec<Value> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let refusals: Vec<&Value> = events
+        .iter()
+        .map(|e| &e["fields"])
+        .filter(|f| f["message"] == "handshake refused: 401")
+        .collect();
+    let refusal = |reason: &str| {
+        refusals
+            .iter()
+            .find(|f| f["reason"] == reason)
+            .unwrap_or_else(|| panic!("no refusal for {reason}: {refusals:?}"))
+    };
+    let late = refusal("token expired");
+    assert_eq!(
+        (late["sub"].as_str(), late["jti"].as_str()),
+        (Some("late-sub"), Some("late-jti"))
+    );
+    assert!(late["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert_eq!(refusal("wrong audience")["sub"], "aud-sub");
+    assert_eq!(refusal("token revoked")["sub"], "gone");
+    let bad = refusal("bad signature");
+    assert!(
+        bad.get("sub").is_none(),
+        "a forged token's claims are not believed: {bad}"
+    );
+    assert!(refusal("malformed token").get("sub").is_none());
+
+    let opened = events
+        .iter()
+        .map(|e| &e["fields"])
+        .find(|f| f["message"] == "session opened")
+        .expect("a session-opened event");
+    assert_eq!(opened["sub"], "ops");
+    let closed = events
+        .iter()
+        .map(|e| &e["fields"])
+        .find(|f| f["message"] == "session closed by client")
+        .expect("a session-closed event");
+    assert_eq!(closed["code"], 1000);
+    assert_eq!(
+        closed["reason"], "\"bye\\nforged line\"",
+        "escaped client text"
+    );
+    assert!(closed["jti"].as_str().is_some_and(|j| !j.is_empty()));
+}

@@ -114,6 +114,23 @@ impl AuthError {
 pub const EXPIRED: &str = "token expired";
 /// The refusal reason of a revoked token.
 pub const REVOKED: &str = "token revoked";
+/// Refusals that jsonwebtoken gives only after the signature checked out, so the token's
+/// `sub` and `jti` can be trusted enough to name in a log line.
+const SIGNED_BUT_REFUSED: [&str; 4] = [
+    EXPIRED,
+    "token not yet valid",
+    "wrong audience",
+    "wrong issuer",
+];
+
+/// Who a refused token was issued to, when its signature is good.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Identity {
+    #[serde(default)]
+    pub sub: String,
+    #[serde(default)]
+    pub jti: String,
+}
 
 /// Seconds since the Unix epoch, by the system clock.
 pub fn unix_now() -> u64 {
@@ -153,6 +170,33 @@ where
 }
 
 impl KeyRing {
+    /// For the refusal log: the `sub` and `jti` of a token refused for `error` after its
+    /// signature verified (expired, not yet valid, wrong audience or issuer). `None` for a
+    /// forged or malformed token, whose claims say nothing true.
+    pub fn identify(&self, token: &str, error: &AuthError) -> Option<Identity> {
+        let AuthError::Invalid(reason) = error else {
+            return None;
+        };
+        if !SIGNED_BUT_REFUSED.contains(&reason.as_str()) {
+            return None;
+        }
+        let header = jsonwebtoken::decode_header(token).ok()?;
+        let key = match header.kid.as_deref() {
+            Some(kid) => self.by_kid(kid)?,
+            None => self.primary(),
+        };
+        // The signature again, now without the time, audience and issuer checks.
+        let mut signature_only = key.validation().clone();
+        signature_only.validate_exp = false;
+        signature_only.validate_nbf = false;
+        signature_only.validate_aud = false;
+        signature_only.iss = None;
+        signature_only.required_spec_claims.clear();
+        jsonwebtoken::decode::<Identity>(token, key.decoding(), &signature_only)
+            .ok()
+            .map(|data| data.claims)
+    }
+
     /// Verifies `token` and returns its claims, or a short reason it was refused.
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         if token.len() > MAX_TOKEN_LEN {

@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite::http::{StatusCode, header};
 use super::prefixed::Prefixed;
 use super::stats::Outcome;
 use super::{Admission, Shared};
-use crate::auth::{AuthError, Claims, bearer_token};
+use crate::auth::{AuthError, Claims, Identity, bearer_token};
 use tokio::io::AsyncReadExt;
 
 /// A client's WebSocket after a successful handshake (the request head the server peeked at
@@ -53,7 +53,8 @@ pub async fn accept(
 /// What the upgrade callback decided, kept for the log line after the handshake.
 enum Verdict {
     Accepted(Claims, Option<u64>),
-    Refused(AuthError),
+    /// Refused, with who the token was issued to when its signature is good.
+    Refused(AuthError, Option<Identity>),
     BadRequest(String),
     OverLimit,
 }
@@ -98,10 +99,19 @@ async fn upgrade(
             .get_all(header::AUTHORIZATION)
             .iter()
             .map(|v| v.as_bytes());
+        let mut identity = None;
         let verified = bearer_token(values)
-            .and_then(|token| shared.keys.verify(token))
+            .and_then(|token| {
+                shared.keys.verify(token).inspect_err(|e| {
+                    identity = shared.keys.identify(token, e);
+                })
+            })
             .and_then(|claims| {
                 if shared.revoked.borrow().covers(&claims) {
+                    identity = Some(Identity {
+                        sub: claims.sub,
+                        jti: claims.jti,
+                    });
                     Err(AuthError::Invalid(crate::auth::REVOKED.into()))
                 } else {
                     Ok(claims)
@@ -121,7 +131,7 @@ async fn upgrade(
             },
             Err(e) => {
                 let refusal = unauthorized(&e);
-                verdict = Some(Verdict::Refused(e));
+                verdict = Some(Verdict::Refused(e, identity));
                 Err(refusal)
             }
         }
@@ -144,10 +154,13 @@ async fn upgrade(
             tracing::info!(%peer, %reason, "handshake refused: 400");
             None
         }
-        (_, Some(Verdict::Refused(reason))) => {
+        (_, Some(Verdict::Refused(reason, who))) => {
             stats.handshake(Outcome::of(&reason));
-            // Never the token: the reason, who asked, and nothing else.
-            tracing::info!(%peer, %reason, "handshake refused: 401");
+            // Never the token: the reason, who asked, and whom it was issued to when its
+            // signature is good.
+            let sub = who.as_ref().map(|w| w.sub.as_str());
+            let jti = who.as_ref().map(|w| w.jti.as_str());
+            tracing::info!(%peer, %reason, sub, jti, "handshake refused: 401");
             None
         }
         (_, Some(Verdict::OverLimit)) => {

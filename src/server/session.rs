@@ -35,15 +35,16 @@ const CLOSE_REPLY_WAIT: Duration = Duration::from_secs(2);
 /// What the loop decided after one event.
 enum Flow {
     Continue,
-    /// The client sent its close frame; tungstenite has queued the reply.
-    ClientClosed,
+    /// The client closed (its close code and reason, when it sent a close frame);
+    /// tungstenite has queued the reply.
+    ClientClosed(Option<(u16, String)>),
     /// The server ends the session with this code and reason.
     Close(u16, String),
 }
 
 /// How a session ended, for the one log event at its edge.
 enum Ended {
-    ByClient,
+    ByClient(Option<(u16, String)>),
     ByServer(u16, String),
     Transport(WsError),
 }
@@ -146,7 +147,7 @@ impl Session {
         let stats = self.shared.clone();
         stats.stats.sessions.fetch_add(1, Ordering::Relaxed);
         let ended = match self.serve().await {
-            Ok(Flow::ClientClosed) => Ended::ByClient,
+            Ok(Flow::ClientClosed(frame)) => Ended::ByClient(frame),
             Ok(Flow::Close(code, reason)) => {
                 if code == close_code::SLOW_CONSUMER {
                     let total = self
@@ -160,14 +161,19 @@ impl Session {
                 self.close(code, &reason).await;
                 Ended::ByServer(code, reason)
             }
-            Ok(Flow::Continue) => Ended::ByClient,
+            Ok(Flow::Continue) => Ended::ByClient(None),
             Err(e) => Ended::Transport(e),
         };
         stats.stats.sessions.fetch_sub(1, Ordering::Relaxed);
         self.observed.flush(&stats.stats);
         let (peer, sub, jti) = (self.peer, &self.claims.sub, &self.claims.jti);
         match ended {
-            Ended::ByClient => tracing::info!(%peer, %sub, %jti, "session closed by client"),
+            Ended::ByClient(frame) => {
+                let code = frame.as_ref().map(|f| f.0);
+                // The client's own text: escaped, so it cannot forge log lines.
+                let reason = frame.as_ref().map(|f| tracing::field::debug(&f.1));
+                tracing::info!(%peer, %sub, %jti, code, reason, "session closed by client")
+            }
             Ended::ByServer(code, reason) => {
                 tracing::info!(%peer, %sub, %jti, code, %reason, "session closed by server")
             }
@@ -203,7 +209,7 @@ impl Session {
                 biased;
                 flow = &mut ending => flow,
                 message = self.ws.next() => match message {
-                    None => return Ok(Flow::ClientClosed),
+                    None => return Ok(Flow::ClientClosed(None)),
                     Some(message) => Box::pin(self.on_client(message)).await?,
                 },
                 frame = self.frames.recv() => self.on_frame(frame).await?,
@@ -244,10 +250,12 @@ impl Session {
                 close_code::UNSUPPORTED_DATA,
                 "binary frames are not supported; send text".into(),
             )),
-            Message::Close(_) => {
+            Message::Close(frame) => {
                 // tungstenite queued the close reply; send it before dropping the socket.
                 let _ = tokio::time::timeout(CLOSE_REPLY_WAIT, self.ws.flush()).await;
-                Ok(Flow::ClientClosed)
+                Ok(Flow::ClientClosed(
+                    frame.map(|f| (u16::from(f.code), f.reason.to_string())),
+                ))
             }
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Ok(Flow::Continue),
         }
