@@ -869,7 +869,6 @@ async fn logs_name_refusals_and_closes_but_never_a_token_or_secret() {
     }
     let mut ws = connect(port, &ca, &good).await;
     signal_from(&mut ws, "quick").await;
-    use futures_util::SinkExt;
     ws.close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
         code: 1000.into(),
         reason: "bye\nforged line".into(),
