@@ -21,8 +21,9 @@ pub enum ConfigError {
     },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
+    /// One setting's value, from a file, an environment variable or a flag.
     #[error("{origin}: {key}: {message}")]
-    Override {
+    Setting {
         origin: String,
         key: String,
         message: String,
@@ -570,7 +571,7 @@ impl Overrides {
 
     /// Parses `--set key=value` text.
     pub fn parse_assignment(&mut self, text: &str) -> Result<(), ConfigError> {
-        let (k, v) = text.split_once('=').ok_or_else(|| ConfigError::Override {
+        let (k, v) = text.split_once('=').ok_or_else(|| ConfigError::Setting {
             origin: "--set".into(),
             key: text.into(),
             message: "expected KEY=VALUE".into(),
@@ -590,80 +591,113 @@ impl Config {
         env: &BTreeMap<String, String>,
         overrides: &Overrides,
     ) -> Result<Config, ConfigError> {
+        match Config::load_checked(file, env, overrides) {
+            (Some(config), problems) if problems.is_empty() => Ok(config),
+            (_, mut problems) => Err(problems.remove(0)),
+        }
+    }
+
+    /// As [`Config::load`], but goes on past the first problem and returns every one: each
+    /// bad key of the file, env and flags, then each broken relation between the keys that
+    /// remain, with the configuration those make (so what depends on it can be checked too).
+    /// A file that cannot be read or is not TOML at all is one problem and no configuration.
+    pub fn load_checked(
+        file: Option<&Path>,
+        env: &BTreeMap<String, String>,
+        overrides: &Overrides,
+    ) -> (Option<Config>, Vec<ConfigError>) {
+        let mut problems = Vec::new();
         let mut table = toml::Table::new();
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                path: path.to_path_buf(),
-                source,
-            })?;
-            // Deserialize the file alone first so its errors point at its own lines and keys.
-            toml::from_str::<Config>(&text).map_err(|e| ConfigError::Parse {
-                path: path.to_path_buf(),
-                message: e.to_string().trim().replace('\n', " | "),
-            })?;
-            table = text
-                .parse::<toml::Table>()
-                .map_err(|e| ConfigError::Parse {
-                    path: path.to_path_buf(),
-                    message: e.to_string(),
-                })?;
+            let text = match std::fs::read_to_string(path) {
+                Ok(text) => text,
+                Err(source) => {
+                    let path = path.to_path_buf();
+                    return (None, vec![ConfigError::Read { path, source }]);
+                }
+            };
+            let parsed = match text.parse::<toml::Table>() {
+                Ok(parsed) => parsed,
+                Err(e) => {
+                    let message = e.to_string().trim().replace('\n', " | ");
+                    let path = path.to_path_buf();
+                    return (None, vec![ConfigError::Parse { path, message }]);
+                }
+            };
+            // Each setting on its own, so one bad key does not hide the next.
+            let mut leaves = Vec::new();
+            flatten(&parsed, &[], &mut leaves);
+            let origin = path.display().to_string();
+            for (at, value) in leaves {
+                if let Err(problem) = accept(&mut table, &at, Ok(value), &origin) {
+                    problems.push(problem);
+                }
+            }
             let base = path.parent().unwrap_or(Path::new(""));
             rebase_paths(&mut table, base);
         }
         for key in KEYS {
             if let Some(text) = env.get(&key.env_name()) {
-                let value = key.parse(text).map_err(|message| ConfigError::Override {
-                    origin: key.env_name(),
-                    key: key.name.into(),
-                    message,
-                })?;
-                insert(&mut table, key.name, value);
+                let at: Vec<String> = key.name.split('.').map(String::from).collect();
+                if let Err(p) = accept(&mut table, &at, key.parse(text), &key.env_name()) {
+                    problems.push(p);
+                }
             }
         }
         for (name, text) in &overrides.values {
-            let key = key(name).ok_or_else(|| ConfigError::Override {
-                origin: "flag".into(),
-                key: name.clone(),
-                message: "no such setting (see `sigcast config keys`)".into(),
-            })?;
-            let value = key.parse(text).map_err(|message| ConfigError::Override {
-                origin: "flag".into(),
-                key: key.name.into(),
-                message,
-            })?;
-            insert(&mut table, key.name, value);
+            let parsed = key(name)
+                .ok_or_else(|| "no such setting (see `sigcast config keys`)".to_string())
+                .and_then(|key| key.parse(text));
+            let at: Vec<String> = name.split('.').map(String::from).collect();
+            if let Err(p) = accept(&mut table, &at, parsed, "flag") {
+                problems.push(p);
+            }
         }
-        let config: Config =
-            toml::Value::Table(table)
-                .try_into()
-                .map_err(|e: toml::de::Error| ConfigError::Parse {
+        match toml::Value::Table(table).try_into::<Config>() {
+            Ok(config) => {
+                problems.extend(config.problems());
+                (Some(config), problems)
+            }
+            Err(e) => {
+                problems.push(ConfigError::Parse {
                     path: file.map(Path::to_path_buf).unwrap_or_default(),
                     message: e.to_string(),
-                })?;
-        config.validate()?;
-        Ok(config)
+                });
+                (None, problems)
+            }
+        }
     }
 
-    /// Checks the relations between keys that types alone cannot.
+    /// Checks the relations between keys that types alone cannot; the first problem.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        match self.problems().into_iter().next() {
+            Some(problem) => Err(problem),
+            None => Ok(()),
+        }
+    }
+
+    /// Every relation between keys that types alone cannot check and that does not hold.
+    pub fn problems(&self) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
+        let p = &mut problems;
         let s = &self.server;
         if s.max_connections == 0 {
-            return Err(invalid("server.max_connections", "must be at least 1"));
+            p.push(invalid("server.max_connections", "must be at least 1"));
         }
         if s.queue_capacity == 0 {
-            return Err(invalid("server.queue_capacity", "must be at least 1"));
+            p.push(invalid("server.queue_capacity", "must be at least 1"));
         }
         if s.max_message_size < 16 || s.max_message_size > 1 << 20 {
-            return Err(invalid(
+            p.push(invalid(
                 "server.max_message_size",
                 "must be between 16 bytes and 1 MiB",
             ));
         }
         if s.read_buffer_size < 1024 {
-            return Err(invalid("server.read_buffer_size", "must be at least 1024"));
+            p.push(invalid("server.read_buffer_size", "must be at least 1024"));
         }
         if self.journal.retention_count == 0 {
-            return Err(invalid("journal.retention_count", "must be at least 1"));
+            p.push(invalid("journal.retention_count", "must be at least 1"));
         }
         if let Some(bad) = self
             .market_data
@@ -671,13 +705,13 @@ impl Config {
             .iter()
             .find(|s| *s != "*" && !valid_symbol(s))
         {
-            return Err(invalid(
+            p.push(invalid(
                 "market_data.symbols",
                 format!("{bad:?} is not a symbol (A-Z and 0-9, up to 20) or *"),
             ));
         }
         if !(1..=1024).contains(&self.market_data.max_topics) {
-            return Err(invalid("market_data.max_topics", "must be 1 to 1024"));
+            p.push(invalid("market_data.max_topics", "must be 1 to 1024"));
         }
         for (key, d) in [
             ("server.handshake_timeout", s.handshake_timeout),
@@ -687,64 +721,67 @@ impl Config {
             ("server.test_interval", s.test_interval),
         ] {
             if d.is_zero() {
-                return Err(invalid(key, "must be greater than zero"));
+                p.push(invalid(key, "must be greater than zero"));
             }
         }
         if s.idle_timeout <= s.ping_interval {
-            return Err(invalid(
+            p.push(invalid(
                 "server.idle_timeout",
                 "must be longer than server.ping_interval, or every client idles out",
             ));
         }
         if self.auth.leeway > Duration::from_secs(5) {
-            return Err(invalid("auth.leeway", "must be at most 5s"));
+            p.push(invalid("auth.leeway", "must be at most 5s"));
         }
         if self.auth.issuer.is_empty() {
-            return Err(invalid("auth.issuer", "must not be empty"));
+            p.push(invalid("auth.issuer", "must not be empty"));
         }
         if self.auth.audience.is_empty() {
-            return Err(invalid("auth.audience", "must not be empty"));
+            p.push(invalid("auth.audience", "must not be empty"));
         }
         if self.source.symbols.is_empty() {
-            return Err(invalid("source.symbols", "needs at least one symbol"));
+            p.push(invalid("source.symbols", "needs at least one symbol"));
         }
         if let Some(bad) = self.source.symbols.iter().find(|s| !valid_symbol(s)) {
-            return Err(invalid(
+            p.push(invalid(
                 "source.symbols",
                 format!("{bad:?} is not a symbol (A-Z and 0-9, up to 20)"),
             ));
         }
         if self.source.tick.is_zero() {
-            return Err(invalid("source.tick", "must be greater than zero"));
+            p.push(invalid("source.tick", "must be greater than zero"));
         }
-        self.source
+        if let Err(e) = self
+            .source
             .replay_speed
             .parse::<crate::market::replay::Speed>()
-            .map_err(|e| invalid("source.replay_speed", e))?;
+        {
+            p.push(invalid("source.replay_speed", e));
+        }
         if self.source.kind == SourceKind::Replay && self.source.replay.is_empty() {
-            return Err(invalid(
+            p.push(invalid(
                 "source.replay",
                 "the replay source needs at least one recording (--source replay:PATH)",
             ));
         }
         let b = &self.binance;
         if !(1..=1024).contains(&b.streams_per_connection) {
-            return Err(invalid(
+            p.push(invalid(
                 "binance.streams_per_connection",
                 "must be 1 to 1024",
             ));
         }
         if !(1..=1024).contains(&b.subscribe_batch) {
-            return Err(invalid("binance.subscribe_batch", "must be 1 to 1024"));
+            p.push(invalid("binance.subscribe_batch", "must be 1 to 1024"));
         }
         if !(1..=5).contains(&b.spot_message_rate) {
-            return Err(invalid(
+            p.push(invalid(
                 "binance.spot_message_rate",
                 "must be 1 to 5 (Binance's limit)",
             ));
         }
         if !(1..=10).contains(&b.futures_message_rate) {
-            return Err(invalid(
+            p.push(invalid(
                 "binance.futures_message_rate",
                 "must be 1 to 10 (Binance's limit)",
             ));
@@ -755,7 +792,7 @@ impl Config {
             ("binance.futures_ws_market", &b.futures_ws_market),
         ] {
             if !(url.starts_with("wss://") || url.starts_with("ws://")) {
-                return Err(invalid(
+                p.push(invalid(
                     key,
                     format!("{url:?} is not a ws:// or wss:// URL"),
                 ));
@@ -766,42 +803,63 @@ impl Config {
             ("binance.futures_rest", &b.futures_rest),
         ] {
             if !(url.starts_with("https://") || url.starts_with("http://")) {
-                return Err(invalid(key, format!("{url:?} is not an http(s) URL")));
+                p.push(invalid(key, format!("{url:?} is not an http(s) URL")));
             }
         }
         if !b.proxy.is_empty() && !b.proxy.starts_with("socks5://") {
-            return Err(invalid("binance.proxy", "expected socks5://host:port"));
+            p.push(invalid("binance.proxy", "expected socks5://host:port"));
         }
         if b.backoff_initial.is_zero() || b.backoff_max < b.backoff_initial {
-            return Err(invalid(
+            p.push(invalid(
                 "binance.backoff_max",
                 "backoff_initial must be > 0 and backoff_max at least backoff_initial",
             ));
         }
         if !(1.0..=10.0).contains(&b.backoff_factor) {
-            return Err(invalid(
+            p.push(invalid(
                 "binance.backoff_factor",
                 "must be between 1 and 10",
             ));
         }
         if b.watchdog.is_zero() {
-            return Err(invalid("binance.watchdog", "must be greater than zero"));
+            p.push(invalid("binance.watchdog", "must be greater than zero"));
         }
         if b.rotate_after.is_zero() || b.rotate_after >= Duration::from_secs(24 * 3600) {
-            return Err(invalid(
+            p.push(invalid(
                 "binance.rotate_after",
                 "must be under 24h, or Binance cuts the connection first",
             ));
         }
-        tracing_subscriber::EnvFilter::try_new(&self.log.level)
-            .map_err(|e| invalid("log.level", e.to_string()))?;
-        Ok(())
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            p.push(invalid("log.level", e.to_string()));
+        }
+        problems
     }
 
-    /// The effective configuration as TOML. It holds no secret material, only the paths of
-    /// key files (which are never read here), so nothing needs redacting.
+    /// The effective configuration as TOML, secrets redacted. Keys and secrets live in files
+    /// whose paths alone appear; the one secret a value can hold is a password in the
+    /// SOCKS5 proxy URL, shown as `***`.
     pub fn to_toml(&self) -> String {
-        toml::to_string(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+        let mut shown = self.clone();
+        shown.binance.proxy = redact_password(&shown.binance.proxy);
+        toml::to_string(&shown).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+/// `scheme://user:password@host` with the password replaced by `***`.
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            match userinfo.contains(':') {
+                true => format!("{scheme}://{user}:***@{host}"),
+                false => url.to_string(),
+            }
+        }
+        None => url.to_string(),
     }
 }
 
@@ -813,16 +871,65 @@ pub fn valid_symbol(s: &str) -> bool {
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
 }
 
-fn insert(table: &mut toml::Table, dotted: &str, value: toml::Value) {
-    let (section, leaf) = dotted.split_once('.').expect("keys are section.leaf");
-    let entry = table
-        .entry(section.to_string())
-        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-    if !entry.is_table() {
-        *entry = toml::Value::Table(toml::Table::new());
+/// Every setting of a parsed file as (path, value); arrays (of tables too) are values.
+fn flatten(table: &toml::Table, prefix: &[String], out: &mut Vec<(Vec<String>, toml::Value)>) {
+    for (k, v) in table {
+        let mut path = prefix.to_vec();
+        path.push(k.clone());
+        match v {
+            toml::Value::Table(t) if !t.is_empty() => flatten(t, &path, out),
+            other => out.push((path, other.clone())),
+        }
     }
-    if let toml::Value::Table(t) = entry {
-        t.insert(leaf.to_string(), value);
+}
+
+/// Takes one setting into `table` when its value is good for its key on its own, or says
+/// why not (naming where it came from: a file, an environment variable or `flag`).
+fn accept(
+    table: &mut toml::Table,
+    at: &[String],
+    value: Result<toml::Value, String>,
+    origin: &str,
+) -> Result<(), ConfigError> {
+    let checked = value.and_then(|value| {
+        let mut alone = toml::Table::new();
+        insert_path(&mut alone, at, value.clone());
+        match toml::Value::Table(alone).try_into::<Config>() {
+            Ok(_) => Ok(value),
+            Err(e) => Err(e.message().trim().replace('\n', " | ")),
+        }
+    });
+    match checked {
+        Ok(value) => {
+            insert_path(table, at, value);
+            Ok(())
+        }
+        Err(message) => Err(ConfigError::Setting {
+            origin: origin.to_string(),
+            key: at.join("."),
+            message,
+        }),
+    }
+}
+
+/// Sets the setting at a path (`["server", "listen"]`), making the tables on the way.
+fn insert_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
+    match path {
+        [] => {}
+        [leaf] => {
+            table.insert(leaf.clone(), value);
+        }
+        [section, rest @ ..] => {
+            let entry = table
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if !entry.is_table() {
+                *entry = toml::Value::Table(toml::Table::new());
+            }
+            if let toml::Value::Table(t) = entry {
+                insert_path(t, rest, value);
+            }
+        }
     }
 }
 
@@ -946,6 +1053,54 @@ mod tests {
         o.set("server.nope", "1");
         let err = Config::load(None, &BTreeMap::new(), &o).unwrap_err();
         assert!(err.to_string().contains("server.nope"), "{err}");
+    }
+
+    #[test]
+    fn load_checked_reports_every_problem_and_keeps_the_good_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sigcast.toml");
+        std::fs::write(
+            &path,
+            "stray = 1\n[server]\nmax_connections = 0\nping_interval = \"soon\"\nqueue_capacity = 7\n[admin]\nlisten = \"x\"\n",
+        )
+        .unwrap();
+        let e = env(&[("SIGCAST_LOG_FORMAT", "yaml")]);
+        let mut o = Overrides::default();
+        o.set("source.tick", "never");
+        let (config, problems) = Config::load_checked(Some(&path), &e, &o);
+        let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        let expect = [
+            "sigcast.toml: stray: unknown field",
+            "sigcast.toml: server.ping_interval: ",
+            "sigcast.toml: admin.listen: ",
+            "SIGCAST_LOG_FORMAT: log.format: unknown variant `yaml`",
+            "flag: source.tick: expected a duration",
+            "server.max_connections: must be at least 1",
+        ];
+        assert_eq!(lines.len(), expect.len(), "{lines:#?}");
+        for want in expect {
+            assert!(
+                lines.iter().any(|l| l.contains(want)),
+                "{want:?} not in {lines:#?}"
+            );
+        }
+        let config = config.expect("the good keys still make a configuration");
+        assert_eq!(config.server.queue_capacity, 7);
+        let err = Config::load(Some(&path), &e, &o).unwrap_err();
+        assert!(
+            err.to_string().contains("admin.listen"),
+            "load stops at the first: {err}"
+        );
+    }
+
+    #[test]
+    fn show_redacts_the_proxy_password() {
+        let mut o = Overrides::default();
+        o.set("binance.proxy", "socks5://trader:hunter2@10.0.0.1:1080");
+        let shown = Config::load(None, &BTreeMap::new(), &o).unwrap().to_toml();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("socks5://trader:***@10.0.0.1:1080"), "{shown}");
+        assert_eq!(redact_password("socks5://10.0.0.1:1080"), "socks5://10.0.0.1:1080");
     }
 
     #[test]

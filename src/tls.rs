@@ -14,11 +14,11 @@ pub enum TlsError {
     NoCert,
     #[error("tls.key is not set: pass --tls-key or run `sigcast init`")]
     NoKey,
-    #[error("certificate file {path}: {reason}")]
+    #[error("tls.cert: certificate file {path}: {reason}")]
     Cert { path: PathBuf, reason: String },
-    #[error("private key file {path}: {reason}")]
+    #[error("tls.key: private key file {path}: {reason}")]
     Key { path: PathBuf, reason: String },
-    #[error("certificate {cert} and key {key} do not work together: {reason}")]
+    #[error("tls.cert, tls.key: certificate {cert} and key {key} do not work together: {reason}")]
     Pair {
         cert: PathBuf,
         key: PathBuf,

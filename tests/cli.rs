@@ -945,3 +945,77 @@ async fn logs_name_refusals_and_closes_but_never_a_token_or_secret() {
     );
     assert!(closed["jti"].as_str().is_some_and(|j| !j.is_empty()));
 }
+
+/// `config check FILE` goes past the first problem: every bad key of the file, the env and
+/// the flags, the relations between keys, the TLS key and each bad strategy file, each on a
+/// line naming its key or file, then exit 1. A good set says so and exits 0.
+#[test]
+fn config_check_prints_every_problem_with_its_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    assert!(sigcast(dir, &["init"]).status.success());
+    let ok = sigcast(dir, &["config", "check", "sigcast.toml"]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert_eq!(String::from_utf8_lossy(&ok.stdout), "configuration OK\n");
+
+    let config = std::fs::read_to_string(dir.join("sigcast.toml")).unwrap();
+    let config = config
+        .replacen(
+            "max_connections = ",
+            "bogus = 1\nmax_connections = 0\n# was ",
+            1,
+        )
+        .replacen(
+            "ping_interval = \"",
+            "ping_interval = \"soon\"\n# was \"",
+            1,
+        );
+    std::fs::write(dir.join("broken.toml"), config).unwrap();
+    std::fs::write(dir.join("certs/key.pem"), "not a key\n").unwrap();
+    std::fs::write(
+        dir.join("signals/zz-bad.toml"),
+        "[[strategy]]\nname = \"q\"\nkind = \"nope\"\nsymbol = \"BTCUSDT\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("signals/zz-twice.toml"),
+        "[[strategy]]\nname = \"q2\"\nkind = \"rsi\"\nsymbol = \"BTCUSDT\"\ninterval = \"1m\"\n[[strategy]]\nname = \"q2\"\nkind = \"rsi\"\nsymbol = \"ETHUSDT\"\ninterval = \"1m\"\n",
+    )
+    .unwrap();
+    let out = common::sigcast_command()
+        .args([
+            "config",
+            "check",
+            "broken.toml",
+            "--set",
+            "admin.listen=nowhere",
+        ])
+        .current_dir(dir)
+        .env("SIGCAST_LOG_FORMAT", "yaml")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    let expected = [
+        "broken.toml: server.bogus: unknown field",
+        "broken.toml: server.ping_interval: expected a duration",
+        "SIGCAST_LOG_FORMAT: log.format: unknown variant `yaml`",
+        "flag: admin.listen: expected HOST:PORT",
+        "server.max_connections: must be at least 1",
+        "tls.key: private key file",
+        "zz-bad.toml",
+        "strategy name \"q2\" is used twice",
+    ];
+    for want in expected {
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with("sigcast: config: ") && l.contains(want)),
+            "{want:?} not in\n{err}"
+        );
+    }
+    assert!(
+        err.ends_with(&format!("sigcast: {} problem(s) found\n", expected.len())),
+        "{err}"
+    );
+}

@@ -183,8 +183,13 @@ enum TokenCommand {
 
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
-    /// Load the configuration, keys, certificate and signals/, and report the first problem.
+    /// Check a configuration (FILE, or --config, or ./sigcast.toml) with its env and flags,
+    /// keys, certificate, signals/ and recordings; print every problem, each with its key,
+    /// and exit 1 if there is any.
     Check {
+        /// The config file to check (instead of --config).
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
         #[command(flatten)]
         settings: SettingsArgs,
     },
@@ -295,13 +300,42 @@ impl SettingsArgs {
     fn load(&self, extra: Overrides) -> anyhow::Result<Config> {
         let mut o = self.overrides()?;
         o.values.extend(extra.values);
+        Ok(Config::load(self.file(), &config::process_env(), &o)?)
+    }
+
+    /// The config file: --config, else ./sigcast.toml when it exists.
+    fn file(&self) -> Option<&Path> {
         let default_file = Path::new("sigcast.toml");
-        let file = match &self.config {
+        match &self.config {
             Some(f) => Some(f.as_path()),
             None if default_file.exists() => Some(default_file),
             None => None,
-        };
-        Ok(Config::load(file, &config::process_env(), &o)?)
+        }
+    }
+
+    /// Every problem of the configuration (`file` instead of the usual one when given) and
+    /// of what it points at, one line each.
+    fn problems(&self, file: Option<&Path>) -> Vec<String> {
+        let mut o = Overrides::default();
+        let mut problems = Vec::new();
+        for text in &self.set {
+            if let Err(e) = o.parse_assignment(text) {
+                problems.push(e.to_string());
+            }
+        }
+        if let Some(v) = &self.jwt_secret_file {
+            o.set("auth.jwt_secret_file", v);
+        }
+        if let Some(v) = &self.jwt_public_key {
+            o.set("auth.jwt_public_key", v);
+        }
+        let file = file.or(self.file());
+        let (config, found) = Config::load_checked(file, &config::process_env(), &o);
+        problems.extend(found.iter().map(ToString::to_string));
+        if let Some(config) = config {
+            problems.extend(serve::problems(&config));
+        }
+        problems
     }
 }
 
@@ -477,11 +511,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = settings.load(Overrides::default())?;
             token::verify(&config, &token)
         }
-        Command::Config(ConfigCommand::Check { settings }) => {
-            let config = settings.load(Overrides::default())?;
-            serve::check(&config)?;
-            println!("configuration OK");
-            Ok(ExitCode::SUCCESS)
+        Command::Config(ConfigCommand::Check { file, settings }) => {
+            let problems = settings.problems(file.as_deref());
+            if problems.is_empty() {
+                println!("configuration OK");
+                return Ok(ExitCode::SUCCESS);
+            }
+            for problem in &problems {
+                eprintln!("sigcast: config: {problem}");
+            }
+            eprintln!("sigcast: {} problem(s) found", problems.len());
+            Ok(ExitCode::FAILURE)
         }
         Command::Config(ConfigCommand::Show { settings }) => {
             let config = settings.load(Overrides::default())?;

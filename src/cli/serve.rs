@@ -35,12 +35,25 @@ pub fn init_logging(config: &Config) {
     };
 }
 
-/// Loads keys, certificate, strategies and recordings, so every startup problem surfaces
-/// before binding.
-pub fn check(config: &Config) -> anyhow::Result<()> {
-    KeyRing::from_settings(&config.auth)?;
-    tls::server_config(config.tls.cert.as_deref(), config.tls.key.as_deref())?;
-    preflight(config)
+/// Every problem of `config`'s keys, certificate, strategies and recordings, one line each
+/// (for `config check`; `serve` stops at the first, in [`check`]).
+pub fn problems(config: &Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Err(e) = KeyRing::from_settings(&config.auth) {
+        problems.push(format!("{e:#}"));
+    }
+    if let Err(e) = tls::server_config(config.tls.cert.as_deref(), config.tls.key.as_deref()) {
+        problems.push(format!("{e:#}"));
+    }
+    if let Err(all) = definition::load_checked(&config.signals.dir, offered_symbols(config)) {
+        problems.extend(all.iter().map(|e| format!("signals.dir: {e}")));
+    }
+    if config.source.kind == SourceKind::Replay {
+        if let Err(e) = replay::check(&config.source.replay) {
+            problems.push(format!("source.replay: {e}"));
+        }
+    }
+    problems
 }
 
 /// The strategies and recordings load: checked before anything is opened or bound.
@@ -55,11 +68,18 @@ fn preflight(config: &Config) -> anyhow::Result<()> {
 /// The strategy instances of `signals.dir`. With the synthetic source their symbols must be
 /// among the ones it walks; a replay offers whatever its recordings hold.
 pub fn load_strategies(config: &Config) -> anyhow::Result<Vec<Instance>> {
-    let offered = match config.source.kind {
+    Ok(definition::load(
+        &config.signals.dir,
+        offered_symbols(config),
+    )?)
+}
+
+/// The symbols strategies may trade: the synthetic market's own; any for the others.
+fn offered_symbols(config: &Config) -> Option<&[String]> {
+    match config.source.kind {
         SourceKind::Synthetic => Some(config.source.symbols.as_slice()),
         SourceKind::Replay | SourceKind::Binance => None,
-    };
-    Ok(definition::load(&config.signals.dir, offered)?)
+    }
 }
 
 /// The parts every session shares, from the configuration.

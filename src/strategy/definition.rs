@@ -223,81 +223,113 @@ fn candles<L: CandleLogic + 'static>(
     ))
 }
 
-/// Parses, checks and builds the instances of one definitions text.
+/// Parses, checks and builds the instances of one definitions text; the problems of each definition go to
+/// `problems`, and the good ones are built all the same.
 fn build_text(
     path: &Path,
     text: &str,
     offered: Option<&[String]>,
     seen: &mut Vec<String>,
-) -> Result<Vec<Instance>, DefinitionError> {
+    problems: &mut Vec<DefinitionError>,
+) -> Vec<Instance> {
     let invalid = |message: String| DefinitionError::Invalid {
         path: path.to_path_buf(),
         message,
     };
-    let file: File =
-        toml::from_str(text).map_err(|e| invalid(e.to_string().trim().replace('\n', " | ")))?;
+    let file: File = match toml::from_str(text) {
+        Ok(file) => file,
+        Err(e) => {
+            problems.push(invalid(e.to_string().trim().replace('\n', " | ")));
+            return Vec::new();
+        }
+    };
     let mut out = Vec::new();
     for def in &file.strategy {
         if seen.contains(&def.name) {
-            return Err(invalid(format!(
+            problems.push(invalid(format!(
                 "strategy name {:?} is used twice",
                 def.name
             )));
+            continue;
         }
         seen.push(def.name.clone());
-        let checked = def.check(offered).map_err(&invalid)?;
-        let built = def
-            .build(&checked, path)
-            .map_err(|e| invalid(format!("strategy {:?}: {e}", def.name)))?;
-        if def.enabled {
-            out.extend(built);
+        let built = def.check(offered).map_err(&invalid).and_then(|checked| {
+            def.build(&checked, path)
+                .map_err(|e| invalid(format!("strategy {:?}: {e}", def.name)))
+        });
+        match built {
+            Ok(built) if def.enabled => out.extend(built),
+            Ok(_) => {}
+            Err(e) => problems.push(e),
         }
     }
-    Ok(out)
+    out
 }
 
 /// Builds the instances of one definitions text (benchmarks, tests, tools).
 pub fn from_text(text: &str) -> Result<Vec<Instance>, DefinitionError> {
-    build_text(Path::new("<text>"), text, None, &mut Vec::new())
+    let mut problems = Vec::new();
+    let built = build_text(
+        Path::new("<text>"),
+        text,
+        None,
+        &mut Vec::new(),
+        &mut problems,
+    );
+    match problems.into_iter().next() {
+        Some(first) => Err(first),
+        None => Ok(built),
+    }
 }
 
 /// Loads every `*.toml` in `dir` (sorted by name), or the built-in default when `dir` is absent.
 /// When `offered` is given, every symbol must be among them.
 pub fn load(dir: &Path, offered: Option<&[String]>) -> Result<Vec<Instance>, DefinitionError> {
+    load_checked(dir, offered).map_err(|mut problems| problems.remove(0))
+}
+
+/// As [`load`], but reports every problem of every file (never an empty list).
+pub fn load_checked(
+    dir: &Path,
+    offered: Option<&[String]>,
+) -> Result<Vec<Instance>, Vec<DefinitionError>> {
     let mut seen = Vec::new();
-    if !dir.exists() {
-        return build_text(
-            Path::new("<built-in default>"),
-            DEFAULT_DEFINITIONS,
-            offered,
-            &mut seen,
-        );
-    }
-    let read_err = |source| DefinitionError::Read {
-        path: dir.to_path_buf(),
-        source,
-    };
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(read_err)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    files.sort();
+    let mut problems = Vec::new();
     let mut out = Vec::new();
-    for path in files {
-        let text = std::fs::read_to_string(&path).map_err(|source| DefinitionError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        out.extend(build_text(&path, &text, offered, &mut seen)?);
+    if !dir.exists() {
+        let path = Path::new("<built-in default>");
+        out = build_text(path, DEFAULT_DEFINITIONS, offered, &mut seen, &mut problems);
+    } else {
+        let read_err = |source| {
+            vec![DefinitionError::Read {
+                path: dir.to_path_buf(),
+                source,
+            }]
+        };
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(read_err)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        for path in files {
+            match std::fs::read_to_string(&path) {
+                Ok(text) => out.extend(build_text(&path, &text, offered, &mut seen, &mut problems)),
+                Err(source) => problems.push(DefinitionError::Read { path, source }),
+            }
+        }
+        if out.is_empty() && problems.is_empty() {
+            problems.push(DefinitionError::Invalid {
+                path: dir.to_path_buf(),
+                message: "no enabled [[strategy]]: sigcast would never emit a signal".into(),
+            });
+        }
     }
-    if out.is_empty() {
-        return Err(DefinitionError::Invalid {
-            path: dir.to_path_buf(),
-            message: "no enabled [[strategy]]: sigcast would never emit a signal".into(),
-        });
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems)
     }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -339,7 +371,7 @@ mod tests {
             .iter()
             .map(|k| format!("[[strategy]]\nname = \"{k}\"\nkind = \"{k}\"\nsymbol = \"BTCUSDT\"\ninterval = \"1m\"\n"))
             .collect();
-        let built = build_text(Path::new("t.toml"), &text, None, &mut Vec::new()).unwrap();
+        let built = from_text(&text).unwrap();
         assert_eq!(built.len(), kinds.len());
     }
 
@@ -405,7 +437,7 @@ mod tests {
     fn disabled_instances_are_not_run() {
         let text =
             DEFAULT_DEFINITIONS.replace("interval = \"1s\"", "interval = \"1s\"\nenabled = false");
-        let built = build_text(Path::new("t.toml"), &text, None, &mut Vec::new()).unwrap();
+        let built = from_text(&text).unwrap();
         assert!(built.is_empty());
     }
 }
