@@ -161,6 +161,7 @@ fn resume_to_one_client(runtime: &tokio::runtime::Runtime) {
         shared.hub.journal().unwrap().wait_flushed(N).await.unwrap();
         let token = shared
             .keys
+            .current()
             .issue("bench", Duration::from_secs(600), None)
             .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -1099,8 +1099,14 @@ mod tests {
         o.set("binance.proxy", "socks5://trader:hunter2@10.0.0.1:1080");
         let shown = Config::load(None, &BTreeMap::new(), &o).unwrap().to_toml();
         assert!(!shown.contains("hunter2"), "{shown}");
-        assert!(shown.contains("socks5://trader:***@10.0.0.1:1080"), "{shown}");
-        assert_eq!(redact_password("socks5://10.0.0.1:1080"), "socks5://10.0.0.1:1080");
+        assert!(
+            shown.contains("socks5://trader:***@10.0.0.1:1080"),
+            "{shown}"
+        );
+        assert_eq!(
+            redact_password("socks5://10.0.0.1:1080"),
+            "socks5://10.0.0.1:1080"
+        );
     }
 
     #[test]

@@ -1019,3 +1019,107 @@ fn config_check_prints_every_problem_with_its_key() {
         "{err}"
     );
 }
+
+/// `sigcast healthcheck` (the image's HEALTHCHECK) asks the admin listener: 0 on 200 for
+/// /healthz and, once the synthetic market runs and strategies are fed, for /readyz; 1 with
+/// a one-line error when nothing answers.
+#[test]
+fn healthcheck_asks_the_admin_listener() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    assert!(sigcast(dir, &["init"]).status.success());
+    std::fs::write(dir.join("signals/default.toml"), QUICK).unwrap();
+    let mut server = Running::start(
+        dir,
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--set",
+            "log.format=json",
+            "--set",
+            "source.tick=2ms",
+        ],
+    );
+    let admin = Running::find(&server.stderr, |line| {
+        let v: Value = serde_json::from_str(line).ok()?;
+        v["fields"]["admin"].as_str().map(String::from)
+    });
+    let health = sigcast(dir, &["healthcheck", "--admin", &admin]);
+    assert!(health.status.success(), "{}", stderr(&health));
+    assert_eq!(String::from_utf8_lossy(&health.stdout), "ok\n");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let ready = loop {
+        let out = sigcast(dir, &["healthcheck", "--ready", "--admin", &admin]);
+        if out.status.success() {
+            break out;
+        }
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never ready: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let body = String::from_utf8_lossy(&ready.stdout);
+    assert!(
+        body.contains("upstream: ok (1 of 1") && body.contains("strategies: ok (3 of 3 warm)"),
+        "{body}"
+    );
+
+    server.signal("TERM");
+    assert_eq!(server.wait(Duration::from_secs(10)), Some(0));
+    let down = sigcast(dir, &["healthcheck", "--admin", &admin]);
+    assert_eq!(down.status.code(), Some(1));
+    assert_clean_failure(&down, &format!("admin listener {admin}"));
+}
+
+/// SIGHUP reads the certificate, key and JWT secret again: a renewed certificate is served
+/// and tokens of the new secret work (the old ones no longer), without a restart and without
+/// dropping the sessions already open. A broken file on a later SIGHUP is logged and the
+/// running certificate stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_certificate_and_jwt_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, port, old_token) = serve_quick(tmp.path(), "0s");
+    let mut open = connect(port, &tmp.path().join("certs/cert.pem"), &old_token).await;
+    signal_from(&mut open, "quick").await;
+
+    // What an operator's renewal and rotation leave on disk: another pair, another secret.
+    let fresh = tempfile::tempdir().unwrap();
+    assert!(sigcast(fresh.path(), &["init"]).status.success());
+    let new_token =
+        String::from_utf8(sigcast(fresh.path(), &["token", "issue", "--sub", "rotated"]).stdout)
+            .unwrap()
+            .trim()
+            .to_string();
+    for file in ["certs/cert.pem", "certs/key.pem", "jwt.secret"] {
+        std::fs::copy(fresh.path().join(file), tmp.path().join(file)).unwrap();
+    }
+    server.signal("HUP");
+    Running::find(&server.stderr, |l| {
+        l.contains("TLS certificate reloaded").then_some(())
+    });
+    Running::find(&server.stderr, |l| {
+        l.contains("JWT keys reloaded").then_some(())
+    });
+
+    let new_ca = fresh.path().join("certs/cert.pem");
+    let mut rotated = connect(port, &new_ca, &new_token).await;
+    signal_from(&mut rotated, "quick").await;
+    match try_connect(port, &new_ca, &old_token).await {
+        Err(WsError::Http(r)) => assert_eq!(r.status(), 401, "the old secret is gone"),
+        other => panic!("expected 401, got {:?}", other.map(|_| ())),
+    }
+    signal_from(&mut open, "quick").await; // the session from before carries on
+
+    std::fs::write(tmp.path().join("certs/key.pem"), "broken\n").unwrap();
+    server.signal("HUP");
+    let line = Running::find(&server.stderr, |l| {
+        l.contains("TLS certificate not reloaded")
+            .then(|| l.to_string())
+    });
+    assert!(line.contains("tls.key"), "{line}");
+    connect(port, &new_ca, &new_token).await; // still served
+}

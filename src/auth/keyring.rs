@@ -75,6 +75,26 @@ impl Key {
     }
 }
 
+/// The key ring a running server checks tokens with, replaceable (SIGHUP) so keys can be
+/// rotated without a restart. Live sessions keep going whatever their token's key.
+#[derive(Debug)]
+pub struct Keys(std::sync::RwLock<std::sync::Arc<KeyRing>>);
+
+impl Keys {
+    pub fn new(ring: KeyRing) -> Keys {
+        Keys(std::sync::RwLock::new(std::sync::Arc::new(ring)))
+    }
+
+    /// The ring in force now (an `Arc` clone under a read lock).
+    pub fn current(&self) -> std::sync::Arc<KeyRing> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn replace(&self, ring: KeyRing) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = std::sync::Arc::new(ring);
+    }
+}
+
 /// All keys the server accepts, and the one `token issue` signs with.
 pub struct KeyRing {
     /// Checked for tokens without a `kid` (and for a `kid` equal to its own).

@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use jsonwebtoken::errors::ErrorKind;
 use serde::{Deserialize, Serialize};
 
-pub use keyring::{KeyError, KeyRing};
+pub use keyring::{KeyError, KeyRing, Keys};
 
 /// Longest token accepted; a bigger header is refused before any parsing.
 pub const MAX_TOKEN_LEN: usize = 8192;

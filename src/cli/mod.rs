@@ -1,9 +1,10 @@
 //! The `sigcast` command line: `init`, `serve`, `demo`, `backtest`, `record`, `listen`,
-//! `bench`, `token` and `config`.
+//! `bench`, `token`, `config` and `healthcheck`.
 //!
 //! Only this room wires the others together (see `serve.rs`).
 
 mod backtest;
+mod healthcheck;
 mod init;
 mod pipeline;
 mod reload;
@@ -12,6 +13,7 @@ mod token;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -123,6 +125,18 @@ enum Command {
         /// Start after this seq (resume a previous run).
         #[arg(long)]
         since: Option<u64>,
+    },
+    /// Ask a running server's admin listener for /healthz (or /readyz with --ready); exit 0
+    /// only when it answers 200. For container HEALTHCHECKs and scripts.
+    Healthcheck {
+        /// Ask /readyz: upstream connected and subscribed, strategies warm.
+        #[arg(long)]
+        ready: bool,
+        /// Admin listener address (default: admin.listen from the configuration).
+        #[arg(long, value_name = "HOST:PORT")]
+        admin: Option<std::net::SocketAddr>,
+        #[command(flatten)]
+        settings: SettingsArgs,
     },
     /// Issue and check tokens.
     #[command(subcommand)]
@@ -390,7 +404,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => {
             let config = args.load()?;
             serve::init_logging(&config);
-            runtime()?.block_on(serve::serve(config))?;
+            // SIGHUP reads the configuration again (file, env, flags) for the keys it names.
+            let reread: serve::Reread = Arc::new(move || args.load());
+            runtime()?.block_on(serve::serve(config, reread))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { dir, port, signals } => {
@@ -450,6 +466,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 out.display()
             );
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Healthcheck {
+            ready,
+            admin,
+            settings,
+        } => {
+            let addr = match admin {
+                Some(addr) => addr,
+                None => settings.load(Overrides::default())?.admin.listen,
+            };
+            let path = if ready { "/readyz" } else { "/healthz" };
+            let (status, body) =
+                runtime()?.block_on(healthcheck::ask(healthcheck::target(addr), path))?;
+            print!("{body}");
+            Ok(match status {
+                200 => ExitCode::SUCCESS,
+                _ => ExitCode::FAILURE,
+            })
         }
         Command::Token(TokenCommand::Issue {
             sub,

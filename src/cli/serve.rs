@@ -85,7 +85,8 @@ fn offered_symbols(config: &Config) -> Option<&[String]> {
 /// The parts every session shares, from the configuration.
 pub fn build_shared(config: &Config) -> anyhow::Result<Arc<Shared>> {
     let keys = KeyRing::from_settings(&config.auth)?;
-    let tls = tls::server_config(config.tls.cert.as_deref(), config.tls.key.as_deref())?;
+    let (tls, certificates) =
+        tls::reloadable_server_config(config.tls.cert.as_deref(), config.tls.key.as_deref())?;
     // `test` replies pick from these until prices of others arrive.
     let seed_symbols = match config.source.kind {
         SourceKind::Synthetic => config.source.symbols.clone(),
@@ -111,13 +112,63 @@ pub fn build_shared(config: &Config) -> anyhow::Result<Arc<Shared>> {
     ));
     Ok(Arc::new(Shared {
         tls: tokio_rustls::TlsAcceptor::from(tls),
-        keys,
+        keys: crate::auth::Keys::new(keys),
+        certificates,
         hub,
         settings: config.server.clone(),
         revoked: watch_revocations(path),
         stats: Default::default(),
         max_market_topics: config.market_data.max_topics,
     }))
+}
+
+/// On SIGHUP, reads the TLS certificate and key files and the JWT key ring (`auth.*`, from
+/// the configuration read again) for renewal and key rotation; whatever fails to load is
+/// logged and the running one stays. The strategy set reloads on the same signal
+/// (`reload.rs`); other settings take a restart.
+fn reload_credentials_on_sighup(reread: Reread, shared: Arc<Shared>, stop: CancellationToken) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!(
+                "cannot listen for SIGHUP; certificates and keys reload only on restart"
+            );
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                got = hangups.recv() => if got.is_none() { return },
+            }
+            let (reread, shared) = (reread.clone(), shared.clone());
+            let reloaded =
+                tokio::task::spawn_blocking(move || reload_credentials(&*reread, &shared)).await;
+            if let Err(e) = reloaded {
+                tracing::error!(error = %e, "credential reload failed");
+            }
+        }
+    });
+}
+
+fn reload_credentials(
+    reread: &(dyn Fn() -> anyhow::Result<Config> + Send + Sync),
+    shared: &Shared,
+) {
+    match shared.certificates.reload() {
+        Ok(()) => tracing::info!("TLS certificate reloaded"),
+        Err(e) => {
+            tracing::error!(error = %e, "TLS certificate not reloaded; serving the previous one")
+        }
+    }
+    let ring = reread().and_then(|config| Ok(KeyRing::from_settings(&config.auth)?));
+    match ring {
+        Ok(ring) => {
+            shared.keys.replace(ring);
+            tracing::info!("JWT keys reloaded");
+        }
+        Err(e) => tracing::error!(error = %e, "JWT keys not reloaded; the previous ones stay"),
+    }
 }
 
 /// How often the token registry is read for revocations.
@@ -253,7 +304,10 @@ fn cancel_on_signal(token: CancellationToken) {
 }
 
 /// Runs the server until SIGINT/SIGTERM.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+/// Reads the configuration again, as it was read at startup (file, env, flags).
+pub type Reread = Arc<dyn Fn() -> anyhow::Result<Config> + Send + Sync>;
+
+pub async fn serve(config: Config, reread: Reread) -> anyhow::Result<()> {
     preflight(&config)?;
     let shared = build_shared(&config)?;
     let listener = bind(config.server.listen).await?;
@@ -261,7 +315,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         true => Some(bind_admin(config.admin.listen).await?),
         false => None,
     };
-    run_until_signal(&config, shared, listener, admin).await
+    run_until_signal(&config, reread, shared, listener, admin).await
 }
 
 /// Binds the admin listener, naming the key when it fails.
@@ -275,6 +329,7 @@ async fn bind_admin(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 
 async fn run_until_signal(
     config: &Config,
+    reread: Reread,
     shared: Arc<Shared>,
     listener: TcpListener,
     admin: Option<TcpListener>,
@@ -302,6 +357,7 @@ async fn run_until_signal(
         shutdown.clone(),
     );
     cancel_on_signal(shutdown.clone());
+    reload_credentials_on_sighup(reread, shared.clone(), shutdown.clone());
     tracing::info!(
         listen = %listener.local_addr()?,
         source = ?config.source.kind,
@@ -358,6 +414,7 @@ pub async fn demo(dir: &Path, port: u16, signals: Option<&Path>) -> anyhow::Resu
     };
     let token = shared
         .keys
+        .current()
         .issue("demo", Duration::from_secs(24 * 3600), None)?;
     println!(
         "sigcast demo: serving the synthetic market ({}) on wss://127.0.0.1:{port}",
@@ -375,5 +432,7 @@ pub async fn demo(dir: &Path, port: u16, signals: Option<&Path>) -> anyhow::Resu
         println!("Metrics: http://{}/metrics", admin.local_addr()?);
     }
     println!("Files are in {}. Ctrl-C to stop.", dir.display());
-    run_until_signal(&config, shared, listener, admin).await
+    let same = config.clone();
+    let reread: Reread = Arc::new(move || Ok(same.clone()));
+    run_until_signal(&config, reread, shared, listener, admin).await
 }

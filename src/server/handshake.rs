@@ -102,8 +102,9 @@ async fn upgrade(
         let mut identity = None;
         let verified = bearer_token(values)
             .and_then(|token| {
-                shared.keys.verify(token).inspect_err(|e| {
-                    identity = shared.keys.identify(token, e);
+                let keys = shared.keys.current();
+                keys.verify(token).inspect_err(|e| {
+                    identity = keys.identify(token, e);
                 })
             })
             .and_then(|claims| {

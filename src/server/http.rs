@@ -103,9 +103,9 @@ async fn answer<S: AsyncRead + Unpin>(
     };
     let from_body = value.get("token").and_then(Value::as_str);
     let claims = match bearer_token(header("authorization")) {
-        Ok(token) => shared.keys.verify(token),
+        Ok(token) => shared.keys.current().verify(token),
         Err(AuthError::Missing) => match from_body {
-            Some(token) => shared.keys.verify(token),
+            Some(token) => shared.keys.current().verify(token),
             None => Err(AuthError::Missing),
         },
         Err(e) => Err(e),

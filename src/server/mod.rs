@@ -23,7 +23,6 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::KeyRing;
 use crate::config::ServerSettings;
 use crate::hub::Hub;
 
@@ -58,8 +57,10 @@ const MAX_BATCH: usize = 64;
 pub struct Shared {
     /// TLS for every accepted socket.
     pub tls: TlsAcceptor,
-    /// Verifies bearer tokens in the handshake.
-    pub keys: KeyRing,
+    /// Verifies bearer tokens in the handshake; replaced on SIGHUP (key rotation).
+    pub keys: crate::auth::Keys,
+    /// The certificate served, read again on SIGHUP (renewal).
+    pub certificates: Arc<crate::tls::CertStore>,
     /// The source of broadcast frames and `test` prices.
     pub hub: Arc<Hub>,
     /// Limits and timeouts.
