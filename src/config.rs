@@ -500,7 +500,7 @@ keys! {
     "journal.retention_count", Integer, "most journaled signals kept";
     "market_data.symbols", List, "symbols clients may ask market data for besides the strategies' own (* any)";
     "market_data.max_topics", Integer, "market-data topics one session may subscribe to";
-    "admin.enabled", Bool, "serve /metrics and /healthz over plain HTTP";
+    "admin.enabled", Bool, "serve /metrics, /healthz and /readyz over plain HTTP";
     "admin.listen", Address, "admin listener address (unauthenticated: keep it private)";
     "log.level", Text, "tracing filter (info, debug, sigcast=trace, ...)";
     "log.format", Text, "text or json";

@@ -1123,3 +1123,22 @@ async fn sighup_reloads_the_certificate_and_jwt_keys() {
     assert!(line.contains("tls.key"), "{line}");
     connect(port, &new_ca, &new_token).await; // still served
 }
+
+/// The README's configuration reference is `sigcast config keys`, row for row.
+#[test]
+fn readme_lists_every_key_as_config_keys_prints_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = sigcast(tmp.path(), &["config", "keys"]);
+    assert!(keys.status.success());
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let rows: Vec<&str> = std::str::from_utf8(&keys.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .collect();
+    assert_eq!(rows.len(), sigcast::config::KEYS.len());
+    for row in rows {
+        assert!(readme.contains(row), "README lacks (or differs on):\n{row}");
+    }
+}

@@ -559,11 +559,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Config(ConfigCommand::Show { settings }) => {
             let config = settings.load(Overrides::default())?;
-            print!("{}", config.to_toml());
+            emit(&config.to_toml())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Config(ConfigCommand::Keys) => {
-            print_keys();
+            print_keys()?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -602,10 +602,22 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Prints the settings reference as a Markdown table (the README's table comes from here).
-fn print_keys() {
+/// Writes `text` to stdout; a reader that went away (`| head`) ends the output quietly.
+fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        done => Ok(done?),
+    }
+}
+
+fn print_keys() -> anyhow::Result<()> {
     let defaults = toml::Value::try_from(Config::default()).unwrap_or(toml::Value::Boolean(false));
-    println!("| key | env | default | meaning |");
-    println!("|---|---|---|---|");
+    let mut out = String::from("| key | env | default | meaning |\n|---|---|---|---|\n");
     for key in KEYS {
         let (section, leaf) = key.name.split_once('.').unwrap_or((key.name, ""));
         let default = defaults
@@ -613,12 +625,13 @@ fn print_keys() {
             .and_then(|s| s.get(leaf))
             .map(|v| v.to_string())
             .unwrap_or_else(|| "(unset)".into());
-        println!(
-            "| `{}` | `{}` | `{}` | {} |",
+        out.push_str(&format!(
+            "| `{}` | `{}` | `{}` | {} |\n",
             key.name,
             key.env_name(),
             default.replace('|', "\\|"),
             key.help
-        );
+        ));
     }
+    emit(&out)
 }

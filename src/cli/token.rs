@@ -50,8 +50,8 @@ pub fn list(config: &Config) -> anyhow::Result<()> {
         humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(t))
             .to_string()
     };
-    println!(
-        "{:<26} {:<20} {:<8} {:<21} {:<21} scope",
+    let mut out = format!(
+        "{:<26} {:<20} {:<8} {:<21} {:<21} scope\n",
         "jti", "sub", "state", "issued", "expires"
     );
     for t in registry.list()? {
@@ -63,17 +63,17 @@ pub fn list(config: &Config) -> anyhow::Result<()> {
         .flatten()
         .collect::<Vec<_>>()
         .join(" ");
-        println!(
-            "{:<26} {:<20} {:<8} {:<21} {:<21} {}",
+        out.push_str(&format!(
+            "{:<26} {:<20} {:<8} {:<21} {:<21} {}\n",
             t.jti,
             t.sub,
             t.state(now),
             time(t.issued_at),
             time(t.expires_at),
             if scope.is_empty() { "all" } else { &scope }
-        );
+        ));
     }
-    Ok(())
+    super::emit(&out)
 }
 
 /// Revokes a token by id, or every token of a subject; running servers act within 2 s.
