@@ -90,6 +90,9 @@ pub struct ServerSettings {
     /// How long shutdown waits for sessions to close before exiting anyway.
     #[serde(with = "duration")]
     pub shutdown_grace: Duration,
+    /// Serve the live dashboard page at `/` on the client port (it authenticates like any
+    /// client once opened).
+    pub dashboard: bool,
 }
 
 impl Default for ServerSettings {
@@ -107,6 +110,7 @@ impl Default for ServerSettings {
             test_burst: 3,
             test_interval: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(5),
+            dashboard: true,
         }
     }
 }
@@ -460,6 +464,7 @@ keys! {
     "server.test_burst", Integer, "`test` requests allowed in a burst";
     "server.test_interval", Duration, "one more `test` per this interval after the burst";
     "server.shutdown_grace", Duration, "how long shutdown waits for sessions";
+    "server.dashboard", Bool, "serve the live dashboard page at / on the client port";
     "tls.cert", Path, "certificate chain PEM";
     "tls.key", Path, "private key PEM (PKCS#8, PKCS#1 RSA or SEC1 EC)";
     "auth.jwt_secret_file", Path, "HS256 secret file (trimmed, >= 32 bytes)";

@@ -140,6 +140,40 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// The WebSocket subprotocol a browser offers, with [`PROTOCOL_BEARER`], to authenticate
+/// (a browser cannot set `Authorization` on a WebSocket); the server answers with it.
+pub const PROTOCOL: &str = "sigcast.v1";
+/// Prefix of the offered subprotocol that carries the token: `bearer.<JWT>` (a JWT's
+/// characters are all valid in a subprotocol name).
+pub const PROTOCOL_BEARER: &str = "bearer.";
+
+/// The token a browser offers as a `Sec-WebSocket-Protocol` entry `bearer.<JWT>`, beside
+/// [`PROTOCOL`]; `None` when it offers none (or not [`PROTOCOL`] too).
+pub fn protocol_token<'a, I>(values: I) -> Option<Result<&'a str, AuthError>>
+where
+    I: IntoIterator<Item = &'a [u8]>,
+{
+    let offered: Vec<&str> = values
+        .into_iter()
+        .filter_map(|v| std::str::from_utf8(v).ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    if !offered.contains(&PROTOCOL) {
+        return None;
+    }
+    let mut tokens = offered
+        .iter()
+        .filter_map(|p| p.strip_prefix(PROTOCOL_BEARER));
+    let token = tokens.next()?;
+    Some(match (tokens.next(), token.len()) {
+        (Some(_), _) => Err(AuthError::invalid("more than one bearer subprotocol")),
+        (None, n) if n > MAX_TOKEN_LEN => Err(AuthError::invalid("token too long")),
+        (None, 0) => Err(AuthError::invalid("empty bearer token")),
+        (None, _) => Ok(token),
+    })
+}
+
 /// Extracts the bearer token from the values of the request's `Authorization` headers.
 pub fn bearer_token<'a, I>(values: I) -> Result<&'a str, AuthError>
 where
@@ -283,6 +317,28 @@ mod tests {
             bearer_token([long.as_bytes()]),
             Err(AuthError::Invalid("token too long".into()))
         );
+    }
+
+    #[test]
+    fn browser_protocol_token() {
+        let offered = |v: &'static str| protocol_token([v.as_bytes()]);
+        assert_eq!(
+            offered("sigcast.v1, bearer.abc.def.ghi"),
+            Some(Ok("abc.def.ghi"))
+        );
+        assert_eq!(
+            offered("bearer.abc"),
+            None,
+            "without sigcast.v1 it is not ours"
+        );
+        assert_eq!(offered("sigcast.v1"), None);
+        assert!(matches!(
+            offered("sigcast.v1, bearer.a, bearer.b"),
+            Some(Err(_))
+        ));
+        assert!(matches!(offered("sigcast.v1, bearer."), Some(Err(_))));
+        let two_headers = protocol_token([b"sigcast.v1".as_slice(), b"bearer.xyz".as_slice()]);
+        assert_eq!(two_headers, Some(Ok("xyz")));
     }
 
     #[test]

@@ -428,6 +428,9 @@ pub async fn demo(dir: &Path, port: u16, signals: Option<&Path>) -> anyhow::Resu
     println!("Connect (npm install -g wscat; -n accepts the self-signed demo certificate):");
     println!("wscat -c wss://127.0.0.1:{port} -H \"Authorization: Bearer {token}\" -n");
     println!();
+    println!("Dashboard (accept the self-signed certificate; the token stays in the page):");
+    println!("https://127.0.0.1:{port}/#token={token}");
+    println!();
     if let Some(admin) = &admin {
         println!("Metrics: http://{}/metrics", admin.local_addr()?);
     }

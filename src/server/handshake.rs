@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite::http::{StatusCode, header};
 use super::prefixed::Prefixed;
 use super::stats::Outcome;
 use super::{Admission, Shared};
-use crate::auth::{AuthError, Claims, Identity, bearer_token};
+use crate::auth::{AuthError, Claims, Identity, PROTOCOL, bearer_token, protocol_token};
 use tokio::io::AsyncReadExt;
 
 /// A client's WebSocket after a successful handshake (the request head the server peeked at
@@ -85,6 +85,10 @@ async fn upgrade(
         super::http::serve(tls, head, peer, shared).await;
         return None;
     }
+    if super::dashboard::is_page_request(&head) {
+        super::dashboard::serve(tls, &head, shared.settings.dashboard).await;
+        return None;
+    }
     let tls = Prefixed::new(head, tls);
     let mut verdict = None;
     // The callback's signature is tungstenite's; its error type is the HTTP response itself.
@@ -94,13 +98,37 @@ async fn upgrade(
             verdict = Some(Verdict::OverLimit);
             return Err(over_limit());
         }
-        let values = request
-            .headers()
+        let headers = request.headers();
+        let authorization = headers
             .get_all(header::AUTHORIZATION)
             .iter()
             .map(|v| v.as_bytes());
+        let protocols = headers
+            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .map(|v| v.as_bytes());
+        // A browser (the dashboard) cannot set Authorization: it offers the token as a
+        // subprotocol, and gets `sigcast.v1` back. Authorization wins when both are given.
+        let browser = protocol_token(protocols);
+        let token = match (headers.contains_key(header::AUTHORIZATION), browser) {
+            (false, Some(from_protocol)) => from_protocol,
+            _ => bearer_token(authorization),
+        };
+        let mut response = response;
+        if headers
+            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|p| p.trim() == PROTOCOL)
+        {
+            response.headers_mut().insert(
+                header::SEC_WEBSOCKET_PROTOCOL,
+                header::HeaderValue::from_static(PROTOCOL),
+            );
+        }
         let mut identity = None;
-        let verified = bearer_token(values)
+        let verified = token
             .and_then(|token| {
                 let keys = shared.keys.current();
                 keys.verify(token).inspect_err(|e| {
