@@ -93,6 +93,9 @@ pub struct ServerSettings {
     /// Serve the live dashboard page at `/` on the client port (it authenticates like any
     /// client once opened).
     pub dashboard: bool,
+    /// Origins whose pages may open browser sessions (token offered as a subprotocol):
+    /// `https://dash.example.com`, or `*` for any. Empty: only the page sigcast serves.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for ServerSettings {
@@ -111,6 +114,7 @@ impl Default for ServerSettings {
             test_interval: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(5),
             dashboard: true,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -465,6 +469,7 @@ keys! {
     "server.test_interval", Duration, "one more `test` per this interval after the burst";
     "server.shutdown_grace", Duration, "how long shutdown waits for sessions";
     "server.dashboard", Bool, "serve the live dashboard page at / on the client port";
+    "server.allowed_origins", List, "origins whose pages may open browser sessions (* any; empty: the dashboard only)";
     "tls.cert", Path, "certificate chain PEM";
     "tls.key", Path, "private key PEM (PKCS#8, PKCS#1 RSA or SEC1 EC)";
     "auth.jwt_secret_file", Path, "HS256 secret file (trimmed, >= 32 bytes)";
@@ -700,6 +705,15 @@ impl Config {
         }
         if s.read_buffer_size < 1024 {
             p.push(invalid("server.read_buffer_size", "must be at least 1024"));
+        }
+        if let Some(bad) = s.allowed_origins.iter().find(|o| {
+            *o != "*" && !(o.starts_with("https://") || o.starts_with("http://"))
+                || o.trim_end_matches('/').matches('/').count() > 2
+        }) {
+            p.push(invalid(
+                "server.allowed_origins",
+                format!("{bad:?} is not an origin like https://dash.example.com (scheme and host, no path) or *"),
+            ));
         }
         if self.journal.retention_count == 0 {
             p.push(invalid("journal.retention_count", "must be at least 1"));
@@ -1160,6 +1174,7 @@ mod tests {
                 Kind::Integer => "4096",
                 Kind::Duration => "2s",
                 Kind::Address => "127.0.0.1:9",
+                Kind::List if key.name == "server.allowed_origins" => "https://a.example,*",
                 Kind::List => "BTCUSDT,ETHUSDT",
                 Kind::PathList => "/tmp/a.gz,/tmp/b.txt",
                 Kind::Bool => "true",

@@ -79,39 +79,101 @@ async fn the_page_and_its_assets_are_served_with_a_strict_policy() {
     stop.cancel();
 }
 
-/// A browser offers `sigcast.v1` and `bearer.<JWT>` as subprotocols (it cannot set
-/// Authorization): a good token is accepted with `sigcast.v1` chosen, a bad one is refused
-/// with 401 before any upgrade, as with the header.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_token_offered_as_a_subprotocol_authenticates() {
-    let (server, stop) = start(&[]).await;
-    let protocols = format!("sigcast.v1, bearer.{}", server.token("browser"));
-    // tungstenite's client fails the handshake unless the server picks an offered protocol.
-    let mut ws = server
-        .connect_headers(&[("sec-websocket-protocol", protocols)])
-        .await
-        .unwrap();
-    send_text(&mut ws, "test").await;
-    let reply: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
-    assert_eq!(reply["is_test"], true);
+/// A browser's handshake: the token offered as subprotocols, and its page's Origin.
+fn browser(protocols: String, origin: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("sec-websocket-protocol", protocols),
+        ("origin", origin.to_string()),
+    ]
+}
 
+/// A browser offers its token as subprotocols (it cannot set Authorization), as
+/// `sigcast.v1, bearer.<JWT>` or `bearer, <JWT>`: a good token is accepted with the protocol
+/// echoed, a bad one is refused with 401 before any upgrade, as with the header. A browser
+/// session's Origin must be the dashboard's own, or one of `server.allowed_origins`: 403
+/// otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_offered_as_a_subprotocol_authenticates_from_allowed_origins() {
+    let (server, stop) = start(&[]).await;
+    let own = format!("https://127.0.0.1:{}", server.addr.port());
+    let token = server.token("browser");
+    // tungstenite's client fails the handshake unless the server echoes an offered protocol.
+    for offer in [
+        format!("sigcast.v1, bearer.{token}"),
+        format!("bearer, {token}"),
+    ] {
+        let mut ws = server.connect_headers(&browser(offer, &own)).await.unwrap();
+        send_text(&mut ws, "test").await;
+        let reply: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+        assert_eq!(reply["is_test"], true);
+    }
     for bad in [
         "sigcast.v1, bearer.not.a.token",
         "sigcast.v1, bearer.a, bearer.b",
+        "bearer",
     ] {
         let refusal = server
-            .connect_headers(&[("sec-websocket-protocol", bad.to_string())])
+            .connect_headers(&browser(bad.to_string(), &own))
             .await
             .unwrap_err();
         assert_eq!(refusal.status, 401, "{bad}");
     }
-    // Without sigcast.v1 the offer is not sigcast's: no token at all.
-    let token_only = format!("bearer.{}", server.token("browser"));
+    // Without sigcast.v1 (or a bare `bearer`) the offer is not sigcast's: no token at all.
     let refusal = server
-        .connect_headers(&[("sec-websocket-protocol", token_only)])
+        .connect_headers(&browser(format!("bearer.{token}"), &own))
         .await
         .unwrap_err();
     assert_eq!(refusal.status, 401);
+    // Another site's page, or none, cannot use a browser session.
+    let offer = format!("sigcast.v1, bearer.{token}");
+    let elsewhere = server
+        .connect_headers(&browser(offer.clone(), "https://evil.example"))
+        .await
+        .unwrap_err();
+    assert_eq!(elsewhere.status, 403);
+    assert!(
+        elsewhere.body.contains("server.allowed_origins"),
+        "{}",
+        elsewhere.body
+    );
+    let plain_http = server
+        .connect_headers(&browser(offer.clone(), &own.replace("https", "http")))
+        .await
+        .unwrap_err();
+    assert_eq!(plain_http.status, 403);
+    let no_origin = server
+        .connect_headers(&[("sec-websocket-protocol", offer.clone())])
+        .await
+        .unwrap_err();
+    assert_eq!(no_origin.status, 403);
+    let metrics = sigcast::admin::render(&sigcast::admin::Observed::new(server.shared.clone()));
+    assert!(metrics.contains("sigcast_handshakes_total{outcome=\"bad_origin\"} 3\n"));
+    stop.cancel();
+
+    let (listed, stop) = start(&[("server.allowed_origins", "https://dash.example.com")]).await;
+    let token = listed.token("browser");
+    let offer = format!("sigcast.v1, bearer.{token}");
+    listed
+        .connect_headers(&browser(offer.clone(), "https://dash.example.com"))
+        .await
+        .unwrap();
+    let own = format!("https://127.0.0.1:{}", listed.addr.port());
+    let refusal = listed
+        .connect_headers(&browser(offer, &own))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refusal.status, 403,
+        "a list replaces the same-origin default"
+    );
+    // Header-authenticated clients (scripts, servers) are not browser sessions.
+    listed
+        .connect_headers(&[
+            ("authorization", format!("Bearer {token}")),
+            ("origin", "https://anything.example".into()),
+        ])
+        .await
+        .unwrap();
     stop.cancel();
 }
 
@@ -134,12 +196,20 @@ async fn the_dashboard_works_in_chromium() {
         server.token("dashboard")
     );
     let bad = format!("{origin}/#token=eyJhbGciOiJIUzI1NiJ9.e30.forged");
+    let publisher = server.token_scoped(
+        "desk",
+        &sigcast::auth::Scope {
+            publisher: true,
+            ..Default::default()
+        },
+    );
     let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/dashboard.js");
     let run = tokio::process::Command::new("node")
         .arg(&script)
         .args([&good, &bad])
         .arg(&shot)
+        .arg(&publisher)
         .env("NODE_PATH", &modules)
         .env("SIGCAST_E2E_CHROMIUM", &chromium)
         .kill_on_drop(true)
@@ -173,6 +243,14 @@ async fn the_dashboard_works_in_chromium() {
         state["tests"].as_u64().unwrap() >= 2,
         "test button answered"
     );
+    let published = &seen["published"];
+    assert_eq!(published["status"], 200, "{published}");
+    assert!(
+        markers
+            .iter()
+            .any(|m| m["test"] == false && m["side"] == "sell" && m["price"] == published["price"]),
+        "the published signal is on the chart: {published} {state}"
+    );
     assert_eq!(state["errors"], serde_json::json!([]));
     let pixels = &seen["pixels"];
     assert!(
@@ -194,6 +272,10 @@ async fn the_dashboard_works_in_chromium() {
                 && r[4] == "quick"
                 && !r[5].as_str().unwrap().is_empty()),
         "real signals with strategy and seq in the feed: {rows:?}"
+    );
+    assert!(
+        rows.iter().any(|r| r[1] == "sell" && r[4] == "desk-alert"),
+        "the published signal is in the feed: {rows:?}"
     );
     for url in seen["requests"].as_array().unwrap() {
         let url = url.as_str().unwrap();

@@ -140,16 +140,19 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// The WebSocket subprotocol a browser offers, with [`PROTOCOL_BEARER`], to authenticate
-/// (a browser cannot set `Authorization` on a WebSocket); the server answers with it.
+/// The WebSocket subprotocol a browser offers beside `bearer.<JWT>` to authenticate (a
+/// browser cannot set `Authorization` on a WebSocket); the server answers with it.
 pub const PROTOCOL: &str = "sigcast.v1";
 /// Prefix of the offered subprotocol that carries the token: `bearer.<JWT>` (a JWT's
 /// characters are all valid in a subprotocol name).
 pub const PROTOCOL_BEARER: &str = "bearer.";
+/// The other accepted form: `bearer` followed by the token as the next offered entry.
+pub const PROTOCOL_BEARER_PAIR: &str = "bearer";
 
-/// The token a browser offers as a `Sec-WebSocket-Protocol` entry `bearer.<JWT>`, beside
-/// [`PROTOCOL`]; `None` when it offers none (or not [`PROTOCOL`] too).
-pub fn protocol_token<'a, I>(values: I) -> Option<Result<&'a str, AuthError>>
+/// The token a browser offers in `Sec-WebSocket-Protocol`, and the protocol to answer with:
+/// `sigcast.v1, bearer.<JWT>` (answered `sigcast.v1`) or `bearer, <JWT>` (answered
+/// `bearer`). `None` when neither form is offered.
+pub fn protocol_token<'a, I>(values: I) -> Option<(Result<&'a str, AuthError>, &'static str)>
 where
     I: IntoIterator<Item = &'a [u8]>,
 {
@@ -159,19 +162,27 @@ where
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .collect();
-    if !offered.contains(&PROTOCOL) {
-        return None;
+    let check = |token: &'a str| match token.len() {
+        0 => Err(AuthError::invalid("empty bearer token")),
+        n if n > MAX_TOKEN_LEN => Err(AuthError::invalid("token too long")),
+        _ => Ok(token),
+    };
+    if offered.contains(&PROTOCOL) {
+        let mut tokens = offered
+            .iter()
+            .filter_map(|p| p.strip_prefix(PROTOCOL_BEARER));
+        let token = tokens.next()?;
+        return Some(match tokens.next() {
+            Some(_) => (
+                Err(AuthError::invalid("more than one bearer subprotocol")),
+                PROTOCOL,
+            ),
+            None => (check(token), PROTOCOL),
+        });
     }
-    let mut tokens = offered
-        .iter()
-        .filter_map(|p| p.strip_prefix(PROTOCOL_BEARER));
-    let token = tokens.next()?;
-    Some(match (tokens.next(), token.len()) {
-        (Some(_), _) => Err(AuthError::invalid("more than one bearer subprotocol")),
-        (None, n) if n > MAX_TOKEN_LEN => Err(AuthError::invalid("token too long")),
-        (None, 0) => Err(AuthError::invalid("empty bearer token")),
-        (None, _) => Ok(token),
-    })
+    let at = offered.iter().position(|p| *p == PROTOCOL_BEARER_PAIR)?;
+    let token = offered.get(at + 1).copied().unwrap_or("");
+    Some((check(token), PROTOCOL_BEARER_PAIR))
 }
 
 /// Extracts the bearer token from the values of the request's `Authorization` headers.
@@ -324,7 +335,11 @@ mod tests {
         let offered = |v: &'static str| protocol_token([v.as_bytes()]);
         assert_eq!(
             offered("sigcast.v1, bearer.abc.def.ghi"),
-            Some(Ok("abc.def.ghi"))
+            Some((Ok("abc.def.ghi"), "sigcast.v1"))
+        );
+        assert_eq!(
+            offered("bearer, abc.def.ghi"),
+            Some((Ok("abc.def.ghi"), "bearer"))
         );
         assert_eq!(
             offered("bearer.abc"),
@@ -332,13 +347,15 @@ mod tests {
             "without sigcast.v1 it is not ours"
         );
         assert_eq!(offered("sigcast.v1"), None);
+        assert_eq!(offered("chat, superchat"), None);
         assert!(matches!(
             offered("sigcast.v1, bearer.a, bearer.b"),
-            Some(Err(_))
+            Some((Err(_), _))
         ));
-        assert!(matches!(offered("sigcast.v1, bearer."), Some(Err(_))));
+        assert!(matches!(offered("sigcast.v1, bearer."), Some((Err(_), _))));
+        assert!(matches!(offered("bearer"), Some((Err(_), "bearer"))));
         let two_headers = protocol_token([b"sigcast.v1".as_slice(), b"bearer.xyz".as_slice()]);
-        assert_eq!(two_headers, Some(Ok("xyz")));
+        assert_eq!(two_headers, Some((Ok("xyz"), "sigcast.v1")));
     }
 
     #[test]

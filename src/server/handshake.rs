@@ -56,6 +56,8 @@ enum Verdict {
     /// Refused, with who the token was issued to when its signature is good.
     Refused(AuthError, Option<Identity>),
     BadRequest(String),
+    /// A browser session from an origin `server.allowed_origins` does not allow: HTTP 403.
+    BadOrigin(String),
     OverLimit,
 }
 
@@ -108,25 +110,37 @@ async fn upgrade(
             .iter()
             .map(|v| v.as_bytes());
         // A browser (the dashboard) cannot set Authorization: it offers the token as a
-        // subprotocol, and gets `sigcast.v1` back. Authorization wins when both are given.
+        // subprotocol and gets the protocol back; its Origin must be allowed. Authorization
+        // wins when both are given.
         let browser = protocol_token(protocols);
-        let token = match (headers.contains_key(header::AUTHORIZATION), browser) {
-            (false, Some(from_protocol)) => from_protocol,
-            _ => bearer_token(authorization),
-        };
-        let mut response = response;
-        if headers
+        let offers_ours = headers
             .get_all(header::SEC_WEBSOCKET_PROTOCOL)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .any(|p| p.trim() == PROTOCOL)
-        {
+            .any(|p| p.trim() == PROTOCOL);
+        let answer = browser
+            .as_ref()
+            .map(|(_, answer)| *answer)
+            .or(offers_ours.then_some(PROTOCOL));
+        let mut response = response;
+        if let Some(answer) = answer {
             response.headers_mut().insert(
                 header::SEC_WEBSOCKET_PROTOCOL,
-                header::HeaderValue::from_static(PROTOCOL),
+                header::HeaderValue::from_static(answer),
             );
         }
+        let token = match (headers.contains_key(header::AUTHORIZATION), browser) {
+            (false, Some((from_protocol, _))) => {
+                if let Err(reason) = origin_allowed(request, &shared.settings.allowed_origins) {
+                    let refusal = plain(StatusCode::FORBIDDEN, &reason, None);
+                    verdict = Some(Verdict::BadOrigin(reason));
+                    return Err(refusal);
+                }
+                from_protocol
+            }
+            _ => bearer_token(authorization),
+        };
         let mut identity = None;
         let verified = token
             .and_then(|token| {
@@ -192,6 +206,11 @@ async fn upgrade(
             tracing::info!(%peer, %reason, sub, jti, "handshake refused: 401");
             None
         }
+        (_, Some(Verdict::BadOrigin(reason))) => {
+            stats.handshake(Outcome::BadOrigin);
+            tracing::info!(%peer, %reason, "handshake refused: 403");
+            None
+        }
         (_, Some(Verdict::OverLimit)) => {
             stats.handshake(Outcome::OverLimit);
             tracing::warn!(%peer, "handshake refused: 503, connection limit reached");
@@ -253,6 +272,42 @@ fn unauthorized(error: &AuthError) -> ErrorResponse {
         &error.to_string(),
         Some(challenge),
     )
+}
+
+/// Whether a browser session's `Origin` may connect: listed in `server.allowed_origins`
+/// (`*`: any), or, while the list is empty, the page's own origin (`https://` and the same
+/// host and port as the request's `Host`), i.e. the dashboard sigcast serves itself.
+fn origin_allowed(request: &Request, allowed: &[String]) -> Result<(), String> {
+    let Some(origin) = request
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Err("a browser session needs an Origin header".into());
+    };
+    let origin = origin.trim().trim_end_matches('/');
+    if allowed
+        .iter()
+        .any(|a| a == "*" || a.trim_end_matches('/').eq_ignore_ascii_case(origin))
+    {
+        return Ok(());
+    }
+    if allowed.is_empty() {
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if origin
+            .strip_prefix("https://")
+            .is_some_and(|h| !host.is_empty() && h.eq_ignore_ascii_case(host))
+        {
+            return Ok(());
+        }
+    }
+    Err(format!(
+        "origin {origin:?} is not allowed (server.allowed_origins)"
+    ))
 }
 
 fn over_limit() -> ErrorResponse {

@@ -54,12 +54,14 @@ pub enum Outcome {
     OverLimit,
     /// A malformed upgrade request (e.g. a bad `X-Sigcast-Last-Seq`): HTTP 400.
     BadRequest,
+    /// A browser session from an origin not allowed: HTTP 403.
+    BadOrigin,
     /// TLS or the WebSocket upgrade failed, or the client left before asking.
     Failed,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 8] = [
+    pub const ALL: [Outcome; 9] = [
         Outcome::Ok,
         Outcome::NoToken,
         Outcome::InvalidToken,
@@ -67,6 +69,7 @@ impl Outcome {
         Outcome::Revoked,
         Outcome::OverLimit,
         Outcome::BadRequest,
+        Outcome::BadOrigin,
         Outcome::Failed,
     ];
 
@@ -80,6 +83,7 @@ impl Outcome {
             Outcome::Revoked => "revoked",
             Outcome::OverLimit => "over_limit",
             Outcome::BadRequest => "bad_request",
+            Outcome::BadOrigin => "bad_origin",
             Outcome::Failed => "failed",
         }
     }

@@ -1,10 +1,10 @@
 // Drives sigcast's dashboard in Debian's Chromium with playwright-core (which downloads no
-// browser): node dashboard.js GOOD_URL BAD_URL SCREENSHOT. Prints one JSON object of what
-// the page showed, for tests/dashboard.rs to check.
+// browser): node dashboard.js GOOD_URL BAD_URL SCREENSHOT PUBLISHER_TOKEN. Prints one JSON
+// object of what the page showed, for tests/dashboard.rs to check.
 "use strict";
 const { chromium } = require("playwright-core");
 
-const [goodUrl, badUrl, screenshot] = process.argv.slice(2);
+const [goodUrl, badUrl, screenshot, publisher] = process.argv.slice(2);
 const wait = (page, fn, arg, ms) => page.waitForFunction(fn, arg, { timeout: ms });
 
 (async () => {
@@ -36,6 +36,24 @@ const wait = (page, fn, arg, ms) => page.waitForFunction(fn, arg, { timeout: ms 
   await wait(page, () => window.sigcastDashboard.markers.some((m) => !m.test), null, 60000);
   await page.click("#test");
   await wait(page, () => window.sigcastDashboard.tests >= 2, null, 10000);
+
+  // A signal published through the publish API, at the chart's latest price, is marked.
+  const price = await page.evaluate(() => window.sigcastDashboard.lastClose);
+  const response = await page.request.post(new URL("/v1/signals", goodUrl).href, {
+    headers: { Authorization: `Bearer ${publisher}` },
+    data: {
+      type: "sell",
+      content: { symbol: "BTCUSDT", price, timestamp: Math.floor(Date.now() / 1000), strategy: "desk-alert" },
+      is_test: false,
+    },
+  });
+  const published = { status: response.status(), price };
+  await wait(
+    page,
+    (p) => window.sigcastDashboard.markers.some((m) => !m.test && m.side === "sell" && m.price === p),
+    price,
+    10000,
+  );
   await page.waitForTimeout(200); // one more frame drawn
   const rows = await page.$$eval("#feed tbody tr", (trs) => trs.map((tr) => [...tr.cells].map((td) => td.textContent)));
   const status = await page.textContent("#status");
@@ -45,7 +63,7 @@ const wait = (page, fn, arg, ms) => page.waitForFunction(fn, arg, { timeout: ms 
       symbol: d.symbol,
       topic: d.topic,
       points: d.points.length,
-      markers: d.markers.map((m) => ({ side: m.side, test: m.test })),
+      markers: d.markers.map((m) => ({ side: m.side, test: m.test, price: m.price })),
       signals: d.signals,
       tests: d.tests,
       errors: d.errors,
@@ -76,7 +94,7 @@ const wait = (page, fn, arg, ms) => page.waitForFunction(fn, arg, { timeout: ms 
 
   await browser.close();
   console.log(
-    JSON.stringify({ addressAfterLoad, status, rows, state, pixels, requests, problems, refusedStatus, loginShown }),
+    JSON.stringify({ addressAfterLoad, status, rows, state, published, pixels, requests, problems, refusedStatus, loginShown }),
   );
 })().catch((e) => {
   console.error(e);
