@@ -295,6 +295,16 @@ fn serve_startup_errors_are_one_clear_line() {
 
     let out = sigcast(tmp.path(), &["serve", "--listen", "not-an-address"]);
     assert_clean_failure(&out, "server.listen");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().to_string();
+    let out = sigcast(tmp.path(), &["serve", "--listen", &port]);
+    assert_clean_failure(&out, "server.listen: cannot listen on");
+    assert!(stderr(&out).contains("pass --listen"), "says what to do");
+
+    let out = sigcast(tmp.path(), &["config", "check", "missing.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("cannot read config file missing.toml"));
 }
 
 /// The whole pipeline in the real binary: synthetic market → strategy → hub → client, then

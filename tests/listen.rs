@@ -103,4 +103,43 @@ fn listen_with_a_refused_token_exits_with_a_clear_error() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("refused the token (HTTP 401)"), "{stderr}");
+
+    // An expired token (signed by the server's own secret): one line saying so and what to
+    // do, no backtrace. An empty one is caught before connecting.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let expired = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({"sub": "old", "jti": "old-1", "iss": "sigcast",
+            "aud": "sigcast-clients", "iat": now - 7200, "exp": now - 3600}),
+        &jsonwebtoken::EncodingKey::from_secret(&server.material.secret()),
+    )
+    .unwrap();
+    for (token, says) in [
+        (expired.as_str(), "token expired"),
+        ("  ", "--token is empty"),
+    ] {
+        let out = common::sigcast_command()
+            .args([
+                "listen",
+                &format!("wss://127.0.0.1:{}", server.addr.port()),
+                "--token",
+                token,
+                "--ca",
+                server.material.path("cert.pem").to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one line: {stderr}");
+        assert!(
+            lines[0].starts_with("sigcast: error:") && lines[0].contains(says),
+            "{stderr}"
+        );
+        assert!(lines[0].contains("--token"), "says what to do: {stderr}");
+    }
 }

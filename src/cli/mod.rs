@@ -510,7 +510,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             topics,
             since,
         } => {
-            let mut options = crate::client::ClientOptions::new(&url, &token);
+            if token.trim().is_empty() {
+                anyhow::bail!(
+                    "--token is empty: pass a token (or set SIGCAST_TOKEN); `sigcast token issue` makes one"
+                );
+            }
+            let mut options = crate::client::ClientOptions::new(&url, token.trim());
             options.ca = ca;
             options.topics = topics;
             options.since = since;
@@ -586,6 +591,9 @@ async fn listen(options: crate::client::ClientOptions) -> anyhow::Result<ExitCod
                     let mut out = std::io::stdout().lock();
                     writeln!(out, "{}", signal.text)?;
                     out.flush()?;
+                }
+                Some(Err(e @ crate::client::ClientError::Unauthorized(_))) => {
+                    anyhow::bail!("{e}; pass a valid one with --token or SIGCAST_TOKEN (`sigcast token issue` makes one)")
                 }
                 Some(Err(e)) => anyhow::bail!("{e}"),
                 None => return Ok(ExitCode::SUCCESS),

@@ -245,7 +245,9 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
         socket.bind(addr)?;
         socket.listen(ACCEPT_BACKLOG)
     };
-    listen().with_context(|| format!("server.listen: cannot listen on {addr}"))
+    listen().with_context(|| {
+        format!("server.listen: cannot listen on {addr} (another process has it? pass --listen HOST:PORT or stop the other one)")
+    })
 }
 
 /// `sigcast record`: live upstream messages into a replay file until Ctrl-C or `duration`.
@@ -309,12 +311,13 @@ pub type Reread = Arc<dyn Fn() -> anyhow::Result<Config> + Send + Sync>;
 
 pub async fn serve(config: Config, reread: Reread) -> anyhow::Result<()> {
     preflight(&config)?;
-    let shared = build_shared(&config)?;
+    // Ports first: a port in use is then the one line a failed start prints.
     let listener = bind(config.server.listen).await?;
     let admin = match config.admin.enabled {
         true => Some(bind_admin(config.admin.listen).await?),
         false => None,
     };
+    let shared = build_shared(&config)?;
     run_until_signal(&config, reread, shared, listener, admin).await
 }
 

@@ -108,6 +108,12 @@ pub async fn run(options: &Options, keys: &KeyRing) -> anyhow::Result<Report> {
     let handshakes = Arc::new(std::sync::Mutex::new(Vec::with_capacity(options.clients)));
     let settled = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
+    spawn_progress(
+        options.clients,
+        settled.clone(),
+        recorder.clone(),
+        stop.clone(),
+    );
     for client in 0..options.clients {
         let token = keys.issue_scoped(
             &format!("bench-{client}"),
@@ -225,6 +231,32 @@ pub async fn run(options: &Options, keys: &KeyRing) -> anyhow::Result<Report> {
     }
     stop.cancel();
     Ok(report)
+}
+
+/// A line on stderr every second while the run lasts: handshakes settled, then deliveries.
+fn spawn_progress(
+    clients: usize,
+    settled: Arc<AtomicUsize>,
+    recorder: Arc<Recorder>,
+    stop: CancellationToken,
+) {
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            eprintln!(
+                "bench: {:>4.0}s  {}/{clients} clients settled  {} delivered",
+                started.elapsed().as_secs_f64(),
+                settled.load(Ordering::Relaxed),
+                recorder.delivered()
+            );
+        }
+    });
 }
 
 /// One client: reads until stopped, noting each benchmark delivery.
