@@ -158,11 +158,16 @@ fn assert_complete_from_first_seen(seen: &Seen, mock: &MockBinance) {
     }
 }
 
-/// Starts the live upstream for every stream on the tape.
+/// Starts the live upstream for every stream on the tape; its events, its stop, and the
+/// counters it keeps for the metrics.
 fn start(
     mock: &MockBinance,
     settings: BinanceSettings,
-) -> (mpsc::Receiver<MarketEvent>, CancellationToken) {
+) -> (
+    mpsc::Receiver<MarketEvent>,
+    CancellationToken,
+    std::sync::Arc<sigcast::market::SourceStats>,
+) {
     let streams: Vec<(Market, String)> = mock
         .tape()
         .streams()
@@ -170,9 +175,9 @@ fn start(
         .map(|s| (mock.tape().market, s))
         .collect();
     let stop = CancellationToken::new();
-    let (_upstream, rx) =
-        live::spawn(settings, &streams, Default::default(), stop.clone()).unwrap();
-    (rx, stop)
+    let stats = std::sync::Arc::new(sigcast::market::SourceStats::default());
+    let (_upstream, rx) = live::spawn(settings, &streams, stats.clone(), stop.clone()).unwrap();
+    (rx, stop, stats)
 }
 
 /// Waits until the mock has seen `n` connections subscribe.
@@ -187,7 +192,7 @@ async fn wait_connections(mock: &MockBinance, n: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_and_restart_reconnects_resubscribes_and_backfills_every_trade() {
     let mock = MockBinance::start(futures_tape(), Settings::default()).await;
-    let (mut rx, stop) = start(&mock, upstream(&mock));
+    let (mut rx, stop, source) = start(&mock, upstream(&mock));
     wait_connections(&mock, 2).await; // futures /market and /public shards
     let total = mock.tape().entries.len();
     mock.play(2000);
@@ -196,6 +201,7 @@ async fn kill_and_restart_reconnects_resubscribes_and_backfills_every_trade() {
     tokio::time::sleep(Duration::from_millis(500)).await; // trades keep happening meanwhile
     mock.restart().await;
     let seen = collect(&mut rx, &mock).await;
+    let counted = source.snapshot(); // what /metrics shows of it, before stopping
     stop.cancel();
 
     assert_exact(&seen, &mock);
@@ -207,6 +213,19 @@ async fn kill_and_restart_reconnects_resubscribes_and_backfills_every_trade() {
         "missed trades came from REST backfill"
     );
     assert_eq!(seen.agg_gaps(), 0, "{:?}", seen.gaps);
+    assert_eq!((counted.planned, counted.connected), (2, 2), "{counted:?}");
+    assert!(counted.reconnects >= 2, "{counted:?}");
+    assert!(
+        counted.gaps_backfilled >= 1,
+        "the outage's trades: {counted:?}"
+    );
+    let unfilled = seen.gaps.len() as u64; // other kinds (depth) cannot be backfilled
+    assert_eq!(
+        counted.gaps_detected,
+        counted.gaps_backfilled + unfilled,
+        "{counted:?} {:?}",
+        seen.gaps
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -214,7 +233,7 @@ async fn silent_stream_trips_the_watchdog() {
     let mock = MockBinance::start(futures_tape(), Settings::default()).await;
     let mut settings = upstream(&mock);
     settings.watchdog = Duration::from_millis(400);
-    let (mut rx, stop) = start(&mock, settings);
+    let (mut rx, stop, _stats) = start(&mock, settings);
     wait_connections(&mock, 2).await;
     let total = mock.tape().entries.len();
     mock.play(2000);
@@ -252,7 +271,7 @@ async fn rotation_loses_and_doubles_nothing() {
     let mock = MockBinance::start(futures_tape(), Settings::default()).await;
     let mut settings = upstream(&mock);
     settings.rotate_after = Duration::from_millis(600);
-    let (mut rx, stop) = start(&mock, settings);
+    let (mut rx, stop, _stats) = start(&mock, settings);
     wait_connections(&mock, 2).await;
     mock.play(1000); // ~5 s of feed: several rotations per shard
     let seen = collect(&mut rx, &mock).await;
@@ -331,7 +350,7 @@ async fn malformed_frames_are_survived() {
         },
     )
     .await;
-    let (mut rx, stop) = start(&mock, upstream(&mock));
+    let (mut rx, stop, stats) = start(&mock, upstream(&mock));
     wait_connections(&mock, 2).await;
     mock.play(3000);
     let seen = collect(&mut rx, &mock).await;
@@ -339,12 +358,18 @@ async fn malformed_frames_are_survived() {
     assert_exact(&seen, &mock);
     assert_eq!(mock.stats().connections, 2, "no reconnect over bad frames");
     assert_eq!(seen.reconnects, 0);
+    let bad = mock.tape().entries.len() as u64 / 7;
+    let counted = stats.snapshot().malformed;
+    assert!(
+        counted + 2 >= bad && counted > 0,
+        "{counted} of about {bad} counted"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_history_becomes_an_explicit_gap() {
     let mock = MockBinance::start(futures_tape(), Settings::default()).await;
-    let (mut rx, stop) = start(&mock, upstream(&mock));
+    let (mut rx, stop, stats) = start(&mock, upstream(&mock));
     wait_connections(&mock, 2).await;
     let total = mock.tape().entries.len();
     mock.play(2000);
@@ -358,6 +383,11 @@ async fn expired_history_becomes_an_explicit_gap() {
     stop.cancel();
 
     assert!(seen.agg_gaps() > 0, "the loss is reported: {:?}", seen.gaps);
+    let counted = stats.snapshot();
+    assert!(
+        counted.gaps_detected > counted.gaps_backfilled,
+        "unfilled gaps show in the metrics: {counted:?}"
+    );
     for (symbol, ids) in &seen.agg_ids {
         assert!(
             ids.windows(2).all(|w| w[0] < w[1]),
@@ -463,7 +493,7 @@ async fn record_saves_every_message_for_replay() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_shutdown_notice_rotates_without_loss() {
     let mock = MockBinance::start(futures_tape(), Settings::default()).await;
-    let (mut rx, stop) = start(&mock, upstream(&mock));
+    let (mut rx, stop, _stats) = start(&mock, upstream(&mock));
     wait_connections(&mock, 2).await;
     let total = mock.tape().entries.len();
     mock.play(1000);
@@ -492,7 +522,7 @@ async fn connection_lifetime_cuts_are_recovered() {
         },
     )
     .await;
-    let (mut rx, stop) = start(&mock, upstream(&mock));
+    let (mut rx, stop, _stats) = start(&mock, upstream(&mock));
     wait_connections(&mock, 2).await;
     mock.play(1000);
     let seen = collect(&mut rx, &mock).await;
@@ -509,7 +539,7 @@ async fn socks5_proxy_carries_streams_and_backfill() {
     let mock = MockBinance::start(futures_tape(), Settings::default()).await;
     let mut settings = upstream(&mock);
     settings.proxy = proxy.url();
-    let (mut rx, stop) = start(&mock, settings);
+    let (mut rx, stop, _stats) = start(&mock, settings);
     wait_connections(&mock, 2).await;
     let total = mock.tape().entries.len();
     mock.play(2000);
@@ -592,7 +622,7 @@ fn minutes_tape() -> (Tape, Vec<usize>) {
 async fn missed_klines_are_backfilled_from_rest() {
     let (tape, minute_ends) = minutes_tape();
     let mock = MockBinance::start(tape, Settings::default()).await;
-    let (mut rx, stop) = start(&mock, upstream(&mock));
+    let (mut rx, stop, _stats) = start(&mock, upstream(&mock));
     wait_connections(&mock, 1).await;
     mock.play(40);
     mock.wait_played(minute_ends[0]).await;
@@ -635,7 +665,7 @@ async fn first_trades_made_during_an_outage_are_recovered() {
         entries,
     };
     let mock = MockBinance::start(tape, Settings::default()).await;
-    let (mut rx, stop) = start(&mock, upstream(&mock));
+    let (mut rx, stop, _stats) = start(&mock, upstream(&mock));
     wait_connections(&mock, 1).await;
     mock.play(50);
     mock.wait_played(outage_starts).await;

@@ -22,16 +22,21 @@ impl Shard {
             .into_iter()
             .collect();
         for symbol in self.agg_trade_symbols() {
-            let from = match resume.get(&symbol) {
-                Some(next) => *next,
+            let (from, resumed) = match resume.get(&symbol) {
+                Some(next) => (*next, true),
                 None => match self.recent_agg_trades(&symbol).await {
-                    Some(Some(next)) => next,
+                    Some(Some(next)) => (next, false),
                     Some(None) => continue, // no trade to resume from
                     None => return false,
                 },
             };
-            if self.fetch_agg_trades(&symbol, from, None).await.is_none() {
+            let Some(next) = self.fetch_agg_trades(&symbol, from, None).await else {
                 return false;
+            };
+            if resumed && next > from {
+                // Trades made while disconnected: a hole, filled before anyone saw it.
+                self.stats.gap_detected();
+                self.stats.gap_backfilled();
             }
         }
         true
@@ -202,7 +207,11 @@ impl Shard {
                 self.stats.gap_backfilled();
                 self.out.send(event).await.is_ok()
             }
-            Admit::Duplicate => true,
+            // The history fetched reached past it: the gap is closed all the same.
+            Admit::Duplicate => {
+                self.stats.gap_backfilled();
+                true
+            }
             _ => {
                 let gap = self.sequencer.give_up(&event, stream, after_id);
                 tracing::warn!(shard = %self.spec.name, symbol = %event.symbol, stream, after = after_id, "backfill incomplete: gap");
