@@ -5,10 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::binance_mock::{Entry, MockBinance, Settings, Tape};
+use common::binance_mock::{MockBinance, Settings, Tape};
 use common::{TestServer, next_text, within};
 use sigcast::admin::Observed;
-use sigcast::market::Market;
 use sigcast::strategy::{Side, definition};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -222,18 +221,6 @@ for family in text_string_to_metric_families(sys.stdin.read()):
     }
 }
 
-/// One aggTrade per second of TSTUSDT, from second 0.
-fn per_second(prices: &[&str]) -> Tape {
-    Tape {
-        market: Market::Futures,
-        entries: prices
-            .iter()
-            .enumerate()
-            .map(|(i, p)| Entry::agg_trade("TSTUSDT", i as u64 + 1, i as i64 * 1000, p))
-            .collect(),
-    }
-}
-
 /// Polls `/readyz` until its status line starts with `status`; the whole response.
 async fn await_readyz(addr: std::net::SocketAddr, status: &str) -> String {
     let mut last = String::new();
@@ -251,7 +238,10 @@ async fn await_readyz(addr: std::net::SocketAddr, status: &str) -> String {
 /// and the strategies are warm, and the upstream's metrics count what happened.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_follows_the_upstream_and_the_warmup() {
-    let tape = per_second(&["10", "9", "8", "7", "6", "6.5", "12", "13", "13", "13"]);
+    let tape = Tape::per_second(
+        "TSTUSDT",
+        &["10", "9", "8", "7", "6", "6.5", "12", "13", "13", "13"],
+    );
     let mock = MockBinance::start(tape, Settings::default()).await;
     mock.stop();
     let material = common::Material::new();

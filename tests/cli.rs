@@ -482,6 +482,13 @@ const QUICK: &str = "[[strategy]]\nname = \"quick\"\nkind = \"ma_cross\"\nsymbol
 /// Starts `serve` on the synthetic market with `QUICK` and the given watch interval; returns
 /// the process, its port and a token.
 fn serve_quick(dir: &Path, watch: &str) -> (Running, u16, String) {
+    let (server, token) = start_quick(dir, watch);
+    let port = server.port();
+    (server, port, token)
+}
+
+/// As [`serve_quick`], before anything of its log is read; the process and a token.
+fn start_quick(dir: &Path, watch: &str) -> (Running, String) {
     assert!(sigcast(dir, &["init"]).status.success());
     std::fs::write(dir.join("signals/default.toml"), QUICK).unwrap();
     let token =
@@ -500,8 +507,7 @@ fn serve_quick(dir: &Path, watch: &str) -> (Running, u16, String) {
             &format!("signals.watch={watch}"),
         ],
     );
-    let port = server.port();
-    (server, port, token.trim().to_string())
+    (server, token.trim().to_string())
 }
 
 /// Reads signals until one comes from `strategy`.
@@ -1037,20 +1043,7 @@ fn config_check_prints_every_problem_with_its_key() {
 fn healthcheck_asks_the_admin_listener() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    assert!(sigcast(dir, &["init"]).status.success());
-    std::fs::write(dir.join("signals/default.toml"), QUICK).unwrap();
-    let mut server = Running::start(
-        dir,
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--set",
-            "log.format=json",
-            "--set",
-            "source.tick=2ms",
-        ],
-    );
+    let (mut server, _) = start_quick(dir, "2s");
     let admin = Running::find(&server.stderr, |line| {
         let v: Value = serde_json::from_str(line).ok()?;
         v["fields"]["admin"].as_str().map(String::from)

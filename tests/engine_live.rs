@@ -6,24 +6,11 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::binance_mock::{Entry, MockBinance, Settings, Tape};
+use common::binance_mock::{MockBinance, Settings, Tape};
 use serde_json::Value;
 use sigcast::hub::Hub;
-use sigcast::market::Market;
 use sigcast::strategy::definition;
 use tokio_util::sync::CancellationToken;
-
-/// One aggTrade per second of TSTUSDT at each price, from second 0.
-fn per_second(prices: &[&str]) -> Tape {
-    Tape {
-        market: Market::Futures,
-        entries: prices
-            .iter()
-            .enumerate()
-            .map(|(i, p)| Entry::agg_trade("TSTUSDT", i as u64 + 1, i as i64 * 1000, p))
-            .collect(),
-    }
-}
 
 const CROSS: &str = "[[strategy]]\nname = \"cross\"\nkind = \"ma_cross\"\nmarket = \"futures\"\nsymbol = \"TSTUSDT\"\ninterval = \"1s\"\n[strategy.params]\nfast = 2\nslow = 3\n";
 
@@ -47,7 +34,10 @@ async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 /// its second live candle, which it could not do from live candles alone (it needs four).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_from_rest_klines_warms_strategies_before_live_data() {
-    let tape = per_second(&["10", "9", "8", "7", "6", "6.5", "12", "13", "13", "13"]);
+    let tape = Tape::per_second(
+        "TSTUSDT",
+        &["10", "9", "8", "7", "6", "6.5", "12", "13", "13", "13"],
+    );
     let mock = MockBinance::start(tape, Settings::default()).await;
     mock.skip_to(6);
     let material = common::Material::new();
@@ -84,7 +74,11 @@ async fn history_from_rest_klines_warms_strategies_before_live_data() {
 /// difference on the connection it has, without reconnecting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_changes_subscriptions_by_the_difference() {
-    let mock = MockBinance::start(per_second(&["1", "2"]), Settings::default()).await;
+    let mock = MockBinance::start(
+        Tape::per_second("TSTUSDT", &["1", "2"]),
+        Settings::default(),
+    )
+    .await;
     let material = common::Material::new();
     let config = mock.sigcast_config(&material, &[]);
     let hub = Arc::new(Hub::new(vec![], 64));

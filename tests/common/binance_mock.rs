@@ -67,6 +67,18 @@ pub struct Tape {
 }
 
 impl Tape {
+    /// One futures aggTrade of `symbol` per second at each price, ids from 1, from second 0.
+    pub fn per_second(symbol: &str, prices: &[&str]) -> Tape {
+        Tape {
+            market: Market::Futures,
+            entries: prices
+                .iter()
+                .enumerate()
+                .map(|(i, p)| Entry::agg_trade(symbol, i as u64 + 1, i as i64 * 1000, p))
+                .collect(),
+        }
+    }
+
     /// Every combined-stream message of the recordings (snapshots and control lines dropped).
     pub fn from_recordings(files: &[&Path]) -> Tape {
         let mut market = Market::Spot;
