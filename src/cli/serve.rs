@@ -111,7 +111,7 @@ pub fn build_shared(config: &Config) -> anyhow::Result<Arc<Shared>> {
         last_seq,
     ));
     Ok(Arc::new(Shared {
-        tls: tokio_rustls::TlsAcceptor::from(tls),
+        tls,
         keys: crate::auth::Keys::new(keys),
         certificates,
         hub,

@@ -3,20 +3,20 @@
 use std::net::SocketAddr;
 
 use tokio::net::TcpStream;
-use tokio_rustls::server::TlsStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{StatusCode, header};
 
 use super::prefixed::Prefixed;
 use super::stats::Outcome;
+use super::tls_stream::TlsStream;
 use super::{Admission, Shared};
 use crate::auth::{AuthError, Claims, Identity, PROTOCOL, bearer_token, protocol_token};
 use tokio::io::AsyncReadExt;
 
 /// A client's WebSocket after a successful handshake (the request head the server peeked at
 /// is replayed to the upgrade from the front of the stream).
-pub type ClientWs = WebSocketStream<Prefixed<TlsStream<TcpStream>>>;
+pub type ClientWs = WebSocketStream<Prefixed<TlsStream>>;
 
 /// Most request-head bytes read before deciding between an upgrade and a publish `POST`.
 const MAX_HEAD: usize = 8192;
@@ -67,7 +67,7 @@ async fn upgrade(
     shared: &Shared,
     admission: &Admission,
 ) -> Option<Accepted> {
-    let mut tls = match shared.tls.accept(tcp).await {
+    let mut tls = match super::tls_stream::accept(tcp, shared.tls.clone()).await {
         Ok(tls) => tls,
         Err(e) => {
             tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -230,7 +230,7 @@ async fn upgrade(
 
 /// Reads until the end of the request head (or [`MAX_HEAD`] bytes; the upgrade then refuses
 /// what is too long).
-async fn read_head(tls: &mut TlsStream<TcpStream>) -> std::io::Result<Vec<u8>> {
+async fn read_head(tls: &mut TlsStream) -> std::io::Result<Vec<u8>> {
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {

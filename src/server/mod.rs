@@ -11,6 +11,7 @@ pub mod http;
 mod prefixed;
 mod session;
 pub mod stats;
+pub mod tls_stream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,7 +20,6 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -57,7 +57,7 @@ const MAX_BATCH: usize = 64;
 /// Everything sessions share, built once at startup.
 pub struct Shared {
     /// TLS for every accepted socket.
-    pub tls: TlsAcceptor,
+    pub tls: Arc<rustls::ServerConfig>,
     /// Verifies bearer tokens in the handshake; replaced on SIGHUP (key rotation).
     pub keys: crate::auth::Keys,
     /// The certificate served, read again on SIGHUP (renewal).
