@@ -109,7 +109,7 @@ impl Default for ServerSettings {
             write_timeout: Duration::from_secs(10),
             queue_capacity: 1024,
             max_message_size: 4096,
-            read_buffer_size: 1024,
+            read_buffer_size: 256,
             test_burst: 3,
             test_interval: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(5),
@@ -464,7 +464,7 @@ keys! {
     "server.write_timeout", Duration, "a write that takes longer ends the session";
     "server.queue_capacity", Integer, "signals a client may lag before close 4000";
     "server.max_message_size", Integer, "largest client message (bytes); bigger is closed 1009";
-    "server.read_buffer_size", Integer, "per-connection read buffer (bytes)";
+    "server.read_buffer_size", Integer, "per-connection WebSocket read buffer (bytes; grows for a bigger message)";
     "server.test_burst", Integer, "`test` requests allowed in a burst";
     "server.test_interval", Duration, "one more `test` per this interval after the burst";
     "server.shutdown_grace", Duration, "how long shutdown waits for sessions";
@@ -703,8 +703,11 @@ impl Config {
                 "must be between 16 bytes and 1 MiB",
             ));
         }
-        if s.read_buffer_size < 1024 {
-            p.push(invalid("server.read_buffer_size", "must be at least 1024"));
+        if !(64..=1 << 20).contains(&s.read_buffer_size) {
+            p.push(invalid(
+                "server.read_buffer_size",
+                "must be 64 bytes to 1 MiB",
+            ));
         }
         if let Some(bad) = s.allowed_origins.iter().find(|o| {
             *o != "*" && !(o.starts_with("https://") || o.starts_with("http://"))

@@ -19,8 +19,6 @@ use tokio::net::TcpStream;
 const READ_SIZE: usize = 16 * 1024 + 1024;
 /// Encrypted bytes a writer may queue before it waits for the socket.
 const MAX_PENDING: usize = 256 * 1024;
-/// Buffers bigger than this are freed once empty (small ones are kept for the next use).
-const KEEP_CAPACITY: usize = 1024;
 
 /// Where processing the bytes at hand stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,11 +235,9 @@ impl TlsStream {
             }
             self.outgoing_at += n;
         }
-        self.outgoing.clear();
+        // Freed, not kept for the next write: an idle session holds no buffer.
+        self.outgoing = Vec::new();
         self.outgoing_at = 0;
-        if self.outgoing.capacity() > KEEP_CAPACITY {
-            self.outgoing = Vec::new();
-        }
         Poll::Ready(Ok(()))
     }
 
@@ -264,10 +260,7 @@ impl AsyncRead for TlsStream {
                 this.plaintext_at += n;
                 if this.plaintext_at == this.plaintext.len() {
                     this.plaintext_at = 0;
-                    this.plaintext.clear();
-                    if this.plaintext.capacity() > KEEP_CAPACITY {
-                        this.plaintext = Vec::new();
-                    }
+                    this.plaintext = Vec::new();
                 }
                 return Poll::Ready(Ok(()));
             }
