@@ -108,8 +108,15 @@ impl ResolvesServerCert for CertStore {
     }
 }
 
+/// ring's suites (all AEAD with forward secrecy), the SHA-256 ones first: the server's
+/// order decides, and SHA-384's key schedule and transcript hashing cost more per handshake
+/// than anything but the key exchange (SHA-256 runs on the CPU's SHA extensions).
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider
+        .cipher_suites
+        .sort_by_key(|s| !format!("{:?}", s.suite()).ends_with("_SHA256"));
+    Arc::new(provider)
 }
 
 fn certified(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {

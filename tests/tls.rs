@@ -144,6 +144,11 @@ async fn tls12_and_tls13_with_alpn_http11() {
         if version.version == rustls::ProtocolVersion::TLSv1_2 {
             assert!(suite.contains("ECDHE"), "forward secrecy: {suite}");
         }
+        // The client prefers AES-256 (rustls' default order); the server's order wins.
+        assert!(
+            suite.ends_with("AES_128_GCM_SHA256"),
+            "the server's order, SHA-256 suites first: {suite}"
+        );
     }
 }
 

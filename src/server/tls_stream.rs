@@ -15,8 +15,9 @@ use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedS
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// How much is asked of the socket per read: a whole TLS record with its overhead.
-const READ_SIZE: usize = 16 * 1024 + 1024;
+/// Room made for each read. Clients send little (a handshake flight, a request, pongs); a
+/// bigger record arrives over several reads, each adding room.
+const READ_SIZE: usize = 4 * 1024;
 /// Encrypted bytes a writer may queue before it waits for the socket.
 const MAX_PENDING: usize = 256 * 1024;
 
