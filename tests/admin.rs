@@ -251,10 +251,9 @@ async fn readyz_follows_the_upstream_and_the_warmup() {
     let config = mock.sigcast_config(&material, &[]);
     let server = TestServer::start_with(material, config).await;
     let stop = CancellationToken::new();
-    let cross = "[[strategy]]\nname = \"cross\"\nkind = \"ma_cross\"\nmarket = \"futures\"\nsymbol = \"TSTUSDT\"\ninterval = \"1s\"\n[strategy.params]\nfast = 2\nslow = 3\n";
     let pipeline = sigcast::cli::start_pipeline(
         &server.config,
-        definition::from_text(cross).unwrap(),
+        definition::from_text(common::CROSS).unwrap(),
         server.hub.clone(),
         stop.clone(),
     )

@@ -477,8 +477,6 @@ fn replay_of_a_missing_file_is_a_clear_startup_error() {
     assert_clean_failure(&out, "--source");
 }
 
-const QUICK: &str = "[[strategy]]\nname = \"quick\"\nkind = \"ma_cross\"\nsymbols = [\"BTCUSDT\", \"ETHUSDT\", \"SOLUSDT\"]\ninterval = \"1s\"\n[strategy.params]\nfast = 1\nslow = 2\n";
-
 /// Starts `serve` on the synthetic market with `QUICK` and the given watch interval; returns
 /// the process, its port and a token.
 fn serve_quick(dir: &Path, watch: &str) -> (Running, u16, String) {

@@ -13,9 +13,7 @@ use sigcast::strategy::definition;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-const QUICK: &str = "[[strategy]]\nname = \"quick\"\nkind = \"ma_cross\"\nsymbols = [\"BTCUSDT\", \"ETHUSDT\", \"SOLUSDT\"]\ninterval = \"1s\"\n[strategy.params]\nfast = 1\nslow = 2\n";
-
-/// A server on the synthetic market running `QUICK`, so signals come every second or two.
+/// A server on the synthetic market running `common::QUICK`, so signals come every second or two.
 async fn start(extra: &[(&str, &str)]) -> (TestServer, CancellationToken) {
     let mut keys = vec![("source.tick", "2ms")];
     keys.extend_from_slice(extra);
@@ -23,7 +21,7 @@ async fn start(extra: &[(&str, &str)]) -> (TestServer, CancellationToken) {
     let stop = CancellationToken::new();
     sigcast::cli::start_pipeline(
         &server.config,
-        definition::from_text(QUICK).unwrap(),
+        definition::from_text(common::QUICK).unwrap(),
         server.hub.clone(),
         stop.clone(),
     )

@@ -12,8 +12,6 @@ use sigcast::hub::Hub;
 use sigcast::strategy::definition;
 use tokio_util::sync::CancellationToken;
 
-const CROSS: &str = "[[strategy]]\nname = \"cross\"\nkind = \"ma_cross\"\nmarket = \"futures\"\nsymbol = \"TSTUSDT\"\ninterval = \"1s\"\n[strategy.params]\nfast = 2\nslow = 3\n";
-
 async fn next_signal(rx: &mut tokio::sync::broadcast::Receiver<sigcast::hub::Published>) -> Value {
     let frame = tokio::time::timeout(Duration::from_secs(20), rx.recv())
         .await
@@ -47,7 +45,7 @@ async fn history_from_rest_klines_warms_strategies_before_live_data() {
     let stop = CancellationToken::new();
     let _pipeline = sigcast::cli::start_pipeline(
         &config,
-        definition::from_text(CROSS).unwrap(),
+        definition::from_text(common::CROSS).unwrap(),
         hub.clone(),
         stop.clone(),
     )
@@ -85,7 +83,7 @@ async fn reload_changes_subscriptions_by_the_difference() {
     let stop = CancellationToken::new();
     let pipeline = sigcast::cli::start_pipeline(
         &config,
-        definition::from_text(CROSS).unwrap(),
+        definition::from_text(common::CROSS).unwrap(),
         hub,
         stop.clone(),
     )
@@ -95,8 +93,9 @@ async fn reload_changes_subscriptions_by_the_difference() {
 
     // Add an aggTrade strategy on another symbol (same endpoint: same connection).
     let more = format!(
-        "{CROSS}{}",
-        CROSS
+        "{}{}",
+        common::CROSS,
+        common::CROSS
             .replace("\"cross\"", "\"other\"")
             .replace("TSTUSDT", "XYZUSDT")
     );
@@ -116,7 +115,7 @@ async fn reload_changes_subscriptions_by_the_difference() {
     );
 
     // Drop the first one.
-    let fewer = CROSS
+    let fewer = common::CROSS
         .replace("\"cross\"", "\"other\"")
         .replace("TSTUSDT", "XYZUSDT");
     pipeline

@@ -149,10 +149,18 @@ pub const PROTOCOL_BEARER: &str = "bearer.";
 /// The other accepted form: `bearer` followed by the token as the next offered entry.
 pub const PROTOCOL_BEARER_PAIR: &str = "bearer";
 
-/// The token a browser offers in `Sec-WebSocket-Protocol`, and the protocol to answer with:
-/// `sigcast.v1, bearer.<JWT>` (answered `sigcast.v1`) or `bearer, <JWT>` (answered
-/// `bearer`). `None` when neither form is offered.
-pub fn protocol_token<'a, I>(values: I) -> Option<(Result<&'a str, AuthError>, &'static str)>
+/// What a client offers in `Sec-WebSocket-Protocol`, as sigcast reads it.
+#[derive(Debug, Default, PartialEq)]
+pub struct Offer<'a> {
+    /// The protocol to answer with: `sigcast.v1` whenever it is offered, or `bearer` for
+    /// the `bearer, <JWT>` form.
+    pub answer: Option<&'static str>,
+    /// The token a browser offers: `sigcast.v1, bearer.<JWT>` or `bearer, <JWT>`.
+    pub token: Option<Result<&'a str, AuthError>>,
+}
+
+/// Reads the values of the request's `Sec-WebSocket-Protocol` headers.
+pub fn protocol_offer<'a, I>(values: I) -> Offer<'a>
 where
     I: IntoIterator<Item = &'a [u8]>,
 {
@@ -171,18 +179,22 @@ where
         let mut tokens = offered
             .iter()
             .filter_map(|p| p.strip_prefix(PROTOCOL_BEARER));
-        let token = tokens.next()?;
-        return Some(match tokens.next() {
-            Some(_) => (
-                Err(AuthError::invalid("more than one bearer subprotocol")),
-                PROTOCOL,
-            ),
-            None => (check(token), PROTOCOL),
+        let token = tokens.next().map(|token| match tokens.next() {
+            Some(_) => Err(AuthError::invalid("more than one bearer subprotocol")),
+            None => check(token),
         });
+        return Offer {
+            answer: Some(PROTOCOL),
+            token,
+        };
     }
-    let at = offered.iter().position(|p| *p == PROTOCOL_BEARER_PAIR)?;
-    let token = offered.get(at + 1).copied().unwrap_or("");
-    Some((check(token), PROTOCOL_BEARER_PAIR))
+    match offered.iter().position(|p| *p == PROTOCOL_BEARER_PAIR) {
+        Some(at) => Offer {
+            answer: Some(PROTOCOL_BEARER_PAIR),
+            token: Some(check(offered.get(at + 1).copied().unwrap_or(""))),
+        },
+        None => Offer::default(),
+    }
 }
 
 /// Extracts the bearer token from the values of the request's `Authorization` headers.
@@ -332,7 +344,9 @@ mod tests {
 
     #[test]
     fn browser_protocol_token() {
-        let offered = |v: &'static str| protocol_token([v.as_bytes()]);
+        // (token, answer), None for no token offered in a form sigcast reads.
+        let read = |o: Offer<'static>| o.token.map(|t| (t, o.answer.unwrap()));
+        let offered = |v: &'static str| read(protocol_offer([v.as_bytes()]));
         assert_eq!(
             offered("sigcast.v1, bearer.abc.def.ghi"),
             Some((Ok("abc.def.ghi"), "sigcast.v1"))
@@ -347,6 +361,10 @@ mod tests {
             "without sigcast.v1 it is not ours"
         );
         assert_eq!(offered("sigcast.v1"), None);
+        assert_eq!(
+            protocol_offer([b"sigcast.v1".as_slice()]).answer,
+            Some("sigcast.v1")
+        );
         assert_eq!(offered("chat, superchat"), None);
         assert!(matches!(
             offered("sigcast.v1, bearer.a, bearer.b"),
@@ -354,7 +372,10 @@ mod tests {
         ));
         assert!(matches!(offered("sigcast.v1, bearer."), Some((Err(_), _))));
         assert!(matches!(offered("bearer"), Some((Err(_), "bearer"))));
-        let two_headers = protocol_token([b"sigcast.v1".as_slice(), b"bearer.xyz".as_slice()]);
+        let two_headers = read(protocol_offer([
+            b"sigcast.v1".as_slice(),
+            b"bearer.xyz".as_slice(),
+        ]));
         assert_eq!(two_headers, Some((Ok("xyz"), "sigcast.v1")));
     }
 

@@ -11,7 +11,7 @@ use super::prefixed::Prefixed;
 use super::stats::Outcome;
 use super::tls_stream::TlsStream;
 use super::{Admission, Shared};
-use crate::auth::{AuthError, Claims, Identity, PROTOCOL, bearer_token, protocol_token};
+use crate::auth::{AuthError, Claims, Identity, bearer_token, protocol_offer};
 use tokio::io::AsyncReadExt;
 
 /// A client's WebSocket after a successful handshake (the request head the server peeked at
@@ -112,26 +112,16 @@ async fn upgrade(
         // A browser (the dashboard) cannot set Authorization: it offers the token as a
         // subprotocol and gets the protocol back; its Origin must be allowed. Authorization
         // wins when both are given.
-        let browser = protocol_token(protocols);
-        let offers_ours = headers
-            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|p| p.trim() == PROTOCOL);
-        let answer = browser
-            .as_ref()
-            .map(|(_, answer)| *answer)
-            .or(offers_ours.then_some(PROTOCOL));
+        let offer = protocol_offer(protocols);
         let mut response = response;
-        if let Some(answer) = answer {
+        if let Some(answer) = offer.answer {
             response.headers_mut().insert(
                 header::SEC_WEBSOCKET_PROTOCOL,
                 header::HeaderValue::from_static(answer),
             );
         }
-        let token = match (headers.contains_key(header::AUTHORIZATION), browser) {
-            (false, Some((from_protocol, _))) => {
+        let token = match (headers.contains_key(header::AUTHORIZATION), offer.token) {
+            (false, Some(from_protocol)) => {
                 if let Err(reason) = origin_allowed(request, &shared.settings.allowed_origins) {
                     let refusal = plain(StatusCode::FORBIDDEN, &reason, None);
                     verdict = Some(Verdict::BadOrigin(reason));

@@ -572,16 +572,19 @@ impl Session {
                 ));
             }
         };
-        let waiting = self.frames.len();
         let oldest = first.at;
         let mut lagged = None;
         let mut batch = Vec::new();
         if self.take_live(&first) {
             batch.push(first.frame);
         }
+        // Signals that were waiting behind the first: counted as they are drained, since
+        // asking the ring (`Receiver::len`) takes the lock every publish takes too.
+        let mut waiting = 0;
         for _ in 1..MAX_BATCH {
             match self.frames.try_recv() {
                 Ok(p) => {
+                    waiting += 1;
                     if self.take_live(&p) {
                         batch.push(p.frame);
                     }
@@ -595,6 +598,10 @@ impl Session {
         }
         if batch.is_empty() {
             return Ok(lagged.map(slow_consumer).unwrap_or(Flow::Continue));
+        }
+        if waiting == MAX_BATCH - 1 {
+            // A full batch: more may wait behind it, and only the ring knows how many.
+            waiting += self.frames.len();
         }
         self.write_all(batch.into_iter().map(Message::Text)).await?;
         self.observed.write(&self.shared.stats, waiting, oldest);

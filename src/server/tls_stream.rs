@@ -153,59 +153,36 @@ impl TlsStream {
 
     /// Encrypts `data` (or, with `None`, a close_notify) into `outgoing`.
     fn encrypt(&mut self, data: Option<&[u8]>) -> io::Result<()> {
-        loop {
-            let UnbufferedStatus { discard, state } =
-                self.conn.process_tls_records(&mut self.incoming);
-            match state.map_err(tls_error)? {
-                ConnectionState::WriteTraffic(mut traffic) => {
-                    let start = self.outgoing.len();
-                    let mut room = data.map_or(64, |d| d.len() + d.len() / 64 + 64);
-                    let result = loop {
-                        self.outgoing.resize(start + room, 0);
-                        let out = &mut self.outgoing[start..];
-                        let written = match data {
-                            Some(d) => traffic.encrypt(d, out),
-                            None => traffic.queue_close_notify(out),
-                        };
-                        match written {
-                            Ok(n) => break Ok(start + n),
-                            Err(EncryptError::InsufficientSize(s)) => room = s.required_size,
-                            Err(e) => break Err(io::Error::other(e.to_string())),
-                        }
-                    };
-                    self.incoming.drain(..discard);
-                    match result {
-                        Ok(end) => {
-                            self.outgoing.truncate(end);
-                            return Ok(());
-                        }
-                        Err(e) => {
-                            self.outgoing.truncate(start);
-                            return Err(e);
-                        }
-                    }
-                }
-                // Anything rustls has first (decrypted data, its own messages) is taken
-                // care of as in `process`, then encryption is asked for again.
-                ConnectionState::ReadTraffic(mut records) => {
-                    while let Some(record) = records.next_record() {
-                        let record = record.map_err(tls_error)?;
-                        self.plaintext.extend_from_slice(record.payload);
-                    }
-                }
-                ConnectionState::EncodeTlsData(mut message) => {
-                    encode(&mut message, &mut self.outgoing)?;
-                }
-                ConnectionState::TransmitTlsData(done) => done.done(),
-                ConnectionState::PeerClosed => self.eof = true,
-                ConnectionState::ReadEarlyData(_) | ConnectionState::BlockedHandshake => {
-                    return Err(io::Error::other("TLS handshake not complete"));
-                }
-                ConnectionState::Closed => return Err(io::ErrorKind::BrokenPipe.into()),
-                _ => return Err(io::Error::other("unexpected TLS state")),
-            }
-            self.incoming.drain(..discard);
+        // Whatever rustls has first (decrypted data, its own messages) is handled by
+        // `process`, which stops where encryption may begin.
+        match self.process()? {
+            Stop::Traffic => {}
+            Stop::Handshaking => return Err(io::Error::other("TLS handshake not complete")),
+            Stop::Closed => return Err(io::ErrorKind::BrokenPipe.into()),
         }
+        let UnbufferedStatus { discard, state } = self.conn.process_tls_records(&mut self.incoming);
+        let ConnectionState::WriteTraffic(mut traffic) = state.map_err(tls_error)? else {
+            return Err(io::Error::other("unexpected TLS state"));
+        };
+        let start = self.outgoing.len();
+        let mut room = data.map_or(64, |d| d.len() + d.len() / 64 + 64);
+        let written = loop {
+            self.outgoing.resize(start + room, 0);
+            let out = &mut self.outgoing[start..];
+            let written = match data {
+                Some(d) => traffic.encrypt(d, out),
+                None => traffic.queue_close_notify(out),
+            };
+            match written {
+                Ok(n) => break Ok(n),
+                Err(EncryptError::InsufficientSize(s)) => room = s.required_size,
+                Err(e) => break Err(io::Error::other(e.to_string())),
+            }
+        };
+        self.incoming.drain(..discard);
+        self.outgoing
+            .truncate(start + *written.as_ref().unwrap_or(&0));
+        written.map(drop)
     }
 
     /// Reads what the socket has into `incoming`; the count (0: the client closed). Waits

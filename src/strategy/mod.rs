@@ -136,14 +136,13 @@ pub struct Warmup {
     pub instances: AtomicUsize,
     /// Instances not yet fed (see [`Engine::cold`]).
     pub cold: AtomicUsize,
-    /// Set once the engine has reported at all.
-    pub reported: std::sync::atomic::AtomicBool,
 }
 
 impl Warmup {
     /// Every instance is fed, as of the last report.
     pub fn warm(&self) -> bool {
-        self.reported.load(Ordering::Relaxed) && self.cold.load(Ordering::Relaxed) == 0
+        // No instance (nothing reported yet: a running engine has at least one) is not warm.
+        self.instances.load(Ordering::Relaxed) > 0 && self.cold.load(Ordering::Relaxed) == 0
     }
 }
 
@@ -182,7 +181,6 @@ impl Engine {
     pub fn report(&self, to: &Warmup) {
         to.instances.store(self.len(), Ordering::Relaxed);
         to.cold.store(self.cold(), Ordering::Relaxed);
-        to.reported.store(true, Ordering::Relaxed);
     }
 
     fn install(&mut self, slots: Vec<Slot>) {

@@ -349,6 +349,12 @@ pub fn e2e_tool(var: &str) -> Option<PathBuf> {
     }
 }
 
+/// A strategy on every synthetic symbol that signals every second or two.
+pub const QUICK: &str = "[[strategy]]\nname = \"quick\"\nkind = \"ma_cross\"\nsymbols = [\"BTCUSDT\", \"ETHUSDT\", \"SOLUSDT\"]\ninterval = \"1s\"\n[strategy.params]\nfast = 1\nslow = 2\n";
+
+/// A fast futures MA cross on TSTUSDT (1 s candles, 2 over 3): warm after four candles.
+pub const CROSS: &str = "[[strategy]]\nname = \"cross\"\nkind = \"ma_cross\"\nmarket = \"futures\"\nsymbol = \"TSTUSDT\"\ninterval = \"1s\"\n[strategy.params]\nfast = 2\nslow = 3\n";
+
 /// A command running the built `sigcast`, its admin listener on a free port (so test
 /// servers running at once do not contend for 9090).
 pub fn sigcast_command() -> std::process::Command {
