@@ -4,7 +4,9 @@
 //! the tests all drive the same code with their own inputs.
 
 mod dashboard;
+mod endings;
 pub mod filter;
+mod framing;
 mod handshake;
 pub mod histogram;
 pub mod http;
@@ -92,7 +94,14 @@ impl Shared {
 /// Accepts clients until `shutdown` is cancelled, then waits (up to the grace period) for
 /// every session to close with 1001.
 pub async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {
+    let endings = Arc::new(endings::Endings::default());
+    let watcher = tokio::spawn(
+        endings
+            .clone()
+            .watch(shared.revoked.clone(), shutdown.clone()),
+    );
     let listener = Listener {
+        endings,
         slots: Arc::new(Semaphore::new(shared.settings.max_connections)),
         overflow: Arc::new(Semaphore::new(OVERFLOW_HANDSHAKES)),
         tasks: TaskTracker::new(),
@@ -101,6 +110,8 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: Cancellat
         shutdown,
     };
     listener.accept_loop().await;
+    // Every session is told to close (1001) before the wait for them begins.
+    let _ = watcher.await;
     listener.drain().await;
 }
 
@@ -116,6 +127,8 @@ struct Listener {
     tasks: TaskTracker,
     /// Cancelled once to stop accepting and close every session.
     shutdown: CancellationToken,
+    /// Where sessions enroll to be ended on shutdown, token expiry and revocation.
+    endings: Arc<endings::Endings>,
 }
 
 impl Listener {
@@ -158,6 +171,7 @@ impl Listener {
                 shared,
                 admitted,
                 shutdown,
+                self.endings.clone(),
                 self.tasks.clone(),
             ));
         }
@@ -195,6 +209,7 @@ async fn handle_connection(
     shared: Arc<Shared>,
     admission: Admission,
     shutdown: CancellationToken,
+    endings: Arc<endings::Endings>,
     tasks: TaskTracker,
 ) {
     shared.stats.handshaking.fetch_add(1, Ordering::Relaxed);
@@ -208,6 +223,6 @@ async fn handle_connection(
     };
     // Spawned as the run future itself: wrapping it in another async block would store the
     // session twice. The session holds its slot (`admission`) until it ends.
-    let session = session::Session::new(accepted, peer, shared, shutdown, admission);
-    tasks.spawn(session.run());
+    let session = session::Session::new(accepted, peer, shared, &endings, admission);
+    tasks.spawn(Box::new(session).run());
 }

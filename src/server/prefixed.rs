@@ -22,6 +22,11 @@ impl<S> Prefixed<S> {
             inner,
         }
     }
+
+    /// The stream itself, for writes that bypass the WebSocket layer.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
@@ -15,16 +15,17 @@ use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
-use tokio_util::sync::CancellationToken;
 
+use super::endings::{Endings, Enrolled, Why};
 use super::filter::{Filter, Topic};
+use super::framing;
 use super::handshake::{Accepted, ClientWs};
 use super::histogram::Local;
 use super::stats::{DEPTH_BUCKETS, LATENCY_BUCKETS, Stats};
 use super::{MAX_BATCH, Shared, close_code};
 use crate::auth::{Claims, Scope, unix_now};
-use crate::hub::Published;
 use crate::hub::feed::{Feed, Inbox, MarketTopic};
+use crate::hub::{Frame, Published};
 
 /// How long a resume waits for the journal to catch up with the hub.
 const RESUME_FLUSH_WAIT: Duration = Duration::from_secs(5);
@@ -70,8 +71,8 @@ pub struct Session {
     filter: Filter,
     /// Market-data topics, created at the first such subscription (most sessions have none).
     market: Option<MarketSubs>,
-    /// Cancelled when the server shuts down.
-    shutdown: CancellationToken,
+    /// Set when the server ends this session: shutdown, token expiry or revocation.
+    enrolled: Enrolled,
     /// This session's place under `server.max_connections`, released when it ends.
     _slot: super::Admission,
     /// Last time anything arrived from the client (data, ping or pong).
@@ -113,7 +114,7 @@ impl Session {
         accepted: Accepted,
         peer: SocketAddr,
         shared: Arc<Shared>,
-        shutdown: CancellationToken,
+        endings: &Arc<Endings>,
         slot: super::Admission,
     ) -> Self {
         let Accepted {
@@ -122,7 +123,9 @@ impl Session {
             last_seq,
         } = accepted;
         let s = &shared.settings;
+        let claims = Arc::new(claims);
         Self {
+            enrolled: endings.enroll(claims.clone(), &shared.revoked),
             frames: shared.hub.subscribe(),
             last_sent: 0,
             first_live: None,
@@ -132,8 +135,7 @@ impl Session {
             tests: TestBudget::new(s.test_burst, s.test_interval),
             ws,
             peer,
-            claims: Arc::new(claims),
-            shutdown,
+            claims,
             _slot: slot,
             last_heard: Instant::now(),
             tests_served: 0,
@@ -143,7 +145,11 @@ impl Session {
     }
 
     /// Serves the client until either side ends the session.
-    pub async fn run(mut self) {
+    ///
+    /// Boxed: an async fn keeps its by-value arguments twice in its future (the argument and
+    /// the local it is moved to), which for a 1.9 KB session was 1.9 KB of every idle
+    /// session's memory; a box is copied twice instead.
+    pub async fn run(mut self: Box<Self>) {
         tracing::info!(peer = %self.peer, sub = %self.claims.sub, jti = %self.claims.jti, "session opened");
         let stats = self.shared.clone();
         stats.stats.sessions.fetch_add(1, Ordering::Relaxed);
@@ -188,16 +194,6 @@ impl Session {
     }
 
     async fn serve(&mut self) -> Result<Flow, WsError> {
-        // Built once and kept across the loop: re-arming these rare waits on every message
-        // would take shared locks (the timer wheel, the token's and the revocation list's
-        // waiters) once per delivery per session.
-        let ending = ending(
-            self.shutdown.clone(),
-            deadline(self.claims.exp),
-            self.shared.revoked.clone(),
-            self.claims.clone(),
-        );
-        tokio::pin!(ending);
         let mut ping = tokio::time::interval(self.shared.settings.ping_interval);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         ping.tick().await; // the first tick is immediate
@@ -208,7 +204,9 @@ impl Session {
         loop {
             let flow = tokio::select! {
                 biased;
-                flow = &mut ending => flow,
+                // Shutdown, expiry and revocation are watched for every session by one task
+                // (see `endings`); the session only checks its flag: it carries no timer.
+                why = self.enrolled.ended() => ended_by_server(why),
                 message = self.ws.next() => match message {
                     None => return Ok(Flow::ClientClosed(None)),
                     Some(message) => Box::pin(self.on_client(message)).await?,
@@ -463,8 +461,7 @@ impl Session {
             None => return Ok(Flow::Continue),
         };
         if !frames.is_empty() {
-            self.write_all(frames.into_iter().map(Message::Text))
-                .await?;
+            self.write_frames(&frames).await?;
         }
         Ok(Flow::Continue)
     }
@@ -515,18 +512,41 @@ impl Session {
             let (already_from, already_to) = (self.first_live.unwrap_or(u64::MAX), self.last_sent);
             // Collected first: the filter is borrowed from `self`, which the write needs.
             let filter = &self.filter;
-            let missing: Vec<Message> = page
+            let missing: Vec<Frame> = page
                 .into_iter()
                 .filter(|p| (p.seq < already_from || p.seq > already_to) && filter.allows(p))
-                .map(|p| Message::Text(p.frame))
+                .map(|p| p.frame)
                 .collect();
-            self.write_all(missing.into_iter()).await?;
+            self.write_frames(&missing).await?;
             if after >= head {
                 break;
             }
         }
         self.last_sent = self.last_sent.max(head);
         Ok(Flow::Continue)
+    }
+
+    /// Writes hub frames straight to TLS, corked: one plaintext of frames, one TLS record
+    /// (or as few as it takes), one syscall, within the write timeout. tungstenite's own
+    /// pending output (a pong it answered a ping with) is flushed first, to keep the order.
+    async fn write_frames(&mut self, frames: &[Frame]) -> Result<(), WsError> {
+        if frames.is_empty() {
+            return Ok(());
+        }
+        let write_timeout = self.shared.settings.write_timeout;
+        let ws = &mut self.ws;
+        let delivered = &self.shared.stats.delivered;
+        let send = async move {
+            ws.flush().await?;
+            let tls = ws.get_mut().get_mut();
+            framing::with_text_frames(frames, |plaintext| tls.queue(plaintext))?;
+            std::future::poll_fn(|cx| tls.poll_send(cx)).await?;
+            delivered.fetch_add(frames.len() as u64, Ordering::Relaxed);
+            Ok(())
+        };
+        tokio::time::timeout(write_timeout, send)
+            .await
+            .map_err(|_| write_timed_out())?
     }
 
     /// Writes any number of messages and flushes once, within the write timeout.
@@ -603,7 +623,7 @@ impl Session {
             // A full batch: more may wait behind it, and only the ring knows how many.
             waiting += self.frames.len();
         }
-        self.write_all(batch.into_iter().map(Message::Text)).await?;
+        self.write_frames(&batch).await?;
         self.observed.write(&self.shared.stats, waiting, oldest);
         Ok(lagged.map(slow_consumer).unwrap_or(Flow::Continue))
     }
@@ -642,29 +662,12 @@ impl Session {
     }
 }
 
-/// Resolves when the server ends the session whatever the client does: shutdown (1001),
-/// token expiry or revocation (1008).
-async fn ending(
-    shutdown: CancellationToken,
-    expires: tokio::time::Instant,
-    mut revoked: tokio::sync::watch::Receiver<Arc<crate::auth::registry::Revoked>>,
-    claims: Arc<Claims>,
-) -> Flow {
-    let revocation = async {
-        loop {
-            if revoked.changed().await.is_err() {
-                return std::future::pending().await; // revocations are no longer watched
-            }
-            if revoked.borrow_and_update().covers(&claims) {
-                return;
-            }
-        }
-    };
-    tokio::select! {
-        biased;
-        _ = shutdown.cancelled() => Flow::Close(close_code::GOING_AWAY, "server shutting down".into()),
-        _ = tokio::time::sleep_until(expires) => Flow::Close(close_code::POLICY_VIOLATION, "token expired".into()),
-        () = revocation => Flow::Close(close_code::POLICY_VIOLATION, crate::auth::REVOKED.into()),
+/// The close the server sends when it ends a session itself.
+fn ended_by_server(why: Why) -> Flow {
+    match why {
+        Why::Shutdown => Flow::Close(close_code::GOING_AWAY, "server shutting down".into()),
+        Why::Expired => Flow::Close(close_code::POLICY_VIOLATION, "token expired".into()),
+        Why::Revoked => Flow::Close(close_code::POLICY_VIOLATION, crate::auth::REVOKED.into()),
     }
 }
 
@@ -727,16 +730,6 @@ fn error_reply(code: &str, message: &str) -> Message {
         "timestamp": unix_now(),
     });
     Message::text(body.to_string())
-}
-
-/// When the token expires, as a tokio instant.
-fn deadline(exp: u64) -> tokio::time::Instant {
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    let left = Duration::from_secs(exp).saturating_sub(now);
-    // Cap far-future expiries so the instant arithmetic cannot overflow.
-    tokio::time::Instant::now() + left.min(Duration::from_secs(100 * 365 * 86_400))
 }
 
 /// At most `max` bytes of `s`, cut on a character boundary (close reasons are limited to 123).

@@ -203,8 +203,17 @@ impl TlsStream {
         }
     }
 
+    /// Encrypts `data` for sending: as few TLS records as it fits in, queued behind whatever
+    /// is already queued; [`poll_send`](Self::poll_send) sends it.
+    pub fn queue(&mut self, data: &[u8]) -> io::Result<()> {
+        if self.closing {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        self.encrypt(Some(data))
+    }
+
     /// Writes `outgoing` to the socket until it is empty or the socket is full.
-    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    pub fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.outgoing_at < self.outgoing.len() {
             let n =
                 ready!(Pin::new(&mut self.tcp).poll_write(cx, &self.outgoing[self.outgoing_at..]))?;
