@@ -14,6 +14,7 @@ mod prefixed;
 mod session;
 pub mod stats;
 pub mod tls_stream;
+mod trim;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -100,6 +101,7 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: Cancellat
             .clone()
             .watch(shared.revoked.clone(), shutdown.clone()),
     );
+    tokio::spawn(trim::run(shared.clone(), shutdown.clone()));
     let listener = Listener {
         endings,
         slots: Arc::new(Semaphore::new(shared.settings.max_connections)),
