@@ -36,6 +36,13 @@ fn without(mut c: Value, key: &str) -> Value {
 
 /// Asserts a 401 with the invalid_token challenge and this reason, and that no session opened.
 async fn assert_refused(server: &TestServer, authorization: &[String], reason: &str) {
+    // Sessions of clients the test dropped before end as their close arrives: wait for them,
+    // so the count below is about this client alone.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while server.hub.listeners() > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(server.hub.listeners(), 0, "earlier clients' sessions ended");
     let refusal = server
         .connect_with(authorization)
         .await
