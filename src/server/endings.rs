@@ -10,14 +10,14 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::Claims;
 use crate::auth::registry::Revoked;
+use crate::auth::{Claims, unix_now};
 
 /// How often the watcher looks for expired tokens: a session outlives its token by less.
 const EXPIRY_CHECK: Duration = Duration::from_millis(250);
@@ -218,12 +218,6 @@ impl Endings {
             }
         }
     }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ thread_local! {
 }
 
 /// Appends `payload` as one final, unmasked text frame.
-pub fn put_text(out: &mut Vec<u8>, payload: &[u8]) {
+fn put_text(out: &mut Vec<u8>, payload: &[u8]) {
     let len = payload.len();
     out.push(FIN_TEXT);
     if len < 126 {
@@ -34,25 +34,16 @@ pub fn put_text(out: &mut Vec<u8>, payload: &[u8]) {
 /// Runs `seal` on the frames of `payloads`, laid out one after another in this thread's
 /// scratch buffer (emptied afterwards; its capacity stays for the next batch).
 pub fn with_text_frames<R>(payloads: &[Frame], seal: impl FnOnce(&[u8]) -> R) -> R {
-    PLAINTEXT.with(|cell| {
-        // A `seal` never calls back in here, so the buffer is never borrowed twice; should
-        // one ever do, a fresh buffer keeps it correct.
-        let mut fresh = Vec::new();
-        let mut guard = cell.try_borrow_mut();
-        let out = match guard.as_deref_mut() {
-            Ok(buf) => buf,
-            Err(_) => &mut fresh,
-        };
-        out.clear();
+    PLAINTEXT.with_borrow_mut(|out| {
+        // `seal` (encryption into the TLS stream's own buffer) never calls back in here.
         for p in payloads {
             put_text(out, p.as_bytes());
         }
         let r = seal(out);
+        out.clear();
         if out.capacity() > 1 << 20 {
             // A rare huge batch (a resume page of big frames) does not pin its memory.
             *out = Vec::new();
-        } else {
-            out.clear();
         }
         r
     })

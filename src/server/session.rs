@@ -544,9 +544,7 @@ impl Session {
             delivered.fetch_add(frames.len() as u64, Ordering::Relaxed);
             Ok(())
         };
-        tokio::time::timeout(write_timeout, send)
-            .await
-            .map_err(|_| write_timed_out())?
+        within(write_timeout, send).await
     }
 
     /// Writes any number of messages and flushes once, within the write timeout.
@@ -564,9 +562,7 @@ impl Session {
             delivered.fetch_add(n, Ordering::Relaxed);
             Ok(())
         };
-        tokio::time::timeout(write_timeout, send)
-            .await
-            .map_err(|_| write_timed_out())?
+        within(write_timeout, send).await
     }
 
     /// Notes a live signal as handled; true when it is to be sent (the client does not have
@@ -702,11 +698,17 @@ fn slow_consumer(missed: u64) -> Flow {
     )
 }
 
-fn write_timed_out() -> WsError {
-    WsError::Io(std::io::Error::new(
-        std::io::ErrorKind::TimedOut,
-        "write to client timed out",
-    ))
+/// A write to the client, failed as timed out if it takes longer than `limit`.
+async fn within(
+    limit: Duration,
+    write: impl std::future::Future<Output = Result<(), WsError>>,
+) -> Result<(), WsError> {
+    tokio::time::timeout(limit, write).await.map_err(|_| {
+        WsError::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "write to client timed out",
+        ))
+    })?
 }
 
 /// `history_expired`: the client asked for signals older than the journal keeps.
