@@ -169,9 +169,12 @@ async fn upgrade(
             }
         }
     };
-    let result =
-        tokio_tungstenite::accept_hdr_async_with_config(tls, callback, Some(shared.ws_config()))
-            .await;
+    let result = tokio_tungstenite::accept_hdr_async_with_config(
+        tls,
+        callback,
+        Some(super::wire::ws_config(&shared.settings)),
+    )
+    .await;
     let stats = &shared.stats;
     match (result, verdict) {
         (Ok(ws), Some(Verdict::Accepted(claims, last_seq))) => {

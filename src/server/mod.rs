@@ -15,6 +15,7 @@ mod session;
 pub mod stats;
 pub mod tls_stream;
 mod trim;
+pub mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,7 +24,6 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -76,20 +76,6 @@ pub struct Shared {
     pub stats: stats::Stats,
     /// Market-data topics one session may hold (`market_data.max_topics`).
     pub max_market_topics: usize,
-}
-
-impl Shared {
-    /// tungstenite settings: a small read buffer (not the 128 KiB default), small message
-    /// limits, and a write buffer that lets a batch of signals share one TLS record.
-    fn ws_config(&self) -> WebSocketConfig {
-        let s = &self.settings;
-        WebSocketConfig::default()
-            .read_buffer_size(s.read_buffer_size)
-            .write_buffer_size(8 * 1024)
-            .max_write_buffer_size(256 * 1024)
-            .max_message_size(Some(s.max_message_size))
-            .max_frame_size(Some(s.max_message_size))
-    }
 }
 
 /// Accepts clients until `shutdown` is cancelled, then waits (up to the grace period) for

@@ -11,10 +11,8 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio::time::MissedTickBehavior;
-use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::error::Error as WsError;
 
 use super::endings::{Endings, Enrolled, Why};
 use super::filter::{Filter, Topic};
@@ -22,6 +20,7 @@ use super::framing;
 use super::handshake::{Accepted, ClientWs};
 use super::histogram::Local;
 use super::stats::{DEPTH_BUCKETS, LATENCY_BUCKETS, Stats};
+use super::wire::{self, Inbound, within};
 use super::{MAX_BATCH, Shared, close_code};
 use crate::auth::{Claims, Scope, unix_now};
 use crate::hub::feed::{Feed, Inbox, MarketTopic};
@@ -29,9 +28,6 @@ use crate::hub::{Frame, Published};
 
 /// How long a resume waits for the journal to catch up with the hub.
 const RESUME_FLUSH_WAIT: Duration = Duration::from_secs(5);
-
-/// How long a closing session waits for the client's close reply.
-const CLOSE_REPLY_WAIT: Duration = Duration::from_secs(2);
 
 /// What the loop decided after one event.
 enum Flow {
@@ -207,10 +203,9 @@ impl Session {
                 // Shutdown, expiry and revocation are watched for every session by one task
                 // (see `endings`); the session only checks its flag: it carries no timer.
                 why = self.enrolled.ended() => ended_by_server(why),
-                message = self.ws.next() => match message {
-                    None => return Ok(Flow::ClientClosed(None)),
-                    Some(message) => Box::pin(self.on_client(message)).await?,
-                },
+                message = self.ws.next() => {
+                    Box::pin(self.on_client(Inbound::classify(message)?)).await?
+                }
                 // Boxed, as every write: a write's state lives only while it waits, so a
                 // session waiting for its next signal carries none of it (a heap block per
                 // write costs far less than the write's own syscall).
@@ -224,42 +219,23 @@ impl Session {
         }
     }
 
-    /// Handles one message (or read error) from the client.
-    async fn on_client(&mut self, message: Result<Message, WsError>) -> Result<Flow, WsError> {
-        let message = match message {
-            Ok(m) => m,
-            Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size })) => {
-                return Ok(Flow::Close(
-                    close_code::MESSAGE_TOO_BIG,
-                    format!("message of {size} bytes is over the {max_size}-byte limit"),
-                ));
-            }
-            Err(WsError::Utf8(_)) => {
-                return Ok(Flow::Close(
-                    close_code::INVALID_PAYLOAD,
-                    "text is not UTF-8".into(),
-                ));
-            }
-            Err(WsError::Protocol(e)) => {
-                return Ok(Flow::Close(close_code::PROTOCOL_ERROR, e.to_string()));
-            }
-            Err(e) => return Err(e),
-        };
-        self.last_heard = Instant::now();
-        match message {
-            Message::Text(text) => self.on_text(text.as_str().trim()).await,
-            Message::Binary(_) => Ok(Flow::Close(
+    /// Handles one message (or protocol violation) from the client.
+    async fn on_client(&mut self, inbound: Inbound) -> Result<Flow, WsError> {
+        if !matches!(inbound, Inbound::Refused(..)) {
+            self.last_heard = Instant::now();
+        }
+        match inbound {
+            Inbound::Text(text) => self.on_text(text.as_str().trim()).await,
+            Inbound::Binary(_) => Ok(Flow::Close(
                 close_code::UNSUPPORTED_DATA,
                 "binary frames are not supported; send text".into(),
             )),
-            Message::Close(frame) => {
-                // tungstenite queued the close reply; send it before dropping the socket.
-                let _ = tokio::time::timeout(CLOSE_REPLY_WAIT, self.ws.flush()).await;
-                Ok(Flow::ClientClosed(
-                    frame.map(|f| (u16::from(f.code), f.reason.to_string())),
-                ))
+            Inbound::Control => Ok(Flow::Continue),
+            Inbound::Closed(frame) => {
+                wire::reply_close(&mut self.ws).await;
+                Ok(Flow::ClientClosed(frame))
             }
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Ok(Flow::Continue),
+            Inbound::Refused(code, reason) => Ok(Flow::Close(code, reason)),
         }
     }
 
@@ -549,20 +525,11 @@ impl Session {
 
     /// Writes any number of messages and flushes once, within the write timeout.
     async fn write_all(&mut self, messages: impl Iterator<Item = Message>) -> Result<(), WsError> {
-        let write_timeout = self.shared.settings.write_timeout;
-        let ws = &mut self.ws;
+        let limit = self.shared.settings.write_timeout;
+        let texts = wire::write_all(&mut self.ws, messages, limit).await?;
         let delivered = &self.shared.stats.delivered;
-        let send = async move {
-            let mut n = 0;
-            for m in messages {
-                n += u64::from(m.is_text());
-                ws.feed(m).await?;
-            }
-            ws.flush().await?;
-            delivered.fetch_add(n, Ordering::Relaxed);
-            Ok(())
-        };
-        within(write_timeout, send).await
+        delivered.fetch_add(texts, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Notes a live signal as handled; true when it is to be sent (the client does not have
@@ -644,17 +611,7 @@ impl Session {
 
     /// Sends a close frame and waits briefly for the client's reply.
     async fn close(&mut self, code: u16, reason: &str) {
-        let frame = CloseFrame {
-            code: CloseCode::from(code),
-            reason: Utf8Bytes::from(truncate(reason, 120)),
-        };
-        let ws = &mut self.ws;
-        let _ = tokio::time::timeout(CLOSE_REPLY_WAIT, async move {
-            if ws.close(Some(frame)).await.is_ok() {
-                while let Some(Ok(_)) = ws.next().await {}
-            }
-        })
-        .await;
+        wire::close(&mut self.ws, code, reason).await;
     }
 }
 
@@ -698,19 +655,6 @@ fn slow_consumer(missed: u64) -> Flow {
     )
 }
 
-/// A write to the client, failed as timed out if it takes longer than `limit`.
-async fn within(
-    limit: Duration,
-    write: impl std::future::Future<Output = Result<(), WsError>>,
-) -> Result<(), WsError> {
-    tokio::time::timeout(limit, write).await.map_err(|_| {
-        WsError::Io(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "write to client timed out",
-        ))
-    })?
-}
-
 /// `history_expired`: the client asked for signals older than the journal keeps.
 fn history_expired(since: u64, oldest: u64) -> Message {
     let body = serde_json::json!({
@@ -732,15 +676,6 @@ fn error_reply(code: &str, message: &str) -> Message {
         "timestamp": unix_now(),
     });
     Message::text(body.to_string())
-}
-
-/// At most `max` bytes of `s`, cut on a character boundary (close reasons are limited to 123).
-fn truncate(s: &str, max: usize) -> String {
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_string()
 }
 
 /// Token bucket for `test` requests: `burst` at once, then one per `interval`.
@@ -787,11 +722,5 @@ mod tests {
         assert!(!b.take(t0));
         assert!(!b.take(t0 + Duration::from_millis(500)));
         assert!(b.take(t0 + Duration::from_millis(1100)));
-    }
-
-    #[test]
-    fn truncate_respects_char_boundaries() {
-        assert_eq!(truncate("héllo", 2), "h");
-        assert_eq!(truncate("abc", 10), "abc");
     }
 }

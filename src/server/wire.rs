@@ -1,0 +1,167 @@
+//! A session's WebSocket I/O: tungstenite's settings, what a client frame means (or which
+//! close code it earns), buffered writes within a timeout, and the closing handshake.
+//!
+//! Generic over the byte stream, so the conformance echo (`examples/echo.rs`, driven by the
+//! Autobahn cases over plain TCP) runs exactly the code sessions run over TLS.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
+
+use super::close_code;
+use crate::config::ServerSettings;
+
+/// How long a closing session waits for the other side of the closing handshake.
+pub const CLOSE_REPLY_WAIT: Duration = Duration::from_secs(2);
+
+/// tungstenite settings: a small read buffer (not the 128 KiB default), the configured
+/// message limit, and a write buffer that lets a batch of replies share one TLS record
+/// and has room for a message as large as a client may send.
+pub fn ws_config(s: &ServerSettings) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(s.read_buffer_size)
+        .write_buffer_size(8 * 1024)
+        .max_write_buffer_size((256 * 1024).max(s.max_message_size + 16 * 1024))
+        .max_message_size(Some(s.max_message_size))
+        .max_frame_size(Some(s.max_message_size))
+}
+
+/// What one read from the client amounts to.
+#[derive(Debug)]
+pub enum Inbound {
+    /// A complete, valid UTF-8 text message.
+    Text(Utf8Bytes),
+    /// A complete binary message (sessions refuse it with 1003; the echo returns it).
+    Binary(Bytes),
+    /// A ping or pong: proof of life, already answered by tungstenite.
+    Control,
+    /// The client closed (its code and reason, if it sent a close frame); tungstenite has
+    /// queued the reply, which [`reply_close`] sends.
+    Closed(Option<(u16, String)>),
+    /// The client broke a rule: the session closes with this code and reason.
+    Refused(u16, String),
+}
+
+impl Inbound {
+    /// What the client's next message (`ws.next()`, which is safe to cancel) amounts to.
+    /// Transport failures are `Err`; protocol violations become [`Inbound::Refused`] with
+    /// their close code. On [`Inbound::Closed`], call [`reply_close`].
+    pub fn classify(message: Option<Result<Message, WsError>>) -> Result<Inbound, WsError> {
+        let message = match message {
+            None => return Ok(Inbound::Closed(None)),
+            Some(Ok(m)) => m,
+            Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
+                return Ok(Inbound::Refused(
+                    close_code::MESSAGE_TOO_BIG,
+                    format!("message of {size} bytes is over the {max_size}-byte limit"),
+                ));
+            }
+            Some(Err(WsError::Utf8(_))) => {
+                return Ok(Inbound::Refused(
+                    close_code::INVALID_PAYLOAD,
+                    "text is not UTF-8".into(),
+                ));
+            }
+            Some(Err(WsError::Protocol(e))) => {
+                return Ok(Inbound::Refused(close_code::PROTOCOL_ERROR, e.to_string()));
+            }
+            Some(Err(e)) => return Err(e),
+        };
+        Ok(match message {
+            Message::Text(text) => Inbound::Text(text),
+            Message::Binary(data) => Inbound::Binary(data),
+            Message::Close(frame) => {
+                Inbound::Closed(frame.map(|f| (u16::from(f.code), f.reason.to_string())))
+            }
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Inbound::Control,
+        })
+    }
+}
+
+/// Sends the close reply tungstenite queued when the client's close frame arrived, before
+/// the socket is dropped.
+pub async fn reply_close<S>(ws: &mut WebSocketStream<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let _ = tokio::time::timeout(CLOSE_REPLY_WAIT, ws.flush()).await;
+}
+
+/// Writes `messages` and flushes once, failed as timed out after `limit`. Returns how many
+/// were text messages (deliveries, for the counters).
+pub async fn write_all<S>(
+    ws: &mut WebSocketStream<S>,
+    messages: impl Iterator<Item = Message>,
+    limit: Duration,
+) -> Result<u64, WsError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    within(limit, async move {
+        let mut texts = 0;
+        for m in messages {
+            texts += u64::from(m.is_text());
+            ws.feed(m).await?;
+        }
+        ws.flush().await?;
+        Ok(texts)
+    })
+    .await
+}
+
+/// A write to the client, failed as timed out if it takes longer than `limit`.
+pub async fn within<T>(
+    limit: Duration,
+    write: impl Future<Output = Result<T, WsError>>,
+) -> Result<T, WsError> {
+    tokio::time::timeout(limit, write).await.map_err(|_| {
+        WsError::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "write to client timed out",
+        ))
+    })?
+}
+
+/// Sends a close frame with `code` and `reason` (cut to fit a control frame) and waits
+/// briefly for the client's reply.
+pub async fn close<S>(ws: &mut WebSocketStream<S>, code: u16, reason: &str)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let frame = CloseFrame {
+        code: CloseCode::from(code),
+        reason: Utf8Bytes::from(truncate(reason, 120)),
+    };
+    let _ = tokio::time::timeout(CLOSE_REPLY_WAIT, async move {
+        if ws.close(Some(frame)).await.is_ok() {
+            while let Some(Ok(_)) = ws.next().await {}
+        }
+    })
+    .await;
+}
+
+/// At most `max` bytes of `s`, cut on a character boundary (close reasons are limited to 123).
+fn truncate(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncate_respects_char_boundaries() {
+        assert_eq!(truncate("héllo", 2), "h");
+        assert_eq!(truncate("abc", 10), "abc");
+    }
+}
