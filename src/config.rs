@@ -64,6 +64,9 @@ pub struct ServerSettings {
     pub listen: SocketAddr,
     /// Sessions served at once; the next client gets HTTP 503 before any upgrade.
     pub max_connections: usize,
+    /// Connections (handshakes and sessions) from one client address at once; the next gets
+    /// HTTP 429 before any upgrade. 0: no limit (behind a proxy that hides client addresses).
+    pub max_connections_per_ip: usize,
     /// Budget for TLS plus the WebSocket upgrade, so a slow or silent peer cannot hold a slot.
     #[serde(with = "duration")]
     pub handshake_timeout: Duration,
@@ -103,6 +106,7 @@ impl Default for ServerSettings {
         Self {
             listen: "127.0.0.1:8443".parse().expect("valid default address"),
             max_connections: 10_000,
+            max_connections_per_ip: 256,
             handshake_timeout: Duration::from_secs(10),
             ping_interval: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(60),
@@ -458,6 +462,7 @@ macro_rules! keys {
 keys! {
     "server.listen", Address, "TLS WebSocket listen address";
     "server.max_connections", Integer, "sessions at once; beyond it HTTP 503";
+    "server.max_connections_per_ip", Integer, "connections from one address at once; beyond it HTTP 429 (0: no limit)";
     "server.handshake_timeout", Duration, "TLS + upgrade budget";
     "server.ping_interval", Duration, "server ping period";
     "server.idle_timeout", Duration, "close after this long without client traffic";

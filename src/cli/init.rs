@@ -20,6 +20,9 @@ const CONFIG_TEMPLATE: &str = r#"# sigcast configuration. Every key can also be 
 listen = "127.0.0.1:8443"
 # Sessions at once; the next client gets HTTP 503 before any upgrade.
 max_connections = 10000
+# Connections from one client address at once; the next gets HTTP 429 before any upgrade.
+# 0 turns the limit off (behind a load balancer that hides client addresses).
+max_connections_per_ip = 256
 # Budget for TLS plus the WebSocket upgrade.
 handshake_timeout = "10s"
 # The server pings every client this often...

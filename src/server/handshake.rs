@@ -7,19 +7,16 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{StatusCode, header};
 
+use super::head::Refusal;
 use super::prefixed::Prefixed;
 use super::stats::Outcome;
 use super::tls_stream::TlsStream;
 use super::{Admission, Shared};
 use crate::auth::{AuthError, Claims, Identity, bearer_token, protocol_offer};
-use tokio::io::AsyncReadExt;
 
 /// A client's WebSocket after a successful handshake (the request head the server peeked at
 /// is replayed to the upgrade from the front of the stream).
 pub type ClientWs = WebSocketStream<Prefixed<TlsStream>>;
-
-/// Most request-head bytes read before deciding between an upgrade and a publish `POST`.
-const MAX_HEAD: usize = 8192;
 
 /// The header a reconnecting client names its last seen `seq` in.
 pub const LAST_SEQ_HEADER: &str = "x-sigcast-last-seq";
@@ -75,7 +72,7 @@ async fn upgrade(
             return None;
         }
     };
-    let head = match read_head(&mut tls).await {
+    let head = match super::head::read(&mut tls).await {
         Ok(head) => head,
         Err(e) => {
             tracing::debug!(%peer, error = %e, "no request");
@@ -83,12 +80,25 @@ async fn upgrade(
             return None;
         }
     };
+    if let Admission::OverIpLimit(_) = admission {
+        let limit = shared.settings.max_connections_per_ip;
+        Refusal::too_many_from_address(limit).send(&mut tls).await;
+        shared.stats.handshake(Outcome::OverIpLimit);
+        tracing::warn!(%peer, limit, "refused: 429, too many connections from this address");
+        return None;
+    }
     if head.starts_with(b"POST ") {
         super::http::serve(tls, head, peer, shared).await;
         return None;
     }
     if super::dashboard::is_page_request(&head) {
         super::dashboard::serve(tls, &head, shared.settings.dashboard).await;
+        return None;
+    }
+    if let Err(refusal) = super::head::check_upgrade(&head) {
+        refusal.send(&mut tls).await;
+        shared.stats.handshake(Outcome::BadRequest);
+        tracing::info!(%peer, status = refusal.status, reason = %refusal.reason, "handshake refused");
         return None;
     }
     let tls = Prefixed::new(head, tls);
@@ -217,23 +227,6 @@ async fn upgrade(
         (Ok(_), None) => {
             stats.handshake(Outcome::Failed);
             None
-        }
-    }
-}
-
-/// Reads until the end of the request head (or [`MAX_HEAD`] bytes; the upgrade then refuses
-/// what is too long).
-async fn read_head(tls: &mut TlsStream) -> std::io::Result<Vec<u8>> {
-    let mut head = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    loop {
-        let n = tls.read(&mut chunk).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        head.extend_from_slice(&chunk[..n]);
-        if head.windows(4).any(|w| w == b"\r\n\r\n") || head.len() >= MAX_HEAD {
-            return Ok(head);
         }
     }
 }

@@ -8,8 +8,10 @@ mod endings;
 pub mod filter;
 mod framing;
 mod handshake;
+mod head;
 pub mod histogram;
 pub mod http;
+mod per_ip;
 mod prefixed;
 mod session;
 pub mod stats;
@@ -92,6 +94,7 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: Cancellat
         endings,
         slots: Arc::new(Semaphore::new(shared.settings.max_connections)),
         overflow: Arc::new(Semaphore::new(OVERFLOW_HANDSHAKES)),
+        per_ip: per_ip::PerIp::new(shared.settings.max_connections_per_ip),
         tasks: TaskTracker::new(),
         listener,
         shared,
@@ -109,8 +112,10 @@ struct Listener {
     shared: Arc<Shared>,
     /// One permit per session: `server.max_connections`.
     slots: Arc<Semaphore>,
-    /// Bounds the 503 replies in flight beyond the limit.
+    /// Bounds the 503 and 429 replies in flight beyond the limits.
     overflow: Arc<Semaphore>,
+    /// Connections per client address, against `server.max_connections_per_ip`.
+    per_ip: Arc<per_ip::PerIp>,
     /// Every connection task, so shutdown can wait for them.
     tasks: TaskTracker,
     /// Cancelled once to stop accepting and close every session.
@@ -141,12 +146,21 @@ impl Listener {
                 }
             };
             let _ = tcp.set_nodelay(true);
-            let admitted = match self.slots.clone().try_acquire_owned() {
-                Ok(permit) => Admission::Admitted(permit),
-                Err(_) => match self.overflow.clone().try_acquire_owned() {
-                    Ok(permit) => Admission::OverLimit(permit),
+            let admitted = match self.per_ip.enter(peer.ip()) {
+                Some(from_ip) => match self.slots.clone().try_acquire_owned() {
+                    Ok(permit) => Admission::Admitted(permit, from_ip),
+                    Err(_) => match self.overflow.clone().try_acquire_owned() {
+                        Ok(permit) => Admission::OverLimit(permit),
+                        Err(_) => {
+                            tracing::warn!(%peer, "connection limit reached and refusal queue full; dropping socket");
+                            continue;
+                        }
+                    },
+                },
+                None => match self.overflow.clone().try_acquire_owned() {
+                    Ok(permit) => Admission::OverIpLimit(permit),
                     Err(_) => {
-                        tracing::warn!(%peer, "connection limit reached and refusal queue full; dropping socket");
+                        tracing::warn!(%peer, "address at its connection limit and refusal queue full; dropping socket");
                         continue;
                     }
                 },
@@ -180,12 +194,18 @@ impl Listener {
     }
 }
 
-/// Whether a connection holds a session slot or only gets the 503.
+/// Whether a connection holds a session slot or only gets a 503 or 429.
 pub(crate) enum Admission {
-    /// Held for the session's whole life; dropping it frees the slot.
-    Admitted(#[allow(dead_code)] OwnedSemaphorePermit),
+    /// Held for the session's whole life; dropping them frees the slot and the address's
+    /// place.
+    Admitted(
+        #[allow(dead_code)] OwnedSemaphorePermit,
+        #[allow(dead_code)] per_ip::IpSlot,
+    ),
     /// Over `server.max_connections`: answered 503 before any upgrade.
     OverLimit(#[allow(dead_code)] OwnedSemaphorePermit),
+    /// Its address over `server.max_connections_per_ip`: answered 429 before any upgrade.
+    OverIpLimit(#[allow(dead_code)] OwnedSemaphorePermit),
 }
 
 /// One connection's handshake; an accepted client's session then runs as a task of its own,

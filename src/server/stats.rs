@@ -52,6 +52,8 @@ pub enum Outcome {
     Expired,
     Revoked,
     OverLimit,
+    /// Too many connections from the client's address: HTTP 429.
+    OverIpLimit,
     /// A malformed upgrade request (e.g. a bad `X-Sigcast-Last-Seq`): HTTP 400.
     BadRequest,
     /// A browser session from an origin not allowed: HTTP 403.
@@ -61,13 +63,14 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 9] = [
+    pub const ALL: [Outcome; 10] = [
         Outcome::Ok,
         Outcome::NoToken,
         Outcome::InvalidToken,
         Outcome::Expired,
         Outcome::Revoked,
         Outcome::OverLimit,
+        Outcome::OverIpLimit,
         Outcome::BadRequest,
         Outcome::BadOrigin,
         Outcome::Failed,
@@ -82,6 +85,7 @@ impl Outcome {
             Outcome::Expired => "expired",
             Outcome::Revoked => "revoked",
             Outcome::OverLimit => "over_limit",
+            Outcome::OverIpLimit => "over_ip_limit",
             Outcome::BadRequest => "bad_request",
             Outcome::BadOrigin => "bad_origin",
             Outcome::Failed => "failed",

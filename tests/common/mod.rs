@@ -239,6 +239,16 @@ pub async fn tls_connect_with(
     ca: &Path,
     version: Option<&'static rustls::SupportedProtocolVersion>,
 ) -> TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    tls_over(tcp, ca, version).await
+}
+
+/// TLS over a connected socket (e.g. one bound to another loopback address first).
+pub async fn tls_over(
+    tcp: TcpStream,
+    ca: &Path,
+    version: Option<&'static rustls::SupportedProtocolVersion>,
+) -> TlsStream<TcpStream> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca).unwrap() {
         roots.add(cert.unwrap()).unwrap();
@@ -254,7 +264,6 @@ pub async fn tls_connect_with(
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let tcp = TcpStream::connect(addr).await.unwrap();
     TlsConnector::from(Arc::new(config))
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
