@@ -14,6 +14,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::error::Error as WsError;
 
+use super::command::{self, Command};
 use super::endings::{Endings, Enrolled, Why};
 use super::filter::{Filter, Topic};
 use super::framing;
@@ -240,99 +241,43 @@ impl Session {
     }
 
     async fn on_text(&mut self, text: &str) -> Result<Flow, WsError> {
-        if text == "test" {
-            if !self.tests.take(Instant::now()) {
-                let interval = self.shared.settings.test_interval;
-                let reply = error_reply(
-                    "rate_limited",
-                    &format!(
-                        "too many test requests: one per {} after a burst of {}",
-                        humantime::format_duration(interval),
-                        self.shared.settings.test_burst
-                    ),
-                );
-                self.write([reply]).await?;
-                return Ok(Flow::Continue);
-            }
-            let frames = self
-                .shared
-                .hub
-                .test_frames(self.tests_served, unix_now() as i64);
-            self.tests_served += 1;
-            self.write(frames.map(Message::Text)).await?;
-            return Ok(Flow::Continue);
-        }
-        if text.starts_with('{') {
-            return self.on_command(text).await;
-        }
-        let shown: String = text.chars().take(32).collect();
-        let reply = error_reply(
-            "invalid_message",
-            &format!(
-                "unknown command {shown:?}; send \"test\", or a JSON command (subscribe, unsubscribe, ping, resume)"
+        let reply = match command::parse(text) {
+            Command::Test => return self.on_test().await,
+            Command::Resume(since) => return Box::pin(self.resume(since)).await,
+            Command::Ping => Message::text(
+                serde_json::json!({"type": "pong", "timestamp": unix_now()}).to_string(),
             ),
-        );
+            Command::Subscribe(topic) => self.on_topic("subscribe", &topic),
+            Command::Unsubscribe(topic) => self.on_topic("unsubscribe", &topic),
+            Command::Publish(signal) => self.on_publish(signal.as_ref()),
+            Command::Invalid(message) => error_reply("invalid_message", &message),
+        };
         self.write([reply]).await?;
         Ok(Flow::Continue)
     }
 
-    /// A JSON command: `{"type":"resume","since":N}`.
-    async fn on_command(&mut self, text: &str) -> Result<Flow, WsError> {
-        let command: serde_json::Value = match serde_json::from_str(text) {
-            Ok(v) => v,
-            Err(e) => {
-                let reply = error_reply(
-                    "invalid_message",
-                    &format!(
-                        "not a JSON command ({e}); send \"test\" or one like {{\"type\":\"ping\"}}"
-                    ),
-                );
-                self.write([reply]).await?;
-                return Ok(Flow::Continue);
-            }
-        };
-        let topic = command.get("topic").and_then(|t| t.as_str());
-        match command.get("type").and_then(|t| t.as_str()) {
-            Some("ping") => {
-                let pong = serde_json::json!({"type": "pong", "timestamp": unix_now()});
-                self.write([Message::text(pong.to_string())]).await?;
-                Ok(Flow::Continue)
-            }
-            Some(kind @ ("subscribe" | "unsubscribe")) => {
-                let Some(text) = topic else {
-                    let reply = error_reply("invalid_message", &format!("{kind}: give a topic"));
-                    self.write([reply]).await?;
-                    return Ok(Flow::Continue);
-                };
-                let reply = self.on_topic(kind, text);
-                self.write([reply]).await?;
-                Ok(Flow::Continue)
-            }
-            Some("publish") => {
-                let reply = self.on_publish(command.get("signal"));
-                self.write([reply]).await?;
-                Ok(Flow::Continue)
-            }
-            Some("resume") => match command.get("since").and_then(|s| s.as_u64()) {
-                Some(since) => Box::pin(self.resume(since)).await,
-                None => {
-                    let reply = error_reply(
-                        "invalid_message",
-                        "resume: `since` must be the last seq received, a whole number",
-                    );
-                    self.write([reply]).await?;
-                    Ok(Flow::Continue)
-                }
-            },
-            other => {
-                let reply = error_reply(
-                    "invalid_message",
-                    &format!("unknown command type {other:?}"),
-                );
-                self.write([reply]).await?;
-                Ok(Flow::Continue)
-            }
+    /// `test`: synthetic signals for this client alone, within its rate limit.
+    async fn on_test(&mut self) -> Result<Flow, WsError> {
+        if !self.tests.take(Instant::now()) {
+            let interval = self.shared.settings.test_interval;
+            let reply = error_reply(
+                "rate_limited",
+                &format!(
+                    "too many test requests: one per {} after a burst of {}",
+                    humantime::format_duration(interval),
+                    self.shared.settings.test_burst
+                ),
+            );
+            self.write([reply]).await?;
+            return Ok(Flow::Continue);
         }
+        let frames = self
+            .shared
+            .hub
+            .test_frames(self.tests_served, unix_now() as i64);
+        self.tests_served += 1;
+        self.write(frames.map(Message::Text)).await?;
+        Ok(Flow::Continue)
     }
 
     /// A publisher's signal: checked, numbered, journaled and broadcast; answered with its `seq`.
