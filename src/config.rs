@@ -621,16 +621,28 @@ impl Config {
         env: &BTreeMap<String, String>,
         overrides: &Overrides,
     ) -> (Option<Config>, Vec<ConfigError>) {
+        let text = match file.map(|path| (path, std::fs::read_to_string(path))) {
+            None => None,
+            Some((path, Ok(text))) => Some((path, text)),
+            Some((path, Err(source))) => {
+                let path = path.to_path_buf();
+                return (None, vec![ConfigError::Read { path, source }]);
+            }
+        };
+        let file = text.as_ref().map(|(path, text)| (*path, text.as_str()));
+        Config::checked(file, env, overrides)
+    }
+
+    /// As [`Config::load_checked`], with the file's text already read: `path` names it in
+    /// messages and anchors its relative paths.
+    pub fn checked(
+        file: Option<(&Path, &str)>,
+        env: &BTreeMap<String, String>,
+        overrides: &Overrides,
+    ) -> (Option<Config>, Vec<ConfigError>) {
         let mut problems = Vec::new();
         let mut table = toml::Table::new();
-        if let Some(path) = file {
-            let text = match std::fs::read_to_string(path) {
-                Ok(text) => text,
-                Err(source) => {
-                    let path = path.to_path_buf();
-                    return (None, vec![ConfigError::Read { path, source }]);
-                }
-            };
+        if let Some((path, text)) = file {
             let parsed = match text.parse::<toml::Table>() {
                 Ok(parsed) => parsed,
                 Err(e) => {
@@ -675,7 +687,7 @@ impl Config {
             }
             Err(e) => {
                 problems.push(ConfigError::Parse {
-                    path: file.map(Path::to_path_buf).unwrap_or_default(),
+                    path: file.map(|f| f.0.to_path_buf()).unwrap_or_default(),
                     message: e.to_string(),
                 });
                 (None, problems)

@@ -107,9 +107,18 @@ impl RecordingReader {
             path: path.to_path_buf(),
             source,
         })?;
+        Self::from_reader(path, file)
+    }
+
+    /// Reads a recording from `input`, its format and market told by `path` (the name's
+    /// extension and words) and its first line, as [`Self::open`] does for a file.
+    pub fn from_reader(
+        path: &Path,
+        input: impl Read + Send + 'static,
+    ) -> Result<Self, RecordingError> {
         let consumed = Arc::new(AtomicU64::new(0));
         let file = Counting {
-            inner: file,
+            inner: input,
             count: consumed.clone(),
         };
         let gz = path.extension().is_some_and(|e| e == "gz");
