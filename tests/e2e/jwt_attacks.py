@@ -138,7 +138,7 @@ embedded = {"jwk": {"kty": "oct", "k": b64(b"attacker")}}
 out("embedded jwk", hs(VALID, b"attacker", embedded))
 
 # Garbage.
-out("oversized token", hs(claims(pad="A" * 12000)))
+out("oversized token (over 8 KiB)", hs(claims(pad="A" * 7000)))
 out("non-base64 garbage", "%%%.@@@.!!!")
 out("two segments", f"{h}.{p}")
 out("four segments", f"{good}.{s}")
