@@ -134,7 +134,7 @@ async fn every_pyjwt_attack_gets_401_and_valid_pyjwt_tokens_connect() {
                 .await
                 .unwrap_or_else(|r| panic!("{name}: refused {r:?}"));
             drop(ws);
-            wait_no_listeners(server).await;
+            server.wait_listeners(0).await;
             accepted += 1;
         } else {
             let reason = assert_401(server, &authorization, name).await;
@@ -183,14 +183,4 @@ async fn every_pyjwt_attack_gets_401_and_valid_pyjwt_tokens_connect() {
         let v: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
         assert_eq!(v["content"]["symbol"], "BTCUSDT");
     }
-}
-
-/// Waits for the sessions of dropped clients to end.
-async fn wait_no_listeners(server: &TestServer) {
-    within(std::time::Duration::from_secs(5), async {
-        while server.hub.listeners() > 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-    })
-    .await;
 }
