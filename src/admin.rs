@@ -200,6 +200,19 @@ pub fn render(observed: &Observed) -> String {
     }
     family(
         &mut out,
+        "sigcast_sessions_ended_total",
+        "counter",
+        "Sessions ended, by reason.",
+    );
+    for (ending, n) in stats.endings() {
+        let _ = writeln!(
+            out,
+            "sigcast_sessions_ended_total{{reason=\"{}\"}} {n}",
+            ending.as_str()
+        );
+    }
+    family(
+        &mut out,
         "sigcast_signals_total",
         "counter",
         "Signals broadcast, by strategy and side.",

@@ -173,6 +173,20 @@ async fn silent_client_is_closed_by_idle_timeout() {
     tokio::time::sleep(Duration::from_millis(900)).await;
     let (code, _) = expect_close(&mut ws, Duration::from_secs(5)).await;
     assert_eq!(code, 4001);
+    // Operators see it by reason on /metrics (the count lands as the session task ends).
+    let wanted = "sigcast_sessions_ended_total{reason=\"idle\"} 1\n";
+    within(Duration::from_secs(5), async {
+        loop {
+            let metrics =
+                sigcast::admin::render(&sigcast::admin::Observed::new(server.shared.clone()));
+            if metrics.contains(wanted) {
+                assert!(metrics.contains("sigcast_sessions_ended_total{reason=\"client\"} 0\n"));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
 }
 
 #[tokio::test]

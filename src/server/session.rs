@@ -20,7 +20,7 @@ use super::filter::{Filter, Topic};
 use super::framing;
 use super::handshake::{Accepted, ClientWs};
 use super::histogram::Local;
-use super::stats::{DEPTH_BUCKETS, LATENCY_BUCKETS, Stats};
+use super::stats::{DEPTH_BUCKETS, Ending, LATENCY_BUCKETS, Stats};
 use super::wire::{self, Inbound, within};
 use super::{MAX_BATCH, Shared, close_code};
 use crate::auth::{Claims, Scope, unix_now};
@@ -169,6 +169,11 @@ impl Session {
             Err(e) => Ended::Transport(e),
         };
         stats.stats.sessions.fetch_sub(1, Ordering::Relaxed);
+        stats.stats.ended(match &ended {
+            Ended::ByClient(_) => Ending::Client,
+            Ended::ByServer(code, _) => Ending::of_close(*code),
+            Ended::Transport(_) => Ending::Network,
+        });
         self.observed.flush(&stats.stats);
         let (peer, sub, jti) = (self.peer, &self.claims.sub, &self.claims.jti);
         match ended {

@@ -103,6 +103,62 @@ impl Outcome {
     }
 }
 
+/// How a session ended, for `sigcast_sessions_ended_total{reason}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The client sent a close frame.
+    Client,
+    /// Closed 4001: nothing heard within `server.idle_timeout` (a vanished peer).
+    Idle,
+    /// Closed 4000: fell more than `server.queue_capacity` signals behind.
+    SlowConsumer,
+    /// Closed 1001: the server is shutting down or its feed stopped.
+    Shutdown,
+    /// Closed 1008: the token expired or was revoked.
+    Token,
+    /// Closed 1002, 1003, 1007 or 1009: the client broke the protocol.
+    Protocol,
+    /// The connection broke or a write timed out, with no closing handshake.
+    Network,
+}
+
+impl Ending {
+    pub const ALL: [Ending; 7] = [
+        Ending::Client,
+        Ending::Idle,
+        Ending::SlowConsumer,
+        Ending::Shutdown,
+        Ending::Token,
+        Ending::Protocol,
+        Ending::Network,
+    ];
+
+    /// The `reason` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ending::Client => "client",
+            Ending::Idle => "idle",
+            Ending::SlowConsumer => "slow_consumer",
+            Ending::Shutdown => "shutdown",
+            Ending::Token => "token",
+            Ending::Protocol => "protocol",
+            Ending::Network => "network",
+        }
+    }
+
+    /// The ending of a session the server closed with `code`.
+    pub fn of_close(code: u16) -> Ending {
+        use super::close_code::*;
+        match code {
+            IDLE_TIMEOUT => Ending::Idle,
+            SLOW_CONSUMER => Ending::SlowConsumer,
+            GOING_AWAY => Ending::Shutdown,
+            POLICY_VIOLATION => Ending::Token,
+            _ => Ending::Protocol,
+        }
+    }
+}
+
 /// Counters shared by the listener and every session.
 #[derive(Debug)]
 pub struct Stats {
@@ -111,6 +167,7 @@ pub struct Stats {
     /// Connections in the TLS or WebSocket handshake now.
     pub handshaking: AtomicI64,
     handshakes: [AtomicU64; Outcome::ALL.len()],
+    endings: [AtomicU64; Ending::ALL.len()],
     /// Messages written to clients: signals, market data, replies.
     pub delivered: AtomicU64,
     /// Sessions closed 4000 as slow consumers.
@@ -127,6 +184,7 @@ impl Default for Stats {
             sessions: Default::default(),
             handshaking: Default::default(),
             handshakes: Default::default(),
+            endings: Default::default(),
             delivered: Default::default(),
             slow_consumers: Default::default(),
             queue_depth: Histogram::new(DEPTH_BUCKETS),
@@ -138,6 +196,17 @@ impl Default for Stats {
 impl Stats {
     pub fn handshake(&self, outcome: Outcome) {
         self.handshakes[outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn ended(&self, ending: Ending) {
+        self.endings[ending as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sessions ended so far, by how.
+    pub fn endings(&self) -> impl Iterator<Item = (Ending, u64)> + '_ {
+        Ending::ALL
+            .iter()
+            .map(|e| (*e, self.endings[*e as usize].load(Ordering::Relaxed)))
     }
 
     /// Handshakes so far, by outcome.

@@ -4,7 +4,7 @@
 //! - `{"type":"hello","protocol":1,"name":"…","market":"spot","symbol":"BTCUSDT","interval":"1m","settings":{…}}` first;
 //! - `{"type":"candle","symbol":…,"interval":"1m","open_time":ms,"close_time":ms,"open":…,"high":…,"low":…,"close":…,"volume":…,"history":false}`
 //!   for each closed candle (`history: true` for warm-up history, which must not lead to a signal);
-//! - `{"type":"trade","symbol":…,"time":ms,"price":…,"qty":…,"buyer_maker":false}` with `trades = true`;
+//! - `{"type":"trade","symbol":…,"id":…,"time":ms,"price":…,"qty":…,"buyer_maker":false}` with `trades = true`;
 //! - `{"type":"book","symbol":…,"time":ms,"bid":…,"bid_qty":…,"ask":…,"ask_qty":…}` with `book = true`;
 //! - `{"type":"gap","symbol":…}` (data was lost: start over) and `{"type":"reconnected","symbol":…}`.
 //!
@@ -59,13 +59,14 @@ pub fn candle(symbol: &str, k: &Kline, history: bool) -> String {
 }
 
 pub fn trade(e: &MarketEvent) -> Option<String> {
-    let (time, price, qty, maker) = match &e.kind {
-        MarketEventKind::AggTrade(t) => (t.time_ms, t.price, t.quantity, t.buyer_is_maker),
-        MarketEventKind::Trade(t) => (t.time_ms, t.price, t.quantity, t.buyer_is_maker),
+    // `id`: the aggTrade id (`a`) or trade id (`t`), so a plugin can tell trades apart.
+    let (id, time, price, qty, maker) = match &e.kind {
+        MarketEventKind::AggTrade(t) => (t.id, t.time_ms, t.price, t.quantity, t.buyer_is_maker),
+        MarketEventKind::Trade(t) => (t.id, t.time_ms, t.price, t.quantity, t.buyer_is_maker),
         _ => return None,
     };
     Some(
-        json!({"type": "trade", "symbol": e.symbol, "time": time, "price": f(&price), "qty": f(&qty), "buyer_maker": maker})
+        json!({"type": "trade", "symbol": e.symbol, "id": id, "time": time, "price": f(&price), "qty": f(&qty), "buyer_maker": maker})
             .to_string(),
     )
 }
