@@ -156,3 +156,49 @@ async fn a_hung_plugin_is_restarted() {
         "others carry on"
     );
 }
+
+/// A plugin that closes its output and only records what it is given (here `cat` into a
+/// file) still gets every event; once it exits, it is restarted like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_without_output_gets_every_event_and_its_exit_is_noticed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let extra = "trades = true";
+    // `exec` keeps the shell's pid: the one to kill later.
+    let body = "echo $$ > plugin.pid\nexec cat >> events.jsonl";
+    let mut engine = load(tmp.path(), "s.toml", &broken(tmp.path(), body, extra));
+    let mut out = Vec::new();
+    for sec in 0..50 {
+        engine.on_event(&trade(sec, 100.0 + sec as f64), &mut out);
+        if sec == 0 {
+            // Live pace: the plugin is up and its output's end seen before more events come.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    let file = tmp.path().join("events.jsonl");
+    let trades = || {
+        std::fs::read_to_string(&file)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"trade\""))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while trades() < 50 {
+        assert!(Instant::now() < deadline, "only {} of 50 trades", trades());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains(r#""id":49,"#),
+        "trades carry their id: {text}"
+    );
+    // Its exit (killed from outside) is noticed without any output: it starts again.
+    assert_eq!(starts(tmp.path()), 1);
+    let pid = std::fs::read_to_string(tmp.path().join("plugin.pid")).unwrap();
+    let killed = std::process::Command::new("kill")
+        .arg(pid.trim())
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    run_beside(&mut engine, tmp.path(), 2).await;
+}

@@ -119,6 +119,9 @@ async fn run_once(
     if let Err(reason) = write(&mut stdin, hello, true, launch.hang_after).await {
         return fail(&mut child, reason).await;
     }
+    // A plugin may close its output and go on reading (one that records or forwards events
+    // and never signals); from then on its exit is watched instead of its output's end.
+    let mut output_open = true;
     loop {
         tokio::select! {
             line = events.recv(), if stdin.is_some() => match line {
@@ -133,9 +136,17 @@ async fn run_once(
                     if let Some(mut w) = stdin.take() {
                         let _ = w.flush().await;
                     }
+                    if !output_open {
+                        let _ = tokio::time::timeout(EXIT_GRACE, child.wait()).await;
+                        return Ended::InputClosed;
+                    }
                 }
             },
-            out = tokio::time::timeout(if stdin.is_some() { IDLE } else { EXIT_GRACE }, stdout.next_line()) => {
+            status = child.wait(), if !output_open && stdin.is_some() => {
+                let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+                return Ended::Failed(format!("exited ({status})"));
+            }
+            out = tokio::time::timeout(if stdin.is_some() { IDLE } else { EXIT_GRACE }, stdout.next_line()), if output_open => {
                 let draining = stdin.is_none();
                 match out {
                     Ok(Ok(Some(line))) => match parse_signal(&line, &symbol) {
@@ -151,10 +162,8 @@ async fn run_once(
                         let _ = tokio::time::timeout(EXIT_GRACE, child.wait()).await;
                         return Ended::InputClosed;
                     }
-                    Ok(_) => {
-                        let status = child.wait().await.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
-                        return Ended::Failed(format!("exited ({status})"));
-                    }
+                    Ok(Ok(None)) => output_open = false,
+                    Ok(Err(e)) => return fail(&mut child, format!("its output failed: {e}")).await,
                     Err(_) if draining => {
                         let _ = child.kill().await;
                         return Ended::InputClosed;
