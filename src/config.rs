@@ -85,6 +85,10 @@ pub struct ServerSettings {
     pub max_message_size: usize,
     /// Per-connection read buffer (tungstenite's default is 128 KiB; sigcast keeps it small).
     pub read_buffer_size: usize,
+    /// The kernel's send buffer for each client socket, in bytes (0: the kernel's own
+    /// autotuning, which lets a slow client's backlog grow to `net.ipv4.tcp_wmem`'s maximum,
+    /// 4 MiB by default, before the queue policy sees it).
+    pub send_buffer: usize,
     /// `test` requests a client may make in a burst before being rate-limited.
     pub test_burst: u32,
     /// After the burst, one more `test` is allowed per this interval.
@@ -114,6 +118,7 @@ impl Default for ServerSettings {
             queue_capacity: 1024,
             max_message_size: 4096,
             read_buffer_size: 256,
+            send_buffer: 0,
             test_burst: 3,
             test_interval: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(5),
@@ -470,6 +475,7 @@ keys! {
     "server.queue_capacity", Integer, "signals a client may lag before close 4000";
     "server.max_message_size", Integer, "largest client message (bytes); bigger is closed 1009";
     "server.read_buffer_size", Integer, "per-connection WebSocket read buffer (bytes; grows for a bigger message)";
+    "server.send_buffer", Integer, "kernel send buffer per client socket (bytes; 0: kernel autotuning)";
     "server.test_burst", Integer, "`test` requests allowed in a burst";
     "server.test_interval", Duration, "one more `test` per this interval after the burst";
     "server.shutdown_grace", Duration, "how long shutdown waits for sessions";

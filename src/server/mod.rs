@@ -147,6 +147,9 @@ impl Listener {
                 }
             };
             let _ = tcp.set_nodelay(true);
+            if self.shared.settings.send_buffer > 0 {
+                set_send_buffer(&tcp, self.shared.settings.send_buffer);
+            }
             let admitted = match self.per_ip.enter(peer.ip()) {
                 Some(from_ip) => match self.slots.clone().try_acquire_owned() {
                     Ok(permit) => Admission::Admitted(permit, from_ip),
@@ -234,4 +237,58 @@ async fn handle_connection(
     // session twice. The session holds its slot (`admission`) until it ends.
     let session = session::Session::new(accepted, peer, shared, &endings, admission);
     tasks.spawn(Box::new(session).run());
+}
+
+/// Fixes a client socket's kernel send buffer (`SO_SNDBUF`; the kernel doubles the value for
+/// its bookkeeping), which also turns off its autotuning for that socket.
+fn set_send_buffer(tcp: &TcpStream, bytes: usize) {
+    use std::os::fd::AsRawFd;
+    let size = bytes.min(i32::MAX as usize) as libc::c_int;
+    // SAFETY: a valid socket descriptor and a c_int option value of the stated length.
+    let rc = unsafe {
+        libc::setsockopt(
+            tcp.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "SO_SNDBUF not set");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_buffer_of(tcp: &TcpStream) -> libc::c_int {
+        use std::os::fd::AsRawFd;
+        let mut size: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: a valid socket and an out-parameter of the stated length.
+        let rc = unsafe {
+            libc::getsockopt(
+                tcp.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                (&mut size as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0);
+        size
+    }
+
+    #[tokio::test]
+    async fn send_buffer_is_fixed_at_the_configured_size() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        set_send_buffer(&server, 32 * 1024);
+        // Linux doubles the request for its own bookkeeping.
+        assert_eq!(send_buffer_of(&server), 64 * 1024);
+        drop(client);
+    }
 }
