@@ -30,8 +30,15 @@ const PRUNE_EVERY: Duration = Duration::from_secs(5);
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// Attempts at committing a batch before it is broadcast unjournaled.
 const WRITE_ATTEMPTS: u32 = 3;
-/// Rows one resume read returns at most.
-pub const PAGE: usize = 2048;
+/// Resume reads running at once. Each holds a SQLite connection and a blocking-pool thread
+/// while it runs; after a restart every client resumes together, and without a bound a
+/// reconnect storm of 2,000 clients tripled sigcast's memory (the soak test). Reads take
+/// milliseconds, so the others wait briefly.
+const READERS: usize = 4;
+/// Rows one resume read returns at most: a resuming session holds one page until its client
+/// has taken it (about 300 bytes a signal), so a reconnect storm of slow clients costs
+/// `PAGE x 300 B` each.
+pub const PAGE: usize = 512;
 
 /// A page of journaled signals, and the oldest `seq` the journal holds.
 pub type Page = (Vec<Published>, Option<u64>);
@@ -92,6 +99,8 @@ pub struct Journal {
     writer: std_mpsc::Sender<Command>,
     /// The highest `seq` committed to disk.
     flushed: watch::Receiver<u64>,
+    /// Places for resume reads ([`READERS`]).
+    readers: Arc<tokio::sync::Semaphore>,
 }
 
 impl Journal {
@@ -151,6 +160,7 @@ impl Journal {
                 footprint,
                 writer,
                 flushed,
+                readers: Arc::new(tokio::sync::Semaphore::new(READERS)),
             },
             last,
         ))
@@ -196,6 +206,11 @@ impl Journal {
     /// Signals with `after < seq <= upto`, in order, at most [`PAGE`], and the oldest `seq`
     /// the journal still holds (`None` when it is empty). Runs on the blocking pool.
     pub async fn read(&self, after: u64, upto: u64) -> Result<Page, JournalError> {
+        let _place = self
+            .readers
+            .acquire()
+            .await
+            .map_err(|_| JournalError::Stopped)?;
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || read_page(&path, after, upto))
             .await

@@ -284,7 +284,9 @@ mod tests {
     #[tokio::test]
     async fn send_buffer_is_fixed_at_the_configured_size() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
         let (server, _) = listener.accept().await.unwrap();
         set_send_buffer(&server, 32 * 1024);
         // Linux doubles the request for its own bookkeeping.

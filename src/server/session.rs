@@ -443,7 +443,11 @@ impl Session {
                 .filter(|p| (p.seq < already_from || p.seq > already_to) && filter.allows(p))
                 .map(|p| p.frame)
                 .collect();
-            self.write_frames(&missing).await?;
+            // A batch per write, as live signals go: a page corked whole is two copies of
+            // it (plaintext and ciphertext) held until a slow client takes them.
+            for batch in missing.chunks(MAX_BATCH) {
+                self.write_frames(batch).await?;
+            }
             if after >= head {
                 break;
             }
