@@ -111,6 +111,71 @@ impl Tape {
         Tape { market, entries }
     }
 
+    /// The tape's aggTrades only, played `loops` times over, each round renumbered per symbol
+    /// (`a`, `f`, `l` continue from the round before, times move on by the round's span), so
+    /// a long run of real recorded trades keeps Binance's id rules: every id once, each `a`
+    /// one above the last, `f` one above the last `l`.
+    pub fn looped_agg_trades(&self, loops: usize) -> Tape {
+        struct Span {
+            a: (u64, u64),
+            trade: (u64, u64),
+            time: (i64, i64),
+        }
+        let mut spans: HashMap<String, Span> = HashMap::new();
+        for (symbol, t) in self.entries.iter().filter_map(|e| e.agg.as_ref()) {
+            let span = spans.entry(symbol.clone()).or_insert(Span {
+                a: (t.id, t.id),
+                trade: (t.first_trade_id, t.last_trade_id),
+                time: (t.time_ms, t.time_ms),
+            });
+            span.a.1 = t.id;
+            span.trade.1 = t.last_trade_id;
+            span.time.1 = t.time_ms;
+        }
+        let mut entries = Vec::new();
+        for round in 0..loops as u64 {
+            for e in &self.entries {
+                let Some((symbol, _)) = &e.agg else { continue };
+                let span = &spans[symbol];
+                let shift_a = round * (span.a.1 - span.a.0 + 1);
+                let shift_t = round * (span.trade.1 - span.trade.0 + 1);
+                let shift_ms = round as i64 * (span.time.1 - span.time.0 + 1000);
+                // Rewritten in place, so the message keeps Binance's field order.
+                let v: Value = serde_json::from_str(&e.text).unwrap();
+                let mut text = e.text.clone();
+                for (field, by) in [
+                    ("a", shift_a as i64),
+                    ("f", shift_t as i64),
+                    ("l", shift_t as i64),
+                    ("E", shift_ms),
+                    ("T", shift_ms),
+                ] {
+                    let old = v["data"][field].as_i64().unwrap();
+                    let from = format!("\"{field}\":{old},");
+                    assert_eq!(text.matches(&from).count(), 1, "{field} in {text}");
+                    text = text.replace(&from, &format!("\"{field}\":{},", old + by));
+                }
+                let agg = match parse(self.market, &text, SystemTime::now()) {
+                    Ok(Parsed::Event(ev)) => match ev.kind {
+                        MarketEventKind::AggTrade(t) => Some((ev.symbol, t)),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                assert!(agg.is_some(), "renumbered aggTrade does not parse: {text}");
+                entries.push(Entry {
+                    stream: e.stream.clone(),
+                    text,
+                    agg,
+                });
+            }
+        }
+        Tape {
+            market: self.market,
+            entries,
+        }
+    }
+
     /// Every stream name on the tape.
     pub fn streams(&self) -> Vec<String> {
         let set: BTreeSet<&str> = self.entries.iter().map(|e| e.stream.as_str()).collect();
@@ -183,6 +248,10 @@ struct Shared {
     rest_history_from: Mutex<u64>,
     /// Tells every connection to send `serverShutdown`.
     shutdown_notice: broadcast::Sender<()>,
+    /// Tells every connection to close itself, as Binance does at 24 h.
+    cut: broadcast::Sender<()>,
+    /// One stream whose data is withheld (the connection and other streams carry on).
+    silent_stream: Mutex<Option<String>>,
 }
 
 /// A running mock.
@@ -209,6 +278,8 @@ impl MockBinance {
             kill: Mutex::new(kill),
             rest_history_from: Mutex::new(0),
             shutdown_notice: broadcast::channel(4).0,
+            cut: broadcast::channel(4).0,
+            silent_stream: Mutex::new(None),
         });
         let ws = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let ws_addr = ws.local_addr().unwrap();
@@ -350,6 +421,17 @@ impl MockBinance {
         self.shared.silent.store(silent, Ordering::SeqCst);
     }
 
+    /// Withholds one stream's data (`None`: none), the rest flowing as before.
+    pub fn set_silent_stream(&self, stream: Option<&str>) {
+        *self.shared.silent_stream.lock().unwrap() = stream.map(String::from);
+    }
+
+    /// Closes every open connection with a close frame, as Binance does to each connection
+    /// 24 h after it opened; the listener stays up.
+    pub fn cut_all(&self) {
+        let _ = self.shared.cut.send(());
+    }
+
     pub fn settings(&self) -> std::sync::MutexGuard<'_, Settings> {
         self.shared.settings.lock().unwrap()
     }
@@ -413,6 +495,7 @@ async fn serve_ws(tcp: TcpStream, shared: Arc<Shared>) {
     let mut feed = shared.feed.subscribe();
     let mut kill = shared.kill.lock().unwrap().subscribe();
     let mut shutdown_notice = shared.shutdown_notice.subscribe();
+    let mut cut = shared.cut.subscribe();
     let (limit, ping_every, pong_deadline, lifetime, malformed_every) = {
         let s = shared.settings.lock().unwrap();
         (
@@ -438,6 +521,10 @@ async fn serve_ws(tcp: TcpStream, shared: Arc<Shared>) {
                 if ws.send(Message::text(notice)).await.is_err() {
                     return;
                 }
+            }
+            Ok(()) = cut.recv() => {
+                let _ = ws.close(None).await;
+                return;
             }
             _ = async { tokio::time::sleep_until(cut_at.unwrap()).await }, if cut_at.is_some() => {
                 let _ = ws.close(None).await;
@@ -497,6 +584,9 @@ async fn serve_ws(tcp: TcpStream, shared: Arc<Shared>) {
                 }
                 let entry = &shared.tape.entries[index];
                 if !subscribed.contains(&entry.stream) {
+                    continue;
+                }
+                if shared.silent_stream.lock().unwrap().as_deref() == Some(entry.stream.as_str()) {
                     continue;
                 }
                 played_here += 1;
