@@ -95,7 +95,10 @@ async fn autobahn_cases_pass_against_the_session_io() {
         }
         *counts.entry(behavior).or_default() += 1;
     }
-    eprintln!("Autobahn (kosoku), {} cases: {counts:?}", cases.len());
+    common::report(
+        "autobahn",
+        &format!("Autobahn (kosoku), {} cases: {counts:?}", cases.len()),
+    );
     assert!(failed.is_empty(), "cases not passed: {failed:?}");
     assert_eq!(cases.len(), 301, "every case but 12.* and 13.* ran");
     assert!(counts.get("OK").copied().unwrap_or(0) >= 296, "{counts:?}");

@@ -142,7 +142,10 @@ async fn every_pyjwt_attack_gets_401_and_valid_pyjwt_tokens_connect() {
             refused += 1;
         }
     }
-    eprintln!("JWT attack matrix: {refused} refused with 401, {accepted} accepted");
+    common::report(
+        "jwt_attacks",
+        &format!("JWT attack matrix: {refused} refused with 401, {accepted} accepted"),
+    );
     assert_eq!(accepted, 2, "the valid HS256 and EdDSA tokens");
 
     // Header forms around a valid token.

@@ -124,10 +124,13 @@ fn check_testssl(json: &str) {
     for (severity, _) in by_id.values() {
         *counts.entry(severity).or_default() += 1;
     }
-    eprintln!(
-        "testssl.sh: {} findings {counts:?}; {} ciphers, all AEAD with ECDHE",
-        by_id.len(),
-        ciphers.len()
+    common::report(
+        "testssl",
+        &format!(
+            "testssl.sh: {} findings {counts:?}; {} ciphers, all AEAD with ECDHE",
+            by_id.len(),
+            ciphers.len()
+        ),
     );
     assert!(serious.is_empty(), "findings MEDIUM or above: {serious:#?}");
 }
@@ -184,13 +187,16 @@ fn check_sslscan(xml: &str) {
     for h in elements("heartbleed") {
         assert_eq!(h["vulnerable"], "0");
     }
-    eprintln!(
-        "sslscan: {enabled:?}, {} ciphers: {}",
-        ciphers.len(),
-        ciphers
-            .iter()
-            .map(|c| c["cipher"])
-            .collect::<Vec<_>>()
-            .join(" ")
+    common::report(
+        "sslscan",
+        &format!(
+            "sslscan: {enabled:?}, {} ciphers: {}",
+            ciphers.len(),
+            ciphers
+                .iter()
+                .map(|c| c["cipher"])
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
     );
 }

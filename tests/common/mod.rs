@@ -376,3 +376,13 @@ pub fn sigcast_command() -> std::process::Command {
 pub fn sigcast_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sigcast"))
 }
+
+/// Prints a hardening check's summary and keeps it in `target/tmp/reports/<name>.txt`, which
+/// `scripts/test` prints at the end of the run (cargo test shows a passing test's output only
+/// with `--nocapture`).
+pub fn report(name: &str, text: &str) {
+    eprintln!("{text}");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("reports");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(dir.join(format!("{name}.txt")), text);
+}
