@@ -1,0 +1,1163 @@
+//! The soak: a `sigcast serve` process fed by the Binance mock with real recorded trades,
+//! 2,000 TLS clients, publishers at a steady rate, and faults, for about five minutes
+//! (`SIGCAST_LONG=1`, set by `scripts/test --long`: thirty).
+//!
+//! Clients: 10% slow readers (a 4 KiB receive buffer, reading at 40% of the signal rate),
+//! 5% that vanish without a close (they never read or answer a ping, then check the server
+//! reaped them), 25% that drop their connection every few seconds and resume with
+//! `X-Sigcast-Last-Seq`, the rest steady readers that measure latency. Everyone resumes after
+//! a disconnect, so every client's `seq` list must equal the journal's over its span.
+//!
+//! Faults: the mock is killed every 30 s (no close frame, listener down for a second), one
+//! stream goes silent for 25 s, every upstream connection is cut once as at Binance's 24 h,
+//! sigcast rotates its own connections every 20 s, and the sigcast process is killed
+//! (SIGKILL) once and started again on the same data directory.
+//!
+//! Trades are observed where strategies get them: an `exec` strategy per symbol whose
+//! plugin is `cat`, appending every line sigcast sends it (trades with their ids) to a file.
+//! A sigcast restart starts its strategies over from history, so the trades made while no
+//! sigcast ran (and only those) reach no strategy; every other trade reaches one exactly
+//! once.
+//!
+//! `SIGCAST_SOAK_SECONDS` and `SIGCAST_SOAK_CLIENTS` change the length and the crowd.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::binance_mock::{MockBinance, Settings, Tape};
+use common::{Client, Material};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use sigcast::auth::{KeyRing, Scope};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_util::sync::CancellationToken;
+
+/// aggTrades the mock plays per second (spread over eight symbols).
+const TAPE_RATE: u32 = 30;
+/// Signals the publishers send per second, together.
+const PUBLISH_RATE: u32 = 20;
+/// Every this long the mock is killed.
+const KILL_EVERY: Duration = Duration::from_secs(30);
+/// The stream that goes silent, and for how long (the watchdog is 15 s).
+const SILENT_STREAM: &str = "dentusdt@aggTrade";
+const SILENCE: Duration = Duration::from_secs(25);
+/// Server timings of the run: pings every 2 s, a client heard from nothing for 6 s is reaped.
+const PING: Duration = Duration::from_secs(2);
+const IDLE: Duration = Duration::from_secs(6);
+/// Signals a client may lag before 4000.
+const QUEUE: usize = 64;
+
+fn recording(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/binance")
+        .join(name)
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+fn env_number(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+/// The run's length and crowd.
+struct Plan {
+    length: Duration,
+    clients: usize,
+}
+
+impl Plan {
+    fn from_env() -> Plan {
+        let long = std::env::var_os("SIGCAST_LONG").is_some();
+        let seconds = env_number("SIGCAST_SOAK_SECONDS").unwrap_or(if long { 1800 } else { 300 });
+        Plan {
+            length: Duration::from_secs(seconds),
+            clients: env_number("SIGCAST_SOAK_CLIENTS").unwrap_or(2000) as usize,
+        }
+    }
+}
+
+/// One `sigcast serve` process of the run.
+struct Server {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Server {
+    /// Starts life `life` with `settings`; stderr goes to `serve-<life>.log` in `dir`.
+    fn start(dir: &Path, settings: &[(String, String)], life: u32) -> Server {
+        let log = dir.join(format!("serve-{life}.log"));
+        let mut command = common::sigcast_command();
+        command.arg("serve");
+        for (k, v) in settings {
+            command.arg("--set").arg(format!("{k}={v}"));
+        }
+        let child = command
+            .current_dir(dir)
+            .env_remove("SIGCAST_CONFIG")
+            .env("SOAK_LIFE", life.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Server { child, log }
+    }
+
+    /// The admin address from the startup log.
+    async fn admin(&mut self) -> SocketAddr {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            for line in text.lines() {
+                let Ok(v) = serde_json::from_str::<Value>(line) else {
+                    continue;
+                };
+                if let Some(a) = v["fields"]["admin"].as_str() {
+                    return a.parse().unwrap();
+                }
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("sigcast serve exited with {status}:\n{text}");
+            }
+            assert!(Instant::now() < deadline, "no admin listener:\n{text}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn signal(&mut self, name: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{name}");
+    }
+
+    fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "sigcast did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Resident memory of process `pid`, KiB.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `GET /metrics` from the admin listener.
+async fn metrics(admin: SocketAddr) -> String {
+    let Ok(mut tcp) = TcpStream::connect(admin).await else {
+        return String::new();
+    };
+    let _ = tcp
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: soak\r\nConnection: close\r\n\r\n")
+        .await;
+    let mut out = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_string(&mut out)).await;
+    out
+}
+
+/// One sample's value in a metrics text.
+fn sample(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0) as u64
+}
+
+/// What each kind of client does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Steady,
+    Resumer,
+    Slow,
+    Vanisher,
+}
+
+/// What the clients share: where to connect and how, and when to stop.
+struct Ctx {
+    addr: SocketAddr,
+    /// Trusts the run's certificate; shared, as one client program's connections would.
+    tls: tokio_rustls::TlsConnector,
+    token: String,
+    stop: CancellationToken,
+}
+
+impl Ctx {
+    /// A TLS WebSocket connection, resuming after `last` when given, with a receive buffer
+    /// of `recv_buffer` bytes when given (the kernel's autotuning otherwise).
+    async fn connect(&self, last: Option<u64>, recv_buffer: Option<u32>) -> Result<Client, String> {
+        let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
+        if let Some(size) = recv_buffer {
+            socket
+                .set_recv_buffer_size(size)
+                .map_err(|e| e.to_string())?;
+        }
+        let tcp = tokio::time::timeout(Duration::from_secs(5), socket.connect(self.addr))
+            .await
+            .map_err(|_| "connect timed out".to_string())?
+            .map_err(|e| e.to_string())?;
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = tokio::time::timeout(Duration::from_secs(10), self.tls.connect(name, tcp))
+            .await
+            .map_err(|_| "TLS timed out".to_string())?
+            .map_err(|e| e.to_string())?;
+        let mut request = format!("wss://127.0.0.1:{}", self.addr.port())
+            .into_client_request()
+            .unwrap();
+        let headers = request.headers_mut();
+        headers.insert(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {}", self.token)).unwrap(),
+        );
+        if let Some(last) = last {
+            headers.insert("x-sigcast-last-seq", HeaderValue::from(last));
+        }
+        let (ws, _) = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio_tungstenite::client_async(request, tls),
+        )
+        .await
+        .map_err(|_| "upgrade timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+        Ok(ws)
+    }
+}
+
+/// A TLS connector trusting `ca`, with ALPN `http/1.1`.
+fn tls_connector(ca: &Path) -> tokio_rustls::TlsConnector {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+impl Ctx {
+    /// TLS and a WebSocket upgrade written by hand; the stream and any bytes read past the
+    /// response head.
+    async fn upgrade_by_hand(
+        &self,
+    ) -> Result<(tokio_rustls::client::TlsStream<TcpStream>, Vec<u8>), String> {
+        let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
+        // Roomy, so everything the server sends (its close frame last) waits here unread.
+        socket
+            .set_recv_buffer_size(1 << 20)
+            .map_err(|e| e.to_string())?;
+        let tcp = socket.connect(self.addr).await.map_err(|e| e.to_string())?;
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = tokio::time::timeout(Duration::from_secs(10), self.tls.connect(name, tcp))
+            .await
+            .map_err(|_| "TLS timed out".to_string())?
+            .map_err(|e| e.to_string())?;
+        let request = format!(
+            "GET / HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Authorization: Bearer {}\r\n\r\n",
+            self.addr.port(),
+            self.token
+        );
+        tls.write_all(request.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut bytes = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let head_end = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if let Some(at) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+                    return Ok(at + 4);
+                }
+                match tls.read(&mut chunk).await {
+                    Ok(0) => return Err("closed during the upgrade".to_string()),
+                    Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+        })
+        .await
+        .map_err(|_| "upgrade timed out".to_string())??;
+        if !bytes.starts_with(b"HTTP/1.1 101") {
+            return Err(String::from_utf8_lossy(&bytes[..head_end]).into_owned());
+        }
+        Ok((tls, bytes.split_off(head_end)))
+    }
+}
+
+/// `"seq":N` of a signal, without parsing the JSON around it.
+fn seq_of(text: &str) -> Option<u64> {
+    let rest = &text[text.find("\"seq\":")? + 6..];
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+/// The publisher's emit time in `reason: "soak:<ns>"`.
+fn emitted_of(text: &str) -> Option<u64> {
+    let rest = &text[text.find("soak:")? + 5..];
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+/// What one reading client saw over the run.
+#[derive(Default)]
+struct Record {
+    role: Option<Role>,
+    /// Every `seq` received, in order, across all its connections.
+    seqs: Vec<u64>,
+    /// Delivery latency of live signals (emitted after the connection opened), µs.
+    latency_us: Vec<u32>,
+    /// Server closes by code; `0` counts connections that ended with no close frame.
+    ends: BTreeMap<u16, u32>,
+    connects: u32,
+    failed_connects: u32,
+}
+
+/// A client that reads (steady, resuming or slow) until the run stops, reconnecting with
+/// `X-Sigcast-Last-Seq` after every disconnect.
+async fn reader(ctx: Arc<Ctx>, role: Role, index: usize) -> Record {
+    let mut record = Record {
+        role: Some(role),
+        ..Record::default()
+    };
+    let mut last: Option<u64> = None;
+    // Resumers drop their connection after 2 to 10 s, spread by index.
+    let mut drop_after = 2 + (index as u64 * 7) % 9;
+    while !ctx.stop.is_cancelled() {
+        let mut ws = match ctx
+            .connect(last, (role == Role::Slow).then_some(4096))
+            .await
+        {
+            Ok(ws) => ws,
+            Err(_) => {
+                record.failed_connects += 1;
+                tokio::time::sleep(Duration::from_millis(200 + (index as u64 % 300))).await;
+                continue;
+            }
+        };
+        record.connects += 1;
+        let opened = now_ns();
+        let until = tokio::time::Instant::now() + Duration::from_secs(drop_after);
+        drop_after = 2 + (drop_after * 5 + 3) % 9;
+        loop {
+            tokio::select! {
+                _ = ctx.stop.cancelled() => {
+                    let _ = ws.close(None).await;
+                    return record;
+                }
+                _ = tokio::time::sleep_until(until), if role == Role::Resumer => {
+                    // Half of the drops say goodbye, half just vanish from the network.
+                    if record.connects % 2 == 0 {
+                        let _ = ws.close(None).await;
+                    }
+                    break;
+                }
+                message = ws.next() => match message {
+                    Some(Ok(Message::Text(text))) => {
+                        if let Some(seq) = seq_of(&text) {
+                            record.seqs.push(seq);
+                            last = Some(seq);
+                        }
+                        if role == Role::Steady {
+                            if let Some(at) = emitted_of(&text).filter(|at| *at >= opened) {
+                                record.latency_us.push((now_ns().saturating_sub(at) / 1000) as u32);
+                            }
+                        }
+                        if role == Role::Slow {
+                            // 40% of the signal rate.
+                            tokio::time::sleep(Duration::from_millis(125)).await;
+                        }
+                    }
+                    Some(Ok(Message::Close(frame))) => {
+                        let code = frame.map_or(0, |f| u16::from(f.code));
+                        *record.ends.entry(code).or_default() += 1;
+                        break;
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => {
+                        *record.ends.entry(0).or_default() += 1;
+                        break;
+                    }
+                },
+            }
+        }
+    }
+    record
+}
+
+/// What the vanishing clients found when they looked again.
+#[derive(Default, Debug)]
+struct Vanished {
+    /// Closed 4001 by the server.
+    reaped: u32,
+    /// Ended otherwise (the server restart).
+    other: u32,
+    /// Still open: not reaped.
+    alive: u32,
+}
+
+/// Connects, then neither reads nor answers pings (a peer gone without a close) for longer
+/// than ping + idle timeout; then looks at what the server did. Again until the run stops.
+///
+/// It speaks WebSocket by hand: a library would answer the queued pings as soon as it read
+/// them, and writing to a socket the server has closed resets it, which throws away the
+/// close frame still waiting to be read.
+async fn vanisher(ctx: Arc<Ctx>) -> Vanished {
+    let mut seen = Vanished::default();
+    let wait = IDLE + PING + Duration::from_secs(3);
+    while !ctx.stop.is_cancelled() {
+        let Ok((mut tls, mut bytes)) = ctx.upgrade_by_hand().await else {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            continue;
+        };
+        tokio::select! {
+            _ = ctx.stop.cancelled() => return seen,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        let ended = tokio::time::timeout(Duration::from_secs(5), async {
+            let mut chunk = vec![0u8; 64 * 1024];
+            loop {
+                match tls.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+                }
+            }
+        })
+        .await;
+        match (ended, close_code_in(&bytes)) {
+            (Err(_), _) => seen.alive += 1,
+            (Ok(()), Some(4001)) => seen.reaped += 1,
+            (Ok(()), _) => seen.other += 1,
+        }
+    }
+    seen
+}
+
+/// The code of the close frame among server frames (unmasked), if there is one.
+fn close_code_in(mut bytes: &[u8]) -> Option<u16> {
+    while bytes.len() >= 2 {
+        let opcode = bytes[0] & 0x0f;
+        let (len, head) = match bytes[1] & 0x7f {
+            126 if bytes.len() >= 4 => (u16::from_be_bytes([bytes[2], bytes[3]]) as usize, 4),
+            127 if bytes.len() >= 10 => (
+                u64::from_be_bytes(bytes[2..10].try_into().unwrap()) as usize,
+                10,
+            ),
+            n @ 0..=125 => (n as usize, 2),
+            _ => return None,
+        };
+        let payload = bytes.get(head..head + len)?;
+        if opcode == 0x8 {
+            return (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
+        }
+        bytes = &bytes[head + len..];
+    }
+    None
+}
+
+/// Publishes `rate` signals per second through the publish API with a publisher token,
+/// reconnecting when the server goes away. Returns how many were acknowledged.
+async fn publisher(ctx: Arc<Ctx>, rate: u32, acked: Arc<AtomicU64>) {
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    while !ctx.stop.is_cancelled() {
+        let Ok(mut ws) = ctx.connect(None, None).await else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        loop {
+            tokio::select! {
+                _ = ctx.stop.cancelled() => {
+                    let _ = ws.close(None).await;
+                    return;
+                }
+                _ = tick.tick() => {
+                    let emit = now_ns();
+                    let body = format!(
+                        r#"{{"type":"publish","signal":{{"type":"buy","content":{{"symbol":"BTCUSDT","price":75000.5,"timestamp":{},"strategy":"soak","reason":"soak:{emit}"}},"is_test":false}}}}"#,
+                        emit / 1_000_000_000
+                    );
+                    if ws.send(Message::text(body)).await.is_err() {
+                        break;
+                    }
+                }
+                message = ws.next() => match message {
+                    Some(Ok(Message::Text(t))) if t.contains("publish_ack") => {
+                        acked.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                    Some(Ok(_)) => {}
+                },
+            }
+        }
+    }
+}
+
+/// The trades each life's strategies got: `(life, symbol) -> ids in arrival order`.
+fn strategy_trades(dir: &Path) -> BTreeMap<(u32, String), Vec<u64>> {
+    let mut seen: BTreeMap<(u32, String), Vec<u64>> = BTreeMap::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("trades-"))
+        })
+        .collect();
+    files.sort();
+    for file in files {
+        let name = file.file_name().unwrap().to_str().unwrap().to_string();
+        let life: u32 = name.split('-').nth(1).unwrap().parse().unwrap();
+        for line in std::fs::read_to_string(&file).unwrap().lines() {
+            let Ok(v) = serde_json::from_str::<Value>(line) else {
+                panic!("{name}: a line sigcast sent is not JSON: {line}");
+            };
+            if v["type"] == "trade" {
+                let symbol = v["symbol"].as_str().unwrap().to_string();
+                seen.entry((life, symbol))
+                    .or_default()
+                    .push(v["id"].as_u64().unwrap());
+            }
+        }
+    }
+    seen
+}
+
+/// Every `seq` in the journal, in order.
+fn journal_seqs(data: &Path) -> Vec<u64> {
+    let conn = rusqlite::Connection::open_with_flags(
+        data.join("sigcast.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let mut stmt = conn
+        .prepare("SELECT seq FROM signals ORDER BY seq")
+        .unwrap();
+    stmt.query_map([], |r| r.get::<_, i64>(0))
+        .unwrap()
+        .map(|r| r.unwrap() as u64)
+        .collect()
+}
+
+fn percentile(sorted: &[u32], p: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Raises the open-file limit to its hard limit: 2,000 clients and the server's 2,000
+/// sockets need more than a default 1,024.
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit with a valid, initialised struct.
+    unsafe {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_under_faults_loses_and_doubles_nothing() {
+    raise_fd_limit();
+    let plan = Plan::from_env();
+    let material = Material::new();
+    let work = material.path("work");
+    let data = material.path("data");
+    let signals = material.path("signals");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::create_dir_all(&signals).unwrap();
+
+    // The tape: the recordings' futures aggTrades, renumbered round after round.
+    let recorded = Tape::from_recordings(&[
+        &recording("usdm_multi_2021-04-17.cryptofeed.txt"),
+        &recording("usdm_multi_2021-07-22.cryptofeed.txt"),
+    ]);
+    let per_round = recorded.entries.iter().filter(|e| e.agg.is_some()).count();
+    let needed = (plan.length.as_secs() + 60) as usize * TAPE_RATE as usize;
+    let tape = recorded.looped_agg_trades(needed / per_round + 1);
+    let symbols: Vec<String> = {
+        let mut s: Vec<String> = tape.agg_ids().into_keys().collect();
+        s.sort();
+        s
+    };
+    let mock = MockBinance::start(
+        tape,
+        Settings {
+            message_limit: 10,
+            ..Settings::default()
+        },
+    )
+    .await;
+
+    // One exec strategy per symbol whose plugin is `cat`: what it is given lands in a file.
+    std::fs::write(
+        signals.join("tap.toml"),
+        format!(
+            "[[strategy]]\nname = \"tap\"\nkind = \"exec\"\nmarket = \"futures\"\nsymbols = {symbols:?}\ninterval = \"1s\"\n\
+             [strategy.params]\ncommand = [\"sh\", \"-c\", \"exec cat >> trades-$SOAK_LIFE-$$.jsonl\"]\ntrades = true\ntimeout = \"30s\"\n"
+        ),
+    )
+    .unwrap();
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let ws = mock.ws_base();
+    let rest = mock.rest_base();
+    let settings: Vec<(String, String)> = [
+        ("server.listen", addr.to_string()),
+        ("data.dir", data.display().to_string()),
+        ("signals.dir", signals.display().to_string()),
+        ("tls.cert", material.path("cert.pem").display().to_string()),
+        ("tls.key", material.path("key.pem").display().to_string()),
+        (
+            "auth.jwt_secret_file",
+            material.path("jwt.secret").display().to_string(),
+        ),
+        ("source.kind", "binance".into()),
+        ("binance.spot_ws", ws.clone()),
+        ("binance.futures_ws_market", format!("{ws}/market")),
+        ("binance.futures_ws_public", format!("{ws}/public")),
+        ("binance.spot_rest", rest.clone()),
+        ("binance.futures_rest", rest.clone()),
+        ("binance.backoff_initial", "100ms".into()),
+        ("binance.backoff_max", "1s".into()),
+        ("binance.watchdog", "15s".into()),
+        ("binance.rotate_after", "20s".into()),
+        ("server.max_connections", "10000".into()),
+        ("server.max_connections_per_ip", "0".into()),
+        ("server.ping_interval", format!("{}s", PING.as_secs())),
+        ("server.idle_timeout", format!("{}s", IDLE.as_secs())),
+        ("server.write_timeout", "20s".into()),
+        ("server.queue_capacity", QUEUE.to_string()),
+        // A fixed kernel buffer, so a slow reader's backlog reaches the queue policy.
+        ("server.send_buffer", "32768".into()),
+        ("admin.listen", "127.0.0.1:0".into()),
+        ("log.format", "json".into()),
+        (
+            "log.level",
+            std::env::var("SIGCAST_SOAK_LOG").unwrap_or_else(|_| "warn,sigcast::cli=info".into()),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+
+    let ring = KeyRing::from_settings(&material.config(&[]).auth).unwrap();
+    let ttl = plan.length + Duration::from_secs(600);
+    let tls = tls_connector(&material.path("cert.pem"));
+    let ctx = |token: String| {
+        Arc::new(Ctx {
+            addr,
+            tls: tls.clone(),
+            token,
+            stop: CancellationToken::new(),
+        })
+    };
+    let clients = ctx(ring.issue("soak", ttl, None).unwrap());
+    let publishers = ctx(ring
+        .issue_scoped(
+            "soak-publisher",
+            ttl,
+            None,
+            &Scope {
+                publisher: true,
+                ..Scope::default()
+            },
+        )
+        .unwrap());
+
+    // Life 1.
+    let mut server = Server::start(&work, &settings, 1);
+    let mut admin = server.admin().await;
+    let pid = Arc::new(AtomicU32::new(server.pid()));
+    let upstream_up = |m: &str| sample(m, "sigcast_upstream_connections{state=\"up\"}") > 0;
+    wait_until("the upstream is up", Duration::from_secs(30), || async {
+        upstream_up(&metrics(admin).await)
+    })
+    .await;
+    mock.play(TAPE_RATE);
+
+    // Memory, sampled every second.
+    let rss: Arc<Mutex<Vec<(f64, u64)>>> = Arc::default();
+    let started = Instant::now();
+    let sampler = {
+        let (rss, pid) = (rss.clone(), pid.clone());
+        tokio::spawn(async move {
+            loop {
+                if let Some(kib) = rss_kib(pid.load(Ordering::Relaxed)) {
+                    rss.lock()
+                        .unwrap()
+                        .push((started.elapsed().as_secs_f64(), kib));
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    };
+
+    // The crowd.
+    let n = plan.clients;
+    // By index: every 20th vanishes (5%), every 10th from 1 reads slowly (10%), a quarter of
+    // the rest drop and resume.
+    let mut readers = Vec::new();
+    let mut vanishers = Vec::new();
+    let connect_start = Instant::now();
+    for i in 0..n {
+        let role = if i % 20 == 0 {
+            Role::Vanisher
+        } else if i % 10 == 1 {
+            Role::Slow
+        } else if i % 4 == 2 {
+            Role::Resumer
+        } else {
+            Role::Steady
+        };
+        let c = clients.clone();
+        match role {
+            Role::Vanisher => vanishers.push(tokio::spawn(vanisher(c))),
+            _ => readers.push(tokio::spawn(reader(c, role, i))),
+        }
+        if i % 100 == 99 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    wait_until(
+        "every client connected",
+        Duration::from_secs(60),
+        || async {
+            sample(&metrics(admin).await, "sigcast_connections{state=\"open\"}") as usize
+                >= n * 9 / 10
+        },
+    )
+    .await;
+    let connected_in = connect_start.elapsed();
+    let acked = Arc::new(AtomicU64::new(0));
+    let pubs: Vec<_> = (0..2)
+        .map(|_| {
+            tokio::spawn(publisher(
+                publishers.clone(),
+                PUBLISH_RATE / 2,
+                acked.clone(),
+            ))
+        })
+        .collect();
+
+    // Faults on a timetable.
+    let length = plan.length;
+    let t0 = tokio::time::Instant::now();
+    let at = |f: f64| t0 + length.mul_f64(f);
+    let mut next_kill = t0 + KILL_EVERY;
+    let (silence_at, cut_at, restart_at) = (at(0.2), at(0.35), at(0.5));
+    // Over before the forced cut and the restart, even in a short run.
+    let silence = SILENCE.min(length.mul_f64(0.12));
+    let mut silenced = false;
+    let mut unsilenced = false;
+    let mut cut = false;
+    let mut restarted = false;
+    let mut kills = 0;
+    let mut life1 = String::new();
+    let mut restart_window = (0usize, 0usize);
+    let mut restart_took = Duration::ZERO;
+    let mut restart_started = 0.0;
+    while tokio::time::Instant::now() < t0 + length {
+        let now = tokio::time::Instant::now();
+        if now >= next_kill {
+            mock.stop();
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+            mock.restart().await;
+            kills += 1;
+            next_kill += KILL_EVERY;
+        }
+        if !silenced && now >= silence_at {
+            mock.set_silent_stream(Some(SILENT_STREAM));
+            silenced = true;
+        }
+        if silenced && !unsilenced && now >= silence_at + silence {
+            mock.set_silent_stream(None);
+            unsilenced = true;
+        }
+        if !cut && now >= cut_at {
+            mock.cut_all();
+            cut = true;
+        }
+        if !restarted && now >= restart_at {
+            life1 = metrics(admin).await;
+            restart_started = started.elapsed().as_secs_f64();
+            let down = Instant::now();
+            let played_at_kill = mock.played();
+            server.signal("KILL");
+            server.wait(Duration::from_secs(10));
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            server = Server::start(&work, &settings, 2);
+            pid.store(server.pid(), Ordering::Relaxed);
+            admin = server.admin().await;
+            wait_until(
+                "the upstream is up again",
+                Duration::from_secs(30),
+                || async { upstream_up(&metrics(admin).await) },
+            )
+            .await;
+            restart_window = (played_at_kill, mock.played());
+            restart_took = down.elapsed();
+            restarted = true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Wind down: the tape plays on a little, then every played trade must have arrived.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    mock.pause();
+    let played = mock.played();
+    let expected: HashMap<String, Vec<(usize, u64)>> = {
+        let mut e: HashMap<String, Vec<(usize, u64)>> = HashMap::new();
+        for (i, entry) in mock.tape().entries[..played].iter().enumerate() {
+            if let Some((symbol, t)) = &entry.agg {
+                e.entry(symbol.clone()).or_default().push((i, t.id));
+            }
+        }
+        e
+    };
+    let last_ids: HashMap<String, u64> = expected
+        .iter()
+        .map(|(s, ids)| (s.clone(), ids.last().unwrap().1))
+        .collect();
+    let _ = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let seen = strategy_trades(&signals);
+            let done = last_ids.iter().all(|(symbol, last)| {
+                seen.get(&(2, symbol.clone()))
+                    .is_some_and(|ids| ids.contains(last))
+            });
+            if done {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    let life2 = metrics(admin).await;
+    // Let the last signals reach everyone, then stop the crowd and the server.
+    publishers.stop.cancel();
+    for p in pubs {
+        let _ = p.await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    clients.stop.cancel();
+    let mut records = Vec::new();
+    for r in readers {
+        records.push(r.await.unwrap());
+    }
+    let mut vanished = Vanished::default();
+    let vanishers_n = vanishers.len();
+    for v in vanishers {
+        let v = v.await.unwrap();
+        vanished.reaped += v.reaped;
+        vanished.other += v.other;
+        vanished.alive += v.alive;
+    }
+    sampler.abort();
+    server.signal("TERM");
+    let exit = server.wait(Duration::from_secs(30));
+    assert!(exit.success(), "sigcast serve exited with {exit}");
+
+    // ---- Checks ----
+    let mut failures: Vec<String> = Vec::new();
+
+    // Trades: exactly once per life, and the only ones missing are those played while
+    // no sigcast ran.
+    let seen = strategy_trades(&signals);
+    let mut counts: HashMap<(String, u64), u32> = HashMap::new();
+    for ((_, symbol), ids) in &seen {
+        for id in ids {
+            *counts.entry((symbol.clone(), *id)).or_default() += 1;
+        }
+    }
+    let doubled = counts.values().filter(|c| **c > 1).count();
+    let mut delivered_trades = 0;
+    let mut missing_in_window = 0;
+    let mut missing_outside = Vec::new();
+    let (window_from, window_to) = restart_window;
+    for (symbol, ids) in &expected {
+        let first = ids
+            .iter()
+            .position(|(_, id)| counts.contains_key(&(symbol.clone(), *id)));
+        let Some(first) = first else {
+            missing_outside.push(format!("{symbol}: no trade reached a strategy"));
+            continue;
+        };
+        for (position, id) in &ids[first..] {
+            if counts.contains_key(&(symbol.clone(), *id)) {
+                delivered_trades += 1;
+            } else if *position + 2 * TAPE_RATE as usize >= window_from
+                && *position <= window_to + 2 * TAPE_RATE as usize
+            {
+                missing_in_window += 1;
+            } else {
+                missing_outside.push(format!("{symbol} {id} (tape position {position})"));
+            }
+        }
+    }
+    let unknown = counts
+        .keys()
+        .filter(|(s, id)| {
+            !expected
+                .get(s)
+                .is_some_and(|ids| ids.iter().any(|(_, x)| x == id))
+        })
+        .count();
+    if doubled > 0 {
+        failures.push(format!("{doubled} trades reached the strategies twice"));
+    }
+    if !missing_outside.is_empty() {
+        failures.push(format!(
+            "{} trades never reached a strategy outside the restart: {:?}",
+            missing_outside.len(),
+            &missing_outside[..missing_outside.len().min(10)]
+        ));
+    }
+    if unknown > 0 {
+        failures.push(format!("{unknown} trades the tape never played"));
+    }
+
+    // Signals: each client's seq list is the journal's over its span.
+    let journal = journal_seqs(&data);
+    let index: HashMap<u64, usize> = journal.iter().enumerate().map(|(i, s)| (*s, i)).collect();
+    let mut seq_mismatch = Vec::new();
+    let mut checked = 0;
+    for (i, r) in records.iter().enumerate() {
+        let Some(first) = r.seqs.first() else {
+            seq_mismatch.push(format!("client {i} ({:?}) received nothing", r.role));
+            continue;
+        };
+        let Some(&start) = index.get(first) else {
+            seq_mismatch.push(format!("client {i}: seq {first} is not in the journal"));
+            continue;
+        };
+        let span = &journal[start..(start + r.seqs.len()).min(journal.len())];
+        if span != r.seqs.as_slice() {
+            let at = span
+                .iter()
+                .zip(&r.seqs)
+                .position(|(a, b)| a != b)
+                .unwrap_or(span.len());
+            seq_mismatch.push(format!(
+                "client {i} ({:?}): differs from the journal at its {at}th signal: got {:?}, journal {:?}",
+                r.role,
+                &r.seqs[at..(at + 3).min(r.seqs.len())],
+                &span[at.min(span.len())..(at + 3).min(span.len())]
+            ));
+        }
+        checked += 1;
+    }
+    if !seq_mismatch.is_empty() {
+        failures.push(format!(
+            "{} clients' seq lists differ from the journal: {:?}",
+            seq_mismatch.len(),
+            &seq_mismatch[..seq_mismatch.len().min(5)]
+        ));
+    }
+
+    // Slow readers are cut by the policy; steady readers never are, and stay fast.
+    let by_role = |role: Role| records.iter().filter(move |r| r.role == Some(role));
+    // A slow reader rarely sees its 4000: the close frame waits behind the backlog the
+    // reader is slow to take, and the server does not wait for it. So: the server's count of
+    // slow-consumer closes, and how often each kind of reader lost its connection.
+    let slow_server = sample(&life1, "sigcast_slow_consumer_disconnects_total")
+        + sample(&life2, "sigcast_slow_consumer_disconnects_total");
+    let losses = |r: &Record| r.ends.values().sum::<u32>();
+    let slow_total = by_role(Role::Slow).count();
+    let slow_cut = by_role(Role::Slow).filter(|r| losses(r) >= 2).count();
+    // Steady readers lose their connection once: when sigcast is killed.
+    let steady_cut: u32 = by_role(Role::Steady)
+        .map(|r| losses(r).saturating_sub(1))
+        .sum();
+    let mut latency: Vec<u32> = by_role(Role::Steady)
+        .flat_map(|r| r.latency_us.iter().copied())
+        .collect();
+    latency.sort_unstable();
+    let (p50, p99, p999, max) = (
+        percentile(&latency, 0.5),
+        percentile(&latency, 0.99),
+        percentile(&latency, 0.999),
+        latency.last().copied().unwrap_or(0),
+    );
+    if slow_cut * 10 < slow_total * 9 || (slow_server as usize) * 10 < slow_total * 9 {
+        failures.push(format!(
+            "slow readers not cut off: {slow_cut} of {slow_total} lost their connection besides the restart; the server closed {slow_server} slow consumers"
+        ));
+    }
+    if steady_cut > 0 {
+        failures.push(format!(
+            "steady readers lost their connection {steady_cut} times besides the restart"
+        ));
+    }
+    if latency.is_empty() || p99 > 1_000_000 {
+        failures.push(format!(
+            "steady readers' p99 latency {} ms is over 1 s ({} samples)",
+            p99 / 1000,
+            latency.len()
+        ));
+    }
+
+    // Vanished clients are reaped by the ping/idle timeout.
+    let idle_closed = sample(&life1, "sigcast_sessions_ended_total{reason=\"idle\"}")
+        + sample(&life2, "sigcast_sessions_ended_total{reason=\"idle\"}");
+    if vanished.alive > 0 {
+        failures.push(format!(
+            "{} vanished clients were still connected after ping + idle timeout",
+            vanished.alive
+        ));
+    }
+    if vanished.reaped == 0 || vanished.reaped * 10 < (vanished.reaped + vanished.other) * 9 {
+        failures.push(format!("vanished clients not closed 4001: {vanished:?}"));
+    }
+
+    // Memory: bounded, and no worse in the second half than the first.
+    let samples = rss.lock().unwrap().clone();
+    let settled: Vec<u64> = samples
+        .iter()
+        .filter(|(t, _)| *t > 20.0)
+        .map(|(_, k)| *k)
+        .collect();
+    let mut sorted = settled.clone();
+    sorted.sort_unstable();
+    let steady_rss = sorted.get(sorted.len() / 2).copied().unwrap_or(0);
+    let peak_rss = sorted.last().copied().unwrap_or(0);
+    let peak_at = samples
+        .iter()
+        .filter(|(t, _)| *t > 20.0)
+        .max_by_key(|(_, k)| *k)
+        .map_or(0.0, |(t, _)| *t);
+    let tail: Vec<u64> = settled.iter().rev().take(30).copied().collect();
+    let tail_rss = tail.iter().sum::<u64>() / tail.len().max(1) as u64;
+    if steady_rss == 0 || peak_rss > steady_rss * 2 || tail_rss > steady_rss * 3 / 2 {
+        failures.push(format!(
+            "memory not bounded: steady {steady_rss} KiB, peak {peak_rss} KiB, last 30 s {tail_rss} KiB"
+        ));
+    }
+
+    let upstream = |m: &str, name: &str| sample(m, name);
+    let ends: BTreeMap<u16, u32> = records.iter().fold(BTreeMap::new(), |mut acc, r| {
+        for (code, n) in &r.ends {
+            *acc.entry(*code).or_default() += n;
+        }
+        acc
+    });
+    let connects: u32 = records.iter().map(|r| r.connects).sum();
+    let summary = format!(
+        "soak: {length:?}, {n} TLS clients ({slow_total} slow, {vanishing} vanishing, {resumers} resuming), {PUBLISH_RATE} signals/s published\n\
+         | what | figure |\n|---|---|\n\
+         | clients connected | {n} in {connected_in:.1?} |\n\
+         | reconnects (readers) | {connects} connections; closes seen: {ends:?} (0 = no close frame) |\n\
+         | signals journaled / acked | {journal_len} / {acked} |\n\
+         | seq lists equal to the journal | {checked} of {readers_n} clients |\n\
+         | steady readers' latency | p50 {p50_ms:.1} ms, p99 {p99_ms:.1} ms, p99.9 {p999_ms:.1} ms, max {max_ms:.1} ms ({samples_n} deliveries) |\n\
+         | slow readers cut off | {slow_cut} of {slow_total} (server: {slow_server} closed 4000); steady readers cut {steady_cut} |\n\
+         | vanished clients reaped 4001 | {reaped} (other ends {other}, still open {alive}); server idle closes {idle_closed} |\n\
+         | trades to strategies | {delivered_trades} exactly once, {doubled} doubled, {missing_in_window} played during the restart (not replayed), {missing_out} missing |\n\
+         | upstream faults | {kills} mock kills, 1 silent stream ({silence:?}), 1 forced cut, sigcast rotation every 20 s; reconnects {reconnects}, gaps {gaps} / backfilled {backfilled} |\n\
+         | sigcast restart (SIGKILL) | up again in {restart_took:.1?} |\n\
+         | server RSS | steady {steady_mb:.1} MiB, peak {peak_mb:.1} MiB (at {peak_at:.0} s; the restart at {restart_s:.0} s), last 30 s {tail_mb:.1} MiB |\n",
+        resumers = by_role(Role::Resumer).count(),
+        vanishing = vanishers_n,
+        journal_len = journal.len(),
+        acked = acked.load(Ordering::Relaxed),
+        readers_n = records.len(),
+        p50_ms = p50 as f64 / 1000.0,
+        p99_ms = p99 as f64 / 1000.0,
+        p999_ms = p999 as f64 / 1000.0,
+        max_ms = max as f64 / 1000.0,
+        samples_n = latency.len(),
+        reaped = vanished.reaped,
+        other = vanished.other,
+        alive = vanished.alive,
+        missing_out = missing_outside.len(),
+        reconnects = upstream(&life1, "sigcast_upstream_reconnects_total")
+            + upstream(&life2, "sigcast_upstream_reconnects_total"),
+        gaps = upstream(&life1, "sigcast_upstream_gaps_detected_total")
+            + upstream(&life2, "sigcast_upstream_gaps_detected_total"),
+        backfilled = upstream(&life1, "sigcast_upstream_gaps_backfilled_total")
+            + upstream(&life2, "sigcast_upstream_gaps_backfilled_total"),
+        steady_mb = steady_rss as f64 / 1024.0,
+        restart_s = restart_started,
+        peak_mb = peak_rss as f64 / 1024.0,
+        tail_mb = tail_rss as f64 / 1024.0,
+    );
+    common::report("soak", &summary);
+    if !failures.is_empty() {
+        // Keep the run's files (logs, plugin outputs, journal) for a look.
+        eprintln!("soak files kept in {}", material.dir.path().display());
+        std::mem::forget(material);
+    }
+    assert!(failures.is_empty(), "{}\n{summary}", failures.join("\n"));
+}
+
+/// Polls `check` until it holds, failing after `limit`.
+async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
