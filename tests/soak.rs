@@ -52,11 +52,13 @@ const KILL_EVERY: Duration = Duration::from_secs(30);
 /// The stream that goes silent, and for how long (the watchdog is 15 s).
 const SILENT_STREAM: &str = "dentusdt@aggTrade";
 const SILENCE: Duration = Duration::from_secs(25);
-/// Server timings of the run: pings every 2 s, a client heard from nothing for 6 s is reaped.
-const PING: Duration = Duration::from_secs(2);
-const IDLE: Duration = Duration::from_secs(6);
-/// Signals a client may lag before 4000.
-const QUEUE: usize = 64;
+/// Server timings of the run: pings every 3 s, a client heard from nothing for 10 s is
+/// reaped (room for a reader the shared cores stall for a few seconds).
+const PING: Duration = Duration::from_secs(3);
+const IDLE: Duration = Duration::from_secs(10);
+/// Signals a client may lag before 4000: 12.8 s of the publishers' rate, so a steady reader
+/// the shared two cores stall for a moment is not cut, while a slow reader is within a minute.
+const QUEUE: usize = 256;
 
 fn recording(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
