@@ -384,5 +384,8 @@ pub fn report(name: &str, text: &str) {
     eprintln!("{text}");
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("reports");
     let _ = std::fs::create_dir_all(&dir);
-    let _ = std::fs::write(dir.join(format!("{name}.txt")), text);
+    let _ = std::fs::write(
+        dir.join(format!("{name}.txt")),
+        format!("{}\n", text.trim_end()),
+    );
 }
