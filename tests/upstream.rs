@@ -374,11 +374,17 @@ async fn expired_history_becomes_an_explicit_gap() {
     let total = mock.tape().entries.len();
     mock.play(2000);
     mock.wait_played(total / 3).await;
+    mock.pause();
     mock.stop();
     // REST keeps no history at all: nothing missed can be recovered.
     mock.set_rest_history_from(u64::MAX);
+    // Trades made during the outage, sent to no one; live trades follow the reconnect (the
+    // feed waits for it, so a slow reconnect cannot let the tape run out first).
+    mock.skip_to(mock.played() + total / 6);
     tokio::time::sleep(Duration::from_millis(500)).await;
     mock.restart().await;
+    wait_connections(&mock, 4).await;
+    mock.play(2000);
     let seen = collect_quiet(&mut rx, &mock).await;
     stop.cancel();
 
