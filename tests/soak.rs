@@ -222,9 +222,12 @@ struct Ctx {
 }
 
 impl Ctx {
-    /// A TLS WebSocket connection, resuming after `last` when given, with a receive buffer
-    /// of `recv_buffer` bytes when given (the kernel's autotuning otherwise).
-    async fn connect(&self, last: Option<u64>, recv_buffer: Option<u32>) -> Result<Client, String> {
+    /// A TCP connection with a receive buffer of `recv_buffer` bytes when given (the kernel's
+    /// autotuning otherwise), and TLS over it.
+    async fn tls(
+        &self,
+        recv_buffer: Option<u32>,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
         let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
         if let Some(size) = recv_buffer {
             socket
@@ -236,10 +239,16 @@ impl Ctx {
             .map_err(|_| "connect timed out".to_string())?
             .map_err(|e| e.to_string())?;
         let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-        let tls = tokio::time::timeout(Duration::from_secs(10), self.tls.connect(name, tcp))
+        tokio::time::timeout(Duration::from_secs(10), self.tls.connect(name, tcp))
             .await
             .map_err(|_| "TLS timed out".to_string())?
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())
+    }
+
+    /// A TLS WebSocket connection, resuming after `last` when given (see [`Ctx::tls`] for
+    /// `recv_buffer`).
+    async fn connect(&self, last: Option<u64>, recv_buffer: Option<u32>) -> Result<Client, String> {
+        let tls = self.tls(recv_buffer).await?;
         let mut request = format!("wss://127.0.0.1:{}", self.addr.port())
             .into_client_request()
             .unwrap();
@@ -286,17 +295,8 @@ impl Ctx {
     async fn upgrade_by_hand(
         &self,
     ) -> Result<(tokio_rustls::client::TlsStream<TcpStream>, Vec<u8>), String> {
-        let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
         // Roomy, so everything the server sends (its close frame last) waits here unread.
-        socket
-            .set_recv_buffer_size(1 << 20)
-            .map_err(|e| e.to_string())?;
-        let tcp = socket.connect(self.addr).await.map_err(|e| e.to_string())?;
-        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-        let mut tls = tokio::time::timeout(Duration::from_secs(10), self.tls.connect(name, tcp))
-            .await
-            .map_err(|_| "TLS timed out".to_string())?
-            .map_err(|e| e.to_string())?;
+        let mut tls = self.tls(Some(1 << 20)).await?;
         let request = format!(
             "GET / HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
@@ -330,22 +330,23 @@ impl Ctx {
     }
 }
 
-/// `"seq":N` of a signal, without parsing the JSON around it.
-fn seq_of(text: &str) -> Option<u64> {
-    let rest = &text[text.find("\"seq\":")? + 6..];
+/// The number right after the first `marker` in `text`, without parsing the JSON around it.
+fn number_after(text: &str, marker: &str) -> Option<u64> {
+    let rest = &text[text.find(marker)? + marker.len()..];
     let end = rest
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(rest.len());
     rest[..end].parse().ok()
 }
 
+/// `"seq":N` of a signal.
+fn seq_of(text: &str) -> Option<u64> {
+    number_after(text, "\"seq\":")
+}
+
 /// The publisher's emit time in `reason: "soak:<ns>"`.
 fn emitted_of(text: &str) -> Option<u64> {
-    let rest = &text[text.find("soak:")? + 5..];
-    let end = rest
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(rest.len());
-    rest[..end].parse().ok()
+    number_after(text, "soak:")
 }
 
 /// What one reading client saw over the run.
@@ -1095,7 +1096,6 @@ async fn soak_under_faults_loses_and_doubles_nothing() {
         ));
     }
 
-    let upstream = |m: &str, name: &str| sample(m, name);
     let ends: BTreeMap<u16, u32> = records.iter().fold(BTreeMap::new(), |mut acc, r| {
         for (code, n) in &r.ends {
             *acc.entry(*code).or_default() += n;
@@ -1131,12 +1131,12 @@ async fn soak_under_faults_loses_and_doubles_nothing() {
         other = vanished.other,
         alive = vanished.alive,
         missing_out = missing_outside.len(),
-        reconnects = upstream(&life1, "sigcast_upstream_reconnects_total")
-            + upstream(&life2, "sigcast_upstream_reconnects_total"),
-        gaps = upstream(&life1, "sigcast_upstream_gaps_detected_total")
-            + upstream(&life2, "sigcast_upstream_gaps_detected_total"),
-        backfilled = upstream(&life1, "sigcast_upstream_gaps_backfilled_total")
-            + upstream(&life2, "sigcast_upstream_gaps_backfilled_total"),
+        reconnects = sample(&life1, "sigcast_upstream_reconnects_total")
+            + sample(&life2, "sigcast_upstream_reconnects_total"),
+        gaps = sample(&life1, "sigcast_upstream_gaps_detected_total")
+            + sample(&life2, "sigcast_upstream_gaps_detected_total"),
+        backfilled = sample(&life1, "sigcast_upstream_gaps_backfilled_total")
+            + sample(&life2, "sigcast_upstream_gaps_backfilled_total"),
         steady_mb = steady_rss as f64 / 1024.0,
         restart_s = restart_started,
         peak_mb = peak_rss as f64 / 1024.0,
