@@ -280,6 +280,10 @@ pub struct BinanceSettings {
     pub rotate_after: Duration,
     /// Optional SOCKS5 proxy, `socks5://host:port`.
     pub proxy: String,
+    /// A restarted sigcast fetches the trades made while it was stopped and feeds them to
+    /// the strategies when its last one is younger than this; older, it starts fresh.
+    #[serde(with = "duration")]
+    pub resume_within: Duration,
 }
 
 impl Default for BinanceSettings {
@@ -301,6 +305,7 @@ impl Default for BinanceSettings {
             max_attempts: 0,
             rotate_after: Duration::from_secs(23 * 3600),
             proxy: String::new(),
+            resume_within: Duration::from_secs(600),
         }
     }
 }
@@ -514,6 +519,7 @@ keys! {
     "binance.max_attempts", Integer, "reconnect attempts in a row before giving up (0: never)";
     "binance.rotate_after", Duration, "replace each connection after this long (< 24h)";
     "binance.proxy", Text, "optional SOCKS5 proxy, socks5://host:port";
+    "binance.resume_within", Duration, "after a restart, replay the trades missed while stopped if the last is younger (0s: never)";
     "signals.dir", Path, "directory of strategy definitions (*.toml)";
     "signals.watch", Duration, "how often to check signals.dir for changes (0s: SIGHUP only)";
     "data.dir", Path, "data directory; the signal journal is <dir>/sigcast.db";

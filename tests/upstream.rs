@@ -176,7 +176,8 @@ fn start(
         .collect();
     let stop = CancellationToken::new();
     let stats = std::sync::Arc::new(sigcast::market::SourceStats::default());
-    let (_upstream, rx) = live::spawn(settings, &streams, stats.clone(), stop.clone()).unwrap();
+    let (_upstream, rx) =
+        live::spawn(settings, &streams, vec![], stats.clone(), stop.clone()).unwrap();
     (rx, stop, stats)
 }
 
@@ -308,7 +309,7 @@ async fn resubscribing_500_streams_stays_under_the_message_limit() {
         .map(|i| (Market::Spot, format!("sym{i}usdt@aggTrade")))
         .collect();
     let stop = CancellationToken::new();
-    let _rx = live::spawn(settings, &streams, Default::default(), stop.clone()).unwrap();
+    let _rx = live::spawn(settings, &streams, vec![], Default::default(), stop.clone()).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while mock.stats().last_subscriptions.len() < 500 {
         assert!(

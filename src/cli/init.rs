@@ -82,8 +82,8 @@ dir = "signals"
 # watch = "2s"              # how often to look for changed files; "0s" for SIGHUP only
 
 [data]
-# The signal journal (sigcast.db: signals by seq for resuming clients, and the token
-# registry) lives here.
+# sigcast.db lives here: the signal journal (signals by seq for resuming clients), the
+# token registry, and where the strategies stand in each trade stream (for restarts).
 dir = "data"
 
 [journal]

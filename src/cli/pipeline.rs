@@ -6,6 +6,11 @@
 //! from the REST klines endpoint; the symbol's later events queue behind it, other symbols
 //! flow on. Replayed and synthetic data has no history source: instances warm on the data
 //! itself, and emit nothing before their declared number of candles.
+//!
+//! Restarts: with the live source, where the strategies stand in each aggTrade stream is kept
+//! in the data directory ([`Cursor`]). A restarted sigcast hands those positions to the
+//! upstream, which fetches the trades made meanwhile; warm-up history then stops at the
+//! candles the last run left open, and the fetched trades continue them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,16 +23,20 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, SourceKind};
 use crate::hub::Hub;
 use crate::hub::feed::{MarketTopic, Offered, Relay};
-use crate::market::binance::live::{self, Upstream, rest::Rest};
+use crate::market::binance::live::{self, ResumePoint, Upstream, rest::Rest};
 use crate::market::{Kline, Market, MarketEvent, SourceStats, replay, synthetic};
+use crate::strategy::cursor::{Cursor, Position};
 use crate::strategy::{Engine, Instance, Signal, Warmup, WarmupNeed};
 
 /// How long fetching one symbol's history may take before it goes live without.
 const HISTORY_TIMEOUT: Duration = Duration::from_secs(20);
 /// Events a symbol may queue while its history loads; beyond, it goes live without.
 const MAX_QUEUED: usize = 100_000;
-/// How often signals that plugins produced on their own are collected.
+/// How often signals that plugins produced on their own are collected (and trade positions
+/// handed to their writer).
 const POLL_EVERY: Duration = Duration::from_millis(20);
+/// At a stop, how long plugins may take to read the events already queued for them.
+const PLUGIN_DRAIN: Duration = Duration::from_secs(3);
 
 /// A running pipeline.
 pub struct Pipeline {
@@ -66,6 +75,8 @@ pub fn start(
     };
     market_data.offer(&hub, &engine);
     let mut upstream = None;
+    let mut cursor = Cursor::disabled();
+    let mut resumes = HashMap::new();
     let events = match config.source.kind {
         SourceKind::Synthetic => {
             // The synthetic market is one endless, always-connected source.
@@ -102,9 +113,22 @@ pub fn start(
                 streams = streams.len(),
                 "subscribing to what the strategies and market-data clients need"
             );
+            let (opened, saved) = Cursor::open(&config.data.journal_path())?;
+            cursor = opened;
+            resumes = resumable(saved, config.binance.resume_within);
+            let points: Vec<ResumePoint> = resumes
+                .values()
+                .map(|p: &Position| ResumePoint {
+                    market: p.market,
+                    symbol: p.symbol.clone(),
+                    agg_id: p.agg_id,
+                    last_trade_id: p.last_trade_id,
+                })
+                .collect();
             let (handle, events) = live::spawn(
                 config.binance.clone(),
                 &streams,
+                points,
                 source.clone(),
                 stop.clone(),
             )
@@ -120,6 +144,8 @@ pub fn start(
         hub,
         warming: HashMap::new(),
         fetches: JoinSet::new(),
+        cursor,
+        resumes,
         out: Vec::new(),
         market_data,
         source: source.clone(),
@@ -133,6 +159,24 @@ pub fn start(
         source,
         warmup,
     })
+}
+
+/// The positions young enough to resume from (see `binance.resume_within`), by symbol.
+fn resumable(saved: Vec<Position>, within: Duration) -> HashMap<(Market, String), Position> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let mut resumes = HashMap::new();
+    for p in saved {
+        let age = Duration::from_millis(now_ms.saturating_sub(p.saved_at_ms).max(0) as u64);
+        if age <= within {
+            tracing::info!(symbol = %p.symbol, market = p.market.as_str(), agg_id = p.agg_id, stopped_for = ?age, "continuing after the last trade the strategies took");
+            resumes.insert((p.market, p.symbol.clone()), p);
+        } else {
+            tracing::info!(symbol = %p.symbol, market = p.market.as_str(), stopped_for = ?age, "last trade too old to replay what followed (binance.resume_within); starting fresh");
+        }
+    }
+    resumes
 }
 
 /// One event through the engine into the hub; `out` is scratch space.
@@ -175,6 +219,10 @@ struct Runner {
     /// Symbols whose history is loading, with the events that arrived meanwhile, in order.
     warming: HashMap<(Market, String), Vec<MarketEvent>>,
     fetches: JoinSet<History>,
+    /// Where the strategies stand in each aggTrade stream, kept for a restart.
+    cursor: Cursor,
+    /// Positions an earlier run left, until their symbol's first event.
+    resumes: HashMap<(Market, String), Position>,
     /// Scratch space for signals.
     out: Vec<Signal>,
     /// Market-data topics: relaying events, and what clients ask the upstream for.
@@ -257,10 +305,20 @@ impl Runner {
                     self.engine.poll(&mut self.out);
                     publish(&self.hub, &mut self.out);
                     self.engine.report(&self.warmup);
+                    self.cursor.flush();
                 }
             }
         }
         self.fetches.abort_all();
+        // Plugins get what was queued for them, so the positions kept are what they saw.
+        let plugins = self.engine.close();
+        if tokio::time::timeout(PLUGIN_DRAIN, futures_util::future::join_all(plugins))
+            .await
+            .is_err()
+        {
+            tracing::warn!("plugins did not take their last events within {PLUGIN_DRAIN:?}");
+        }
+        self.cursor.close().await;
     }
 
     fn on_event(&mut self, event: MarketEvent) {
@@ -279,17 +337,25 @@ impl Runner {
             }
             return;
         }
+        let resume = self.resumes.remove(&key);
         // Warm-up history comes from the live upstream's REST client; other sources have none.
         if let Some(rest) = self.upstream.as_ref().map(Upstream::rest) {
             let needs = self.engine.warmup_needs(key.0, &key.1);
             if !needs.is_empty() {
-                let anchor_ms = event.exchange_time_ms;
+                let (anchor_ms, open) = match resume {
+                    Some(p) if continues(&p, &event) => (p.time_ms, p.open),
+                    Some(p) => {
+                        tracing::warn!(symbol = %p.symbol, agg_id = p.agg_id, "the trades after the last run's could not be had; warming up afresh");
+                        (event.exchange_time_ms, Vec::new())
+                    }
+                    None => (event.exchange_time_ms, Vec::new()),
+                };
                 let rest = rest.clone();
                 let fetch_key = key.clone();
                 self.fetches.spawn(async move {
                     let klines = tokio::time::timeout(
                         HISTORY_TIMEOUT,
-                        fetch(&rest, fetch_key.0, &fetch_key.1, &needs, anchor_ms),
+                        fetch(&rest, fetch_key.0, &fetch_key.1, &needs, anchor_ms, &open),
                     )
                     .await
                     .unwrap_or_else(|_| Err(format!("no answer within {HISTORY_TIMEOUT:?}")));
@@ -303,6 +369,9 @@ impl Runner {
             }
         }
         pump(&mut self.engine, &self.hub, &event, &mut self.out);
+        let engine = &self.engine;
+        self.cursor
+            .note(&event, || engine.intervals(event.market, &event.symbol));
     }
 
     /// Feeds the history, then the events that waited for it.
@@ -311,6 +380,10 @@ impl Runner {
         match &history.klines {
             Ok(klines) => {
                 self.engine.on_history(*market, symbol, klines);
+                let engine = &self.engine;
+                self.cursor.seed(*market, symbol, klines, || {
+                    engine.intervals(*market, symbol)
+                });
                 tracing::info!(%symbol, market = market.as_str(), candles = klines.len(), "strategies warmed up from REST history");
             }
             Err(e) => {
@@ -325,6 +398,9 @@ impl Runner {
 
     fn reload(&mut self, set: Vec<Instance>) {
         let report = self.engine.replace(set);
+        let engine = &self.engine;
+        self.cursor
+            .reload(|market, symbol| engine.intervals(market, symbol));
         tracing::info!(
             kept = report.kept,
             added = report.added,
@@ -352,31 +428,44 @@ impl Runner {
     }
 }
 
+/// Whether `event` is the trade right after `position`: the upstream fetched what followed.
+fn continues(position: &Position, event: &MarketEvent) -> bool {
+    matches!(&event.kind, crate::market::MarketEventKind::AggTrade(t) if t.id == position.agg_id + 1)
+}
+
 /// The klines the needs ask for, up to the candle holding `anchor_ms`, which is passed on
-/// open (`closed == false`) so live trades continue it.
+/// open (`closed == false`) so live trades continue it. Where `open` holds that candle as an
+/// earlier run left it, that one is passed instead of Binance's (which would also count the
+/// trades fetched after it).
 async fn fetch(
     rest: &Rest,
     market: Market,
     symbol: &str,
     needs: &[WarmupNeed],
     anchor_ms: i64,
+    open: &[Kline],
 ) -> Result<Vec<Kline>, String> {
     let mut all = Vec::new();
     for need in needs {
         let Some(millis) = need.interval.fixed_millis() else {
             continue;
         };
-        let open = anchor_ms - anchor_ms.rem_euclid(millis);
-        let start = open - need.candles as i64 * millis;
+        let open_ms = anchor_ms - anchor_ms.rem_euclid(millis);
+        let start = open_ms - need.candles as i64 * millis;
+        let kept = open
+            .iter()
+            .find(|k| k.interval == need.interval && k.open_time_ms == open_ms);
+        let end = if kept.is_some() { open_ms - 1 } else { open_ms };
         let mut klines = rest
-            .klines(market, symbol, need.interval, start, open)
+            .klines(market, symbol, need.interval, start, end)
             .await
             .map_err(|e| e.to_string())?;
-        klines.retain(|k| k.open_time_ms <= open);
+        klines.retain(|k| k.open_time_ms <= end);
         for k in &mut klines {
-            k.closed = k.open_time_ms < open;
+            k.closed = k.open_time_ms < open_ms;
         }
         all.extend(klines);
+        all.extend(kept.cloned());
     }
     Ok(all)
 }

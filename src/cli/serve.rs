@@ -369,7 +369,8 @@ async fn run_until_signal(
     );
     server::run(listener, shared.clone(), shutdown.clone()).await;
     shutdown.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(1), pipeline.task).await;
+    // The pipeline lets plugins take their last events and writes the trade positions.
+    let _ = tokio::time::timeout(Duration::from_secs(5), pipeline.task).await;
     // Every signal sent is on disk before exit, so numbering and resumes carry on.
     if let Some(journal) = shared.hub.journal() {
         let last = shared.hub.last_seq();

@@ -6,6 +6,7 @@
 pub mod bollinger;
 pub mod book_imbalance;
 pub mod common;
+pub mod cursor;
 pub mod definition;
 pub mod donchian;
 pub mod exec;
@@ -96,6 +97,11 @@ pub trait Strategy: Send {
     fn poll(&mut self, _out: &mut Vec<Signal>) {}
     /// The input ended (a backtest): wait for outstanding signals and push them onto `out`.
     fn finish(&mut self, _out: &mut Vec<Signal>) {}
+    /// The service stops: closes the instance's input (a plugin's stdin) and returns the task
+    /// to wait on until it has taken every event it was given.
+    fn close(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+        None
+    }
 }
 
 /// History an instance still needs: `candles` closed klines of `interval` for its symbol.
@@ -253,6 +259,18 @@ impl Engine {
             .unwrap_or(&[])
     }
 
+    /// The candle intervals the symbol's instances build, once each.
+    pub fn intervals(&self, market: Market, symbol: &str) -> Vec<Interval> {
+        let mut all: Vec<Interval> = Vec::new();
+        for &i in self.indices(market, symbol) {
+            let interval = self.slots[i].strategy.common().interval;
+            if !all.contains(&interval) {
+                all.push(interval);
+            }
+        }
+        all
+    }
+
     /// The history the symbol's instances still need before their next event, one entry
     /// per interval (the most candles any of them needs).
     pub fn warmup_needs(&self, market: Market, symbol: &str) -> Vec<WarmupNeed> {
@@ -322,6 +340,15 @@ impl Engine {
         for slot in &mut self.slots {
             slot.strategy.poll(out);
         }
+    }
+
+    /// The service stops: closes every instance's input; returns the tasks to wait on until
+    /// each has taken every event it was given (plugins).
+    pub fn close(&mut self) -> Vec<tokio::task::JoinHandle<()>> {
+        self.slots
+            .iter_mut()
+            .filter_map(|slot| slot.strategy.close())
+            .collect()
     }
 
     /// The input ended: collects what instances still had to say.

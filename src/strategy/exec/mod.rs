@@ -97,6 +97,8 @@ pub struct Exec {
 struct Link {
     events: Option<mpsc::Sender<String>>,
     signals: mpsc::UnboundedReceiver<PluginSignal>,
+    /// The supervisor task: it ends once the plugin has had every queued line and exited.
+    done: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Exec {
@@ -242,6 +244,13 @@ impl Strategy for Exec {
             let time_ms = s.timestamp.map_or(self.last_ms, |t| t * 1000);
             out.extend(self.common.signal(s.side, s.price, time_ms, s.reason));
         }
+    }
+
+    fn close(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+        let link = self.link.as_mut()?;
+        // The supervisor writes what is queued, closes the plugin's stdin and waits for it.
+        link.events = None;
+        link.done.take()
     }
 
     fn finish(&mut self, out: &mut Vec<Signal>) {

@@ -32,10 +32,11 @@ pub(super) fn start(launch: Arc<Launch>, hello: String, queue: usize) -> Option<
     };
     let (events, events_rx) = mpsc::channel(queue);
     let (signals_tx, signals) = mpsc::unbounded_channel();
-    runtime.spawn(supervise(launch, hello, events_rx, signals_tx));
+    let done = runtime.spawn(supervise(launch, hello, events_rx, signals_tx));
     Some(Link {
         events: Some(events),
         signals,
+        done: Some(done),
     })
 }
 

@@ -64,6 +64,18 @@ pub fn plan(streams: &[(Market, String)], settings: &BinanceSettings) -> Vec<Sha
     shards
 }
 
+/// Where an earlier run of sigcast left an aggTrade stream: the last trade its strategies
+/// took. The upstream fetches the trades after it before live ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumePoint {
+    pub market: Market,
+    pub symbol: String,
+    /// The aggregate trade id (`a`).
+    pub agg_id: u64,
+    /// Its last single-trade id (`l`), which the next one's `f` follows.
+    pub last_trade_id: u64,
+}
+
 /// A running shard, as the upstream sees it.
 struct ShardHandle {
     /// Endpoint group: `spot`, `futures-market`, `futures-public`.
@@ -82,6 +94,8 @@ pub struct Upstream {
     out: mpsc::Sender<MarketEvent>,
     /// Counters every shard adds to: connections, gaps, malformed messages.
     stats: Arc<SourceStats>,
+    /// Positions from an earlier run not yet handed to a shard (at most once each).
+    resume: Vec<ResumePoint>,
     stop: CancellationToken,
 }
 
@@ -109,6 +123,15 @@ impl Upstream {
             Some((_, n)) => *n += 1,
             None => self.started.push((label, 1)),
         }
+        let (points, rest): (Vec<ResumePoint>, Vec<ResumePoint>) =
+            std::mem::take(&mut self.resume).into_iter().partition(|p| {
+                p.market == spec.market
+                    && spec.streams.iter().any(|s| {
+                        StreamKind::of(s) == Some(StreamKind::AggTrade)
+                            && shard::symbol_of(s) == p.symbol
+                    })
+            });
+        self.resume = rest;
         let shard = Shard::new(
             spec,
             self.settings.clone(),
@@ -116,7 +139,8 @@ impl Upstream {
             self.out.clone(),
             receiver,
             self.stats.clone(),
-        );
+        )
+        .resume(&points);
         tokio::spawn(shard.run(self.stop.clone()));
     }
 
@@ -178,9 +202,11 @@ impl Upstream {
 }
 
 /// Starts one task per shard; their events arrive, per stream in order, on the receiver.
+/// Streams with a point in `resume` continue after it (see [`ResumePoint`]).
 pub fn spawn(
     settings: BinanceSettings,
     streams: &[(Market, String)],
+    resume: Vec<ResumePoint>,
     stats: Arc<SourceStats>,
     stop: CancellationToken,
 ) -> Result<(Upstream, mpsc::Receiver<MarketEvent>), String> {
@@ -195,6 +221,7 @@ pub fn spawn(
         started: Vec::new(),
         out: tx,
         stats,
+        resume,
         stop,
     };
     upstream.update(streams);

@@ -164,6 +164,16 @@ impl Sequencer {
         verdict
     }
 
+    /// Starts `symbol`'s aggTrade stream after trade `id` (whose last single trade is
+    /// `last_trade`), where an earlier run of sigcast left it: later trades are fetched to
+    /// follow it, earlier ones are duplicates.
+    pub fn resume_at(&mut self, symbol: &str, id: u64, last_trade: u64) {
+        self.last.insert(
+            (symbol.to_string(), Key::AggTrade),
+            Last::AggTrade { id, last_trade },
+        );
+    }
+
     /// For every aggTrade stream seen so far: its symbol and the next id expected.
     pub fn agg_trade_resume_points(&self) -> Vec<(String, u64)> {
         let mut points: Vec<(String, u64)> = self
@@ -290,6 +300,22 @@ mod tests {
         assert_eq!(s.admit(&agg(14, 110, 110)), Admit::Emit);
         // Contiguous `a` but trades missing between `l` and `f`.
         assert!(matches!(s.admit(&agg(15, 115, 115)), Admit::Gap(_)));
+    }
+
+    #[test]
+    fn a_resumed_stream_continues_after_its_stored_trade() {
+        let mut s = Sequencer::default();
+        s.resume_at("BTCUSDT", 10, 101);
+        assert_eq!(s.agg_trade_resume_points(), vec![("BTCUSDT".into(), 11)]);
+        assert_eq!(s.admit(&agg(10, 100, 101)), Admit::Duplicate);
+        assert_eq!(
+            s.admit(&agg(13, 110, 110)),
+            Admit::BackfillTrades {
+                from_id: 11,
+                before_id: 13
+            }
+        );
+        assert_eq!(s.admit(&agg(11, 102, 105)), Admit::Emit);
     }
 
     #[test]

@@ -15,7 +15,10 @@ impl Shard {
     /// has not traded since it was subscribed starts from Binance's most recent page, so its
     /// first trades are not lost either. (Where history has expired, the next live trade
     /// reports the gap.)
-    pub(super) async fn catch_up(&mut self) -> bool {
+    ///
+    /// On the first connection (`reconnect == false`) only streams resumed from an earlier
+    /// run are caught up: they fetch what was traded while sigcast was stopped.
+    pub(super) async fn catch_up(&mut self, reconnect: bool) -> bool {
         let resume: std::collections::HashMap<String, u64> = self
             .sequencer
             .agg_trade_resume_points()
@@ -24,6 +27,7 @@ impl Shard {
         for symbol in self.agg_trade_symbols() {
             let (from, resumed) = match resume.get(&symbol) {
                 Some(next) => (*next, true),
+                None if !reconnect => continue,
                 None => match self.recent_agg_trades(&symbol).await {
                     Some(Some(next)) => (next, false),
                     Some(None) => continue, // no trade to resume from
@@ -33,7 +37,9 @@ impl Shard {
             let Some(next) = self.fetch_agg_trades(&symbol, from, None).await else {
                 return false;
             };
-            if resumed && next > from {
+            if !reconnect {
+                tracing::info!(shard = %self.spec.name, %symbol, from_id = from, trades = next - from, "resumed where the last run stopped: trades made meanwhile fetched");
+            } else if resumed && next > from {
                 // Trades made while disconnected: a hole, filled before anyone saw it.
                 self.stats.gap_detected();
                 self.stats.gap_backfilled();

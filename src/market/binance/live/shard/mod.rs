@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
+use super::ResumePoint;
 use super::budget::Budget;
 use super::rest::Rest;
 use super::sequence::{Admit, Sequencer};
@@ -106,6 +107,9 @@ pub struct Shard {
     heard: HashMap<String, Instant>,
     /// Stream changes from reloads.
     changes: mpsc::UnboundedReceiver<Change>,
+    /// Set when an earlier run's positions seeded the sequencer: the first connection then
+    /// fetches the trades made while sigcast was stopped.
+    resuming: bool,
 }
 
 impl Shard {
@@ -128,7 +132,19 @@ impl Shard {
             ids: Arc::new(AtomicI64::new(1)),
             heard: HashMap::new(),
             changes,
+            resuming: false,
         }
+    }
+
+    /// Continues each of `points`' aggTrade streams after the trade an earlier run of sigcast
+    /// stopped at: the first connection fetches what was traded meanwhile, in order.
+    pub fn resume(mut self, points: &[ResumePoint]) -> Self {
+        for p in points {
+            self.sequencer
+                .resume_at(&p.symbol, p.agg_id, p.last_trade_id);
+            self.resuming = true;
+        }
+        self
     }
 
     /// Records a change in the spec (used by every later connection) and the watchdog;
@@ -218,7 +234,11 @@ impl Shard {
             failures = 0;
             let up = Up::new(&stats, connected_before);
             tracing::info!(shard = %self.spec.name, streams = self.spec.streams.len(), reconnect = connected_before, "upstream connected and subscribed");
-            if connected_before && !(self.announce_reconnect().await && self.catch_up().await) {
+            if connected_before && !self.announce_reconnect().await {
+                return;
+            }
+            let resuming = std::mem::take(&mut self.resuming);
+            if (connected_before || resuming) && !self.catch_up(connected_before).await {
                 return;
             }
             connected_before = true;
@@ -523,7 +543,7 @@ pub(super) fn backoff(settings: &BinanceSettings, n: u32) -> Duration {
 }
 
 /// `btcusdt@aggTrade` -> `BTCUSDT`; `btcusdt_perpetual@continuousKline_1m` -> `BTCUSDT`.
-fn symbol_of(stream: &str) -> String {
+pub(super) fn symbol_of(stream: &str) -> String {
     let head = stream.split('@').next().unwrap_or(stream);
     head.split('_').next().unwrap_or(head).to_uppercase()
 }
