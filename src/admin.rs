@@ -1,6 +1,8 @@
 //! The admin listener: plain HTTP, loopback by default, apart from the client port.
 //! `GET /metrics` (Prometheus text format 0.0.4), `GET /healthz` (the process answers) and
-//! `GET /readyz` (the upstream is connected and subscribed, and the strategies are warm).
+//! `GET /readyz` (the upstream is connected and subscribed, and the strategies are warm; in
+//! cluster mode also the node follows the signal stream, and an edge or a standby producer
+//! needs only that).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -26,6 +28,8 @@ pub struct Observed {
     pub source: Arc<SourceStats>,
     /// The strategies' warm-up.
     pub warmup: Arc<Warmup>,
+    /// The node's link to the cluster, in cluster mode.
+    pub cluster: Option<Arc<crate::cluster::Status>>,
 }
 
 impl Observed {
@@ -35,6 +39,7 @@ impl Observed {
             server,
             source: Default::default(),
             warmup: Default::default(),
+            cluster: None,
         }
     }
 
@@ -54,7 +59,34 @@ impl Observed {
             word(warm),
             instances.saturating_sub(cold),
         );
-        (upstream && warm, text)
+        let Some(cluster) = &self.cluster else {
+            return (upstream && warm, text);
+        };
+        let stream = cluster.ready();
+        let leader = cluster.leader.load(Ordering::Relaxed);
+        let text = format!(
+            "{}cluster: {} (NATS {}, signal stream {}, delivered up to seq {}){}\n",
+            if leader { text.as_str() } else { "" },
+            word(stream),
+            if cluster.connected.load(Ordering::Relaxed) {
+                "connected"
+            } else {
+                "disconnected"
+            },
+            if cluster.caught_up.load(Ordering::Relaxed) {
+                "caught up"
+            } else {
+                "catching up"
+            },
+            cluster.delivered.load(Ordering::Relaxed),
+            if leader {
+                "; leading the producers"
+            } else {
+                ""
+            },
+        );
+        // A node that runs no strategies (an edge, a standby producer) serves the stream.
+        (stream && (!leader || (upstream && warm)), text)
     }
 }
 

@@ -54,6 +54,7 @@ pub struct Config {
     pub market_data: MarketDataSettings,
     pub admin: AdminSettings,
     pub log: LogSettings,
+    pub cluster: ClusterSettings,
 }
 
 /// The client-facing listener: limits, timeouts and per-session budgets.
@@ -393,6 +394,73 @@ impl Default for AdminSettings {
     }
 }
 
+/// What this sigcast is in a deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// One process: upstream, strategies, SQLite journal and clients. No NATS.
+    #[default]
+    Single,
+    /// Runs the upstream and the strategies while it holds the leader lease, and publishes
+    /// signals to the JetStream stream; serves clients like an edge.
+    Producer,
+    /// No upstream and no strategies: serves clients from the JetStream stream.
+    Edge,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Single => "single",
+            Role::Producer => "producer",
+            Role::Edge => "edge",
+        }
+    }
+}
+
+/// Cluster mode: producers and edges sharing one signal stream on NATS JetStream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSettings {
+    pub role: Role,
+    /// NATS server URLs, comma-separated (`nats://127.0.0.1:4222`).
+    pub nats: String,
+    /// The JetStream stream of signals; its sequence is the `seq` clients see.
+    pub stream: String,
+    /// Signals are published on `<subjects>.<symbol>.<strategy>`.
+    pub subjects: String,
+    /// Stream replicas: 1 on one NATS server, 3 on a three-node NATS cluster.
+    pub replicas: usize,
+    /// Window in which the stream stores a signal once however often it is published
+    /// (a retry, or two producers during a takeover).
+    #[serde(with = "duration")]
+    pub duplicate_window: Duration,
+    /// A producer leads while it renews its lease; a standby takes over at most this long
+    /// (plus one renewal period, a third of it) after the leader stops renewing.
+    #[serde(with = "duration")]
+    pub lease: Duration,
+    /// The key-value bucket of the leader lease.
+    pub lease_bucket: String,
+    /// The key-value bucket of the token registry and revocations.
+    pub tokens_bucket: String,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self {
+            role: Role::Single,
+            nats: String::new(),
+            stream: "SIGCAST_SIGNALS".into(),
+            subjects: "sigcast.signal".into(),
+            replicas: 1,
+            duplicate_window: Duration::from_secs(120),
+            lease: Duration::from_secs(3),
+            lease_bucket: "sigcast_leader".into(),
+            tokens_bucket: "sigcast_tokens".into(),
+        }
+    }
+}
+
 /// How much signal history the journal keeps for resuming clients.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -531,6 +599,15 @@ keys! {
     "admin.listen", Address, "admin listener address (unauthenticated: keep it private)";
     "log.level", Text, "tracing filter (info, debug, sigcast=trace, ...)";
     "log.format", Text, "text or json";
+    "cluster.role", Text, "single (no NATS), producer or edge";
+    "cluster.nats", Text, "NATS server URLs, comma-separated (cluster mode)";
+    "cluster.stream", Text, "JetStream stream of signals (its sequence is seq)";
+    "cluster.subjects", Text, "signals are published on <subjects>.<symbol>.<strategy>";
+    "cluster.replicas", Integer, "stream and bucket replicas (3 on a three-node NATS cluster)";
+    "cluster.duplicate_window", Duration, "a signal published twice within this is stored once";
+    "cluster.lease", Duration, "leader lease: a standby producer takes over this long after the leader stops";
+    "cluster.lease_bucket", Text, "key-value bucket of the leader lease";
+    "cluster.tokens_bucket", Text, "key-value bucket of the token registry and revocations";
 }
 
 impl Key {
@@ -749,6 +826,54 @@ impl Config {
         }
         if self.journal.retention_count == 0 {
             p.push(invalid("journal.retention_count", "must be at least 1"));
+        }
+        let c = &self.cluster;
+        if c.role != Role::Single && c.nats.trim().is_empty() {
+            p.push(invalid(
+                "cluster.nats",
+                format!(
+                    "the {} role needs a NATS server (--nats nats://HOST:4222)",
+                    c.role.as_str()
+                ),
+            ));
+        }
+        let name_ok = |n: &str| {
+            !n.is_empty()
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        };
+        for (key, name) in [
+            ("cluster.stream", &c.stream),
+            ("cluster.lease_bucket", &c.lease_bucket),
+            ("cluster.tokens_bucket", &c.tokens_bucket),
+        ] {
+            if !name_ok(name) {
+                p.push(invalid(
+                    key,
+                    format!("{name:?}: use letters, digits, _ and -"),
+                ));
+            }
+        }
+        if c.subjects.is_empty() || c.subjects.split('.').any(|t| !name_ok(t)) {
+            p.push(invalid(
+                "cluster.subjects",
+                format!(
+                    "{:?} is not a subject prefix like sigcast.signal",
+                    c.subjects
+                ),
+            ));
+        }
+        if !(1..=5).contains(&c.replicas) {
+            p.push(invalid("cluster.replicas", "must be 1 to 5"));
+        }
+        if c.lease < Duration::from_secs(1) {
+            p.push(invalid("cluster.lease", "must be at least 1s"));
+        }
+        if c.duplicate_window < c.lease * 2 {
+            p.push(invalid(
+                "cluster.duplicate_window",
+                "must be at least twice cluster.lease, so a takeover cannot store a signal twice",
+            ));
         }
         if let Some(bad) = self
             .market_data
@@ -1187,6 +1312,9 @@ mod tests {
             let text = match key.kind {
                 Kind::Text => match key.name {
                     "source.kind" => "synthetic",
+                    "cluster.role" => "edge",
+                    "cluster.nats" => "nats://127.0.0.1:4222",
+                    "cluster.subjects" => "a.b",
                     "source.replay_speed" => "max",
                     "binance.spot_ws"
                     | "binance.futures_ws_public"

@@ -12,6 +12,9 @@
 //!    └──MarketEvent (market-data topics)───────────┘
 //! ```
 //!
+//! In cluster mode the hub's signals cross NATS JetStream: `hub ──▶ cluster (outbox) ──▶
+//! stream ──▶ cluster (inlet) ──▶ hub` on every node, producers and edges alike.
+//!
 //! - [`market`]: typed market events and the sources that produce them (Binance live with
 //!   backfill, replay of recordings, synthetic); Binance's wire format lives in `market::binance`.
 //! - [`strategy`]: deterministic strategies that turn events into [`strategy::Signal`]s,
@@ -19,6 +22,8 @@
 //! - [`backtest`]: the engine over recordings, with hit rates, naive P&L and a chart.
 //! - [`hub`]: numbers, journals and serializes each signal once and fans the same bytes out to
 //!   every session; relays the market-data topics sessions subscribe to, conflated.
+//! - [`cluster`]: cluster mode on NATS JetStream: the signal stream between producers and
+//!   edges, resumes from it, the producers' leader lease and revocations in a bucket.
 //! - [`server`]: the TLS WebSocket listener, handshake authentication and client sessions.
 //! - [`auth`]: JWT verification (key ring, pinned algorithms) and issuing.
 //! - [`tls`] and [`devcert`]: loading PEM material and making development certificates.
@@ -33,6 +38,7 @@ pub mod auth;
 pub mod backtest;
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod db;
 pub mod devcert;

@@ -264,6 +264,7 @@ async fn readyz_follows_the_upstream_and_the_warmup() {
         server: server.shared.clone(),
         source: pipeline.source.clone(),
         warmup: pipeline.warmup.clone(),
+        cluster: None,
     };
     tokio::spawn(sigcast::admin::run(admin, observed, stop.clone()));
 
@@ -292,6 +293,7 @@ async fn readyz_follows_the_upstream_and_the_warmup() {
         server: server.shared.clone(),
         source: pipeline.source.clone(),
         warmup: pipeline.warmup.clone(),
+        cluster: None,
     };
     // The reconnect's own event reaches the pipeline just after the connection is up.
     let mut metrics = sigcast::admin::render(&observed);

@@ -4,6 +4,7 @@
 //! Only this room wires the others together (see `serve.rs`).
 
 mod backtest;
+mod cluster;
 mod healthcheck;
 mod init;
 mod pipeline;
@@ -294,6 +295,12 @@ pub struct ServeArgs {
     /// recordings (source.kind, source.replay).
     #[arg(long, value_name = "SOURCE")]
     source: Option<String>,
+    /// Cluster role: `single` (the default, no NATS), `producer` or `edge` (cluster.role).
+    #[arg(long, value_name = "ROLE")]
+    role: Option<String>,
+    /// NATS server URLs for cluster mode, comma-separated (cluster.nats).
+    #[arg(long, value_name = "URL")]
+    nats: Option<String>,
 }
 
 impl SettingsArgs {
@@ -364,6 +371,12 @@ impl ServeArgs {
         }
         if let Some(v) = &self.tls_key {
             o.set("tls.key", v);
+        }
+        if let Some(v) = &self.role {
+            o.set("cluster.role", v);
+        }
+        if let Some(v) = &self.nats {
+            o.set("cluster.nats", v);
         }
         match self.source.as_deref() {
             None => {}

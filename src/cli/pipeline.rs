@@ -58,14 +58,32 @@ pub fn start(
     hub: Arc<Hub>,
     stop: CancellationToken,
 ) -> anyhow::Result<Pipeline> {
+    start_reporting(
+        config,
+        instances,
+        hub,
+        stop,
+        Default::default(),
+        Default::default(),
+    )
+}
+
+/// As [`start`], counting into `source` and reporting warm-up into `warmup` (a producer
+/// keeps them across its terms as leader).
+pub fn start_reporting(
+    config: &Config,
+    instances: Vec<Instance>,
+    hub: Arc<Hub>,
+    stop: CancellationToken,
+    source: Arc<SourceStats>,
+    warmup: Arc<Warmup>,
+) -> anyhow::Result<Pipeline> {
     let live = config.source.kind == SourceKind::Binance;
     let mut engine = Engine::new(instances);
     if live {
         engine = engine.with_history_source();
     }
     let count = engine.len();
-    let source = Arc::new(SourceStats::default());
-    let warmup = Arc::new(Warmup::default());
     engine.report(&warmup);
     let market_data = MarketData {
         relay: Relay::new(hub.feed().clone(), !live),

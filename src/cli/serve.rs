@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::KeyRing;
 use crate::auth::registry::{Registry, Revoked};
-use crate::config::{Config, LogFormat, Overrides, SourceKind};
+use crate::config::{Config, LogFormat, Overrides, Role, SourceKind};
 use crate::hub::Hub;
 use crate::hub::journal::{Journal, Retention};
 use crate::market::binance::live;
@@ -84,14 +84,10 @@ fn offered_symbols(config: &Config) -> Option<&[String]> {
 
 /// The parts every session shares, from the configuration.
 pub fn build_shared(config: &Config) -> anyhow::Result<Arc<Shared>> {
-    let keys = KeyRing::from_settings(&config.auth)?;
-    let (tls, certificates) =
-        tls::reloadable_server_config(config.tls.cert.as_deref(), config.tls.key.as_deref())?;
-    // `test` replies pick from these until prices of others arrive.
-    let seed_symbols = match config.source.kind {
-        SourceKind::Synthetic => config.source.symbols.clone(),
-        SourceKind::Replay | SourceKind::Binance => Vec::new(),
-    };
+    // Credentials first: a bad key or certificate is the one line a failed start prints.
+    KeyRing::from_settings(&config.auth)?;
+    tls::server_config(config.tls.cert.as_deref(), config.tls.key.as_deref())?;
+    let seed_symbols = seed_symbols(config);
     let retention = Retention {
         max_age: config.journal.retention_age,
         max_count: config.journal.retention_count,
@@ -110,13 +106,33 @@ pub fn build_shared(config: &Config) -> anyhow::Result<Arc<Shared>> {
         journal,
         last_seq,
     ));
+    assemble(config, hub, watch_revocations(path))
+}
+
+/// The symbols `test` replies pick from until prices of others arrive.
+pub(super) fn seed_symbols(config: &Config) -> Vec<String> {
+    match config.source.kind {
+        SourceKind::Synthetic => config.source.symbols.clone(),
+        SourceKind::Replay | SourceKind::Binance => Vec::new(),
+    }
+}
+
+/// The parts every session shares, around a hub and a list of revocations.
+pub(super) fn assemble(
+    config: &Config,
+    hub: Arc<Hub>,
+    revoked: watch::Receiver<Arc<Revoked>>,
+) -> anyhow::Result<Arc<Shared>> {
+    let keys = KeyRing::from_settings(&config.auth)?;
+    let (tls, certificates) =
+        tls::reloadable_server_config(config.tls.cert.as_deref(), config.tls.key.as_deref())?;
     Ok(Arc::new(Shared {
         tls,
         keys: crate::auth::Keys::new(keys),
         certificates,
         hub,
         settings: config.server.clone(),
-        revoked: watch_revocations(path),
+        revoked,
         stats: Default::default(),
         max_market_topics: config.market_data.max_topics,
     }))
@@ -317,8 +333,15 @@ pub async fn serve(config: Config, reread: Reread) -> anyhow::Result<()> {
         true => Some(bind_admin(config.admin.listen).await?),
         false => None,
     };
-    let shared = build_shared(&config)?;
-    run_until_signal(&config, reread, shared, listener, admin).await
+    let shutdown = CancellationToken::new();
+    let (shared, node) = match config.cluster.role {
+        Role::Single => (build_shared(&config)?, None),
+        Role::Producer | Role::Edge => {
+            let (shared, node) = super::cluster::node(&config, &shutdown).await?;
+            (shared, Some(node))
+        }
+    };
+    run_until_signal(&config, reread, shared, listener, admin, node, shutdown).await
 }
 
 /// Binds the admin listener, naming the key when it fails.
@@ -336,41 +359,49 @@ async fn run_until_signal(
     shared: Arc<Shared>,
     listener: TcpListener,
     admin: Option<TcpListener>,
+    node: Option<crate::cluster::Cluster>,
+    shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let shutdown = CancellationToken::new();
-    let pipeline = super::pipeline::start(
-        config,
-        load_strategies(config)?,
-        shared.hub.clone(),
-        shutdown.clone(),
-    )?;
+    let work = match node {
+        None => super::cluster::Work::from(super::pipeline::start(
+            config,
+            load_strategies(config)?,
+            shared.hub.clone(),
+            shutdown.clone(),
+        )?),
+        Some(node) => super::cluster::work(config, node, shared.hub.clone(), &shutdown).await?,
+    };
     if let Some(admin) = admin {
         tracing::info!(admin = %admin.local_addr()?, "admin listening: /metrics, /healthz, /readyz");
         let observed = crate::admin::Observed {
             server: shared.clone(),
-            source: pipeline.source.clone(),
-            warmup: pipeline.warmup.clone(),
+            source: work.source.clone(),
+            warmup: work.warmup.clone(),
+            cluster: work.cluster.clone(),
         };
         tokio::spawn(crate::admin::run(admin, observed, shutdown.clone()));
     }
-    super::reload::spawn(
-        config.clone(),
-        load_strategies,
-        pipeline.reload.clone(),
-        shutdown.clone(),
-    );
+    if let Some(reload) = &work.reload {
+        super::reload::spawn(
+            config.clone(),
+            load_strategies,
+            reload.clone(),
+            shutdown.clone(),
+        );
+    }
     cancel_on_signal(shutdown.clone());
     reload_credentials_on_sighup(reread, shared.clone(), shutdown.clone());
     tracing::info!(
         listen = %listener.local_addr()?,
         source = ?config.source.kind,
-        strategies = pipeline.instances,
+        role = config.cluster.role.as_str(),
+        strategies = work.instances,
         "sigcast listening"
     );
     server::run(listener, shared.clone(), shutdown.clone()).await;
     shutdown.cancel();
     // The pipeline lets plugins take their last events and writes the trade positions.
-    let _ = tokio::time::timeout(Duration::from_secs(5), pipeline.task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), work.task).await;
     // Every signal sent is on disk before exit, so numbering and resumes carry on.
     if let Some(journal) = shared.hub.journal() {
         let last = shared.hub.last_seq();
@@ -441,5 +472,6 @@ pub async fn demo(dir: &Path, port: u16, signals: Option<&Path>) -> anyhow::Resu
     println!("Files are in {}. Ctrl-C to stop.", dir.display());
     let same = config.clone();
     let reread: Reread = Arc::new(move || Ok(same.clone()));
-    run_until_signal(&config, reread, shared, listener, admin).await
+    let shutdown = CancellationToken::new();
+    run_until_signal(&config, reread, shared, listener, admin, None, shutdown).await
 }

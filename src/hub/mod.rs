@@ -5,8 +5,13 @@
 //! a reference-count bump, so a signal costs one serialization however many clients listen,
 //! and a session that falls more than the ring's capacity behind learns so (`Lagged`) instead
 //! of making the server buffer for it.
+//!
+//! In cluster mode the hub does not number: signals go out to the cluster's stream through
+//! an outbox ([`Outgoing`]), and come back numbered by the stream ([`Hub::deliver`]), the same
+//! `seq` on every node.
 
 pub mod feed;
+pub mod history;
 pub mod inbound;
 pub mod journal;
 
@@ -14,8 +19,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use history::History;
 
 use crate::strategy::{Side, Signal};
 
@@ -85,6 +92,29 @@ pub struct Published {
     pub at: std::time::Instant,
 }
 
+/// A signal on its way to the cluster's stream (cluster mode).
+#[derive(Debug)]
+pub struct Outgoing {
+    pub signal: Signal,
+    /// The stream stores a signal once per id within its duplicate window: a retry, or the
+    /// same signal from two producers during a takeover, is not stored twice.
+    pub id: String,
+    /// Told the `seq` the stream gave it (the publish API answers with it).
+    pub ack: Option<oneshot::Sender<u64>>,
+}
+
+/// Why a publish was not confirmed.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("the signal stream is not keeping up: too many signals waiting to be stored")]
+    Full,
+    #[error("the signal stream did not confirm the signal within {0:?}")]
+    Unconfirmed(std::time::Duration),
+}
+
+/// How long a publish through the API waits for the cluster's stream to store it.
+const CONFIRM_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Fan-out point between the strategy engine and the client sessions.
 pub struct Hub {
     /// The shared ring of frames; its capacity is how many signals a session may lag.
@@ -93,8 +123,16 @@ pub struct Hub {
     /// journal, which broadcasts it once committed, or straight to the ring), so both see
     /// signals in `seq` order (nothing inside waits).
     seq: Mutex<u64>,
-    /// Where broadcast signals are kept for resumes; `None` in tools and benchmarks.
-    journal: Option<journal::Journal>,
+    /// The SQLite journal (single node); `None` in cluster mode, tools and benchmarks.
+    journal: Option<Arc<journal::Journal>>,
+    /// Where resumes read: the journal, or the cluster's stream.
+    history: Option<Arc<dyn History>>,
+    /// Cluster mode: signals go to the stream through this and come back numbered.
+    outbox: Option<mpsc::Sender<Outgoing>>,
+    /// Names this process in the ids of the signals it publishes through the API.
+    instance: u64,
+    /// Signals published through the API so far, for their ids.
+    published: std::sync::atomic::AtomicU64,
     /// Latest prices and the symbols `test` replies pick from.
     prices: RwLock<Prices>,
     /// Market-data topics, relayed beside the signals (never through the ring).
@@ -117,6 +155,22 @@ impl Hub {
         Self::build(symbols, capacity, None, 0)
     }
 
+    /// A cluster node's hub: signals published here go to `outbox`, and sessions get what
+    /// the cluster's stream delivers ([`Hub::deliver`]) after `last_seq`; resumes read
+    /// `history`.
+    pub fn clustered(
+        symbols: Vec<String>,
+        capacity: usize,
+        outbox: mpsc::Sender<Outgoing>,
+        history: Arc<dyn History>,
+        last_seq: u64,
+    ) -> Self {
+        let mut hub = Self::build(symbols, capacity, None, last_seq);
+        hub.outbox = Some(outbox);
+        hub.history = Some(history);
+        hub
+    }
+
     /// A hub that journals every signal; numbering carries on after `last_seq`.
     pub fn with_journal(
         symbols: Vec<String>,
@@ -137,10 +191,15 @@ impl Hub {
         if let Some(journal) = &journal {
             journal.deliver_to(tx.clone());
         }
+        let journal = journal.map(Arc::new);
         Self {
             tx,
             seq: Mutex::new(last_seq),
+            history: journal.clone().map(|j| j as Arc<dyn History>),
             journal,
+            outbox: None,
+            instance: rand::random(),
+            published: Default::default(),
             prices: RwLock::new(Prices {
                 order: symbols,
                 last: HashMap::new(),
@@ -151,25 +210,76 @@ impl Hub {
     }
 
     /// Numbers `signal`, serializes it once and offers it to every session, after the journal
-    /// has committed it when there is one; returns how many listen.
+    /// has committed it when there is one; returns how many listen. In cluster mode it goes
+    /// to the stream, named by its content, so the same signal from two producers is stored
+    /// once.
     pub fn publish(&self, signal: &Signal) -> usize {
-        self.publish_numbered(signal).1
+        let Some(outbox) = &self.outbox else {
+            return self.publish_numbered(signal).1;
+        };
+        let id = format!(
+            "{}|{}|{}|{}|{}",
+            signal.strategy,
+            signal.symbol,
+            signal.side.as_str(),
+            signal.timestamp,
+            signal.price
+        );
+        let out = Outgoing {
+            signal: signal.clone(),
+            id,
+            ack: None,
+        };
+        if outbox.try_send(out).is_err() {
+            tracing::error!(strategy = %signal.strategy, symbol = %signal.symbol, "signal dropped: {}", PublishError::Full);
+        }
+        self.tx.receiver_count()
     }
 
-    /// As [`Hub::publish`], returning the `seq` given too.
-    pub fn publish_numbered(&self, signal: &Signal) -> (u64, usize) {
-        {
-            let mut emitted = self.emitted.lock().unwrap_or_else(|p| p.into_inner());
-            let side = usize::from(signal.side == Side::Sell);
-            match emitted.get_mut(signal.strategy.as_str()) {
-                Some(counts) => counts[side] += 1,
-                None => {
-                    let mut counts = [0; 2];
-                    counts[side] = 1;
-                    emitted.insert(signal.strategy.clone(), counts);
-                }
-            }
+    /// Publishes a signal from a publisher (the publish API) and returns its `seq` and how
+    /// many listen: at once on a single node, once the stream has stored it in cluster mode.
+    pub async fn publish_confirmed(&self, signal: &Signal) -> Result<(u64, usize), PublishError> {
+        let Some(outbox) = &self.outbox else {
+            return Ok(self.publish_numbered(signal));
+        };
+        let n = self
+            .published
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (ack, confirmed) = oneshot::channel();
+        let out = Outgoing {
+            signal: signal.clone(),
+            id: format!("api-{:016x}-{n}", self.instance),
+            ack: Some(ack),
+        };
+        outbox.try_send(out).map_err(|_| PublishError::Full)?;
+        match tokio::time::timeout(CONFIRM_WITHIN, confirmed).await {
+            Ok(Ok(seq)) => Ok((seq, self.tx.receiver_count())),
+            _ => Err(PublishError::Unconfirmed(CONFIRM_WITHIN)),
         }
+    }
+
+    /// Cluster mode: offers a signal the stream numbered `seq` to every session (serialized
+    /// once here); one at or below the last delivered is dropped. Returns how many listen.
+    pub fn deliver(&self, seq: u64, signal: &Signal) -> usize {
+        let mut last = self.seq.lock().unwrap_or_else(|p| p.into_inner());
+        if seq <= *last {
+            return 0;
+        }
+        *last = seq;
+        self.count(signal);
+        let published = Published {
+            seq,
+            symbol: Arc::from(signal.symbol.as_str()),
+            strategy: Arc::from(signal.strategy.as_str()),
+            frame: encode_seq(signal, seq),
+            at: std::time::Instant::now(),
+        };
+        self.tx.send(published).unwrap_or(0)
+    }
+
+    /// As [`Hub::publish`] on a single node, returning the `seq` given too.
+    fn publish_numbered(&self, signal: &Signal) -> (u64, usize) {
+        self.count(signal);
         let mut last = self.seq.lock().unwrap_or_else(|p| p.into_inner());
         *last += 1;
         let seq = *last;
@@ -187,6 +297,22 @@ impl Hub {
                 (seq, self.tx.receiver_count())
             }
             None => (seq, self.tx.send(published).unwrap_or(0)),
+        }
+    }
+
+    /// Counts a signal for `/metrics`.
+    fn count(&self, signal: &Signal) {
+        {
+            let mut emitted = self.emitted.lock().unwrap_or_else(|p| p.into_inner());
+            let side = usize::from(signal.side == Side::Sell);
+            match emitted.get_mut(signal.strategy.as_str()) {
+                Some(counts) => counts[side] += 1,
+                None => {
+                    let mut counts = [0; 2];
+                    counts[side] = 1;
+                    emitted.insert(signal.strategy.clone(), counts);
+                }
+            }
         }
     }
 
@@ -211,9 +337,14 @@ impl Hub {
         *self.seq.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The journal, when signals are kept.
+    /// The SQLite journal, on a single node.
     pub fn journal(&self) -> Option<&journal::Journal> {
-        self.journal.as_ref()
+        self.journal.as_deref()
+    }
+
+    /// Where resumes read, when signals are kept.
+    pub fn history(&self) -> Option<&Arc<dyn History>> {
+        self.history.as_ref()
     }
 
     /// The market-data topics sessions subscribe to.

@@ -134,14 +134,17 @@ async fn answer<S: AsyncRead + Unpin>(
         );
     }
     match crate::hub::inbound::parse(&value, unix_now() as i64) {
-        Ok(signal) => {
-            let (seq, listeners) = shared.hub.publish_numbered(&signal);
-            tracing::info!(%peer, sub = %claims.sub, symbol = %signal.symbol, side = signal.side.as_str(), seq, listeners, "signal published over HTTP");
-            (
-                200,
-                json!({"type": "publish_ack", "seq": seq, "timestamp": unix_now()}),
-            )
-        }
+        Ok(signal) => match shared.hub.publish_confirmed(&signal).await {
+            Ok((seq, listeners)) => {
+                tracing::info!(%peer, sub = %claims.sub, symbol = %signal.symbol, side = signal.side.as_str(), seq, listeners, "signal published over HTTP");
+                (
+                    200,
+                    json!({"type": "publish_ack", "seq": seq, "timestamp": unix_now()}),
+                )
+            }
+            // The cluster's stream did not store it: the publisher may retry.
+            Err(e) => (503, error("publish_failed", &e.to_string())),
+        },
         Err(e) => (400, error("invalid_signal", &e)),
     }
 }

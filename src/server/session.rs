@@ -254,7 +254,7 @@ impl Session {
             ),
             Command::Subscribe(topic) => self.on_topic("subscribe", &topic),
             Command::Unsubscribe(topic) => self.on_topic("unsubscribe", &topic),
-            Command::Publish(signal) => self.on_publish(signal.as_ref()),
+            Command::Publish(signal) => self.on_publish(signal.as_ref()).await,
             Command::Invalid(message) => error_reply("invalid_message", &message),
         };
         self.write([reply]).await?;
@@ -286,7 +286,8 @@ impl Session {
     }
 
     /// A publisher's signal: checked, numbered, journaled and broadcast; answered with its `seq`.
-    fn on_publish(&mut self, body: Option<&serde_json::Value>) -> Message {
+    /// In cluster mode it waits until the stream has stored it (the session reads on after).
+    async fn on_publish(&mut self, body: Option<&serde_json::Value>) -> Message {
         if !self.claims.is_publisher() {
             return error_reply(
                 "publish_denied",
@@ -297,14 +298,19 @@ impl Session {
             return error_reply("invalid_message", "publish: give the signal in \"signal\"");
         };
         match crate::hub::inbound::parse(body, unix_now() as i64) {
-            Ok(signal) => {
-                let (seq, listeners) = self.shared.hub.publish_numbered(&signal);
-                tracing::info!(sub = %self.claims.sub, symbol = %signal.symbol, side = signal.side.as_str(), seq, listeners, "signal published");
-                Message::text(
-                    serde_json::json!({"type": "publish_ack", "seq": seq, "timestamp": unix_now()})
-                        .to_string(),
-                )
-            }
+            Ok(signal) => match self.shared.hub.publish_confirmed(&signal).await {
+                Ok((seq, listeners)) => {
+                    tracing::info!(sub = %self.claims.sub, symbol = %signal.symbol, side = signal.side.as_str(), seq, listeners, "signal published");
+                    Message::text(
+                        serde_json::json!({"type": "publish_ack", "seq": seq, "timestamp": unix_now()})
+                            .to_string(),
+                    )
+                }
+                Err(e) => {
+                    tracing::warn!(sub = %self.claims.sub, error = %e, "publish not confirmed");
+                    error_reply("publish_failed", &e.to_string())
+                }
+            },
             Err(e) => error_reply("invalid_signal", &e),
         }
     }
@@ -396,7 +402,7 @@ impl Session {
     /// Live signals keep queueing in the ring meanwhile and follow without a gap or a repeat.
     async fn resume(&mut self, since: u64) -> Result<Flow, WsError> {
         let hub = self.shared.hub.clone();
-        let Some(journal) = hub.journal() else {
+        let Some(journal) = hub.history().cloned() else {
             let reply = error_reply("resume_failed", "this server keeps no signal history");
             self.write([reply]).await?;
             return Ok(Flow::Continue);
@@ -406,7 +412,7 @@ impl Session {
         if since >= head {
             return Ok(Flow::Continue);
         }
-        let flushed = tokio::time::timeout(RESUME_FLUSH_WAIT, journal.wait_flushed(head)).await;
+        let flushed = tokio::time::timeout(RESUME_FLUSH_WAIT, journal.wait_readable(head)).await;
         if !matches!(flushed, Ok(Ok(()))) {
             let reply = error_reply("resume_failed", "the signal journal is not keeping up");
             self.write([reply]).await?;

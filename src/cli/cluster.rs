@@ -1,0 +1,154 @@
+//! Cluster roles in `serve`: a node's hub on the signal stream, and the producers' leader
+//! lease around the pipeline (see [`crate::cluster`]).
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::pipeline::{self, Pipeline};
+use super::serve::{assemble, load_strategies, seed_symbols};
+use crate::cluster::{
+    Cluster, Status, history::StreamHistory, inlet, lease::Lease, outbox, revocations,
+};
+use crate::config::{Config, Role};
+use crate::hub::Hub;
+use crate::market::SourceStats;
+use crate::server::Shared;
+use crate::strategy::{Instance, Warmup};
+
+/// What a node runs besides its sessions, as `serve` reports on and stops it.
+pub struct Work {
+    /// The market source's counters and the strategies' warm-up (empty on an edge).
+    pub source: Arc<SourceStats>,
+    pub warmup: Arc<Warmup>,
+    /// Where strategy reloads go (`None` on an edge: it runs no strategies).
+    pub reload: Option<mpsc::Sender<Vec<Instance>>>,
+    /// Strategy instances at the start.
+    pub instances: usize,
+    /// Ends once the node's pipeline (or lease) has stopped.
+    pub task: JoinHandle<()>,
+    /// The node's link to the cluster, in cluster mode.
+    pub cluster: Option<Arc<Status>>,
+}
+
+impl From<Pipeline> for Work {
+    fn from(p: Pipeline) -> Self {
+        Work {
+            source: p.source,
+            warmup: p.warmup,
+            reload: Some(p.reload),
+            instances: p.instances,
+            task: p.task,
+            cluster: None,
+        }
+    }
+}
+
+/// Connects to the cluster and builds the node's shared state: a hub whose signals go to the
+/// stream and come back from it, resumes read from the stream, revocations from the bucket.
+pub async fn node(
+    config: &Config,
+    stop: &CancellationToken,
+) -> anyhow::Result<(Arc<Shared>, Cluster)> {
+    let cluster = Cluster::connect(
+        &config.cluster,
+        config.journal.retention_age,
+        config.journal.retention_count,
+    )
+    .await?;
+    let last = cluster
+        .stream()
+        .await
+        .map_err(|e| anyhow::anyhow!("cluster.stream: {e}"))?
+        .cached_info()
+        .state
+        .last_sequence;
+    tracing::info!(
+        nats = %config.cluster.nats,
+        stream = %config.cluster.stream,
+        last_seq = last,
+        role = config.cluster.role.as_str(),
+        "joined the cluster"
+    );
+    let hub = Arc::new(Hub::clustered(
+        seed_symbols(config),
+        config.server.queue_capacity,
+        outbox::spawn(cluster.clone(), stop.clone()),
+        Arc::new(StreamHistory::new(cluster.clone())),
+        last,
+    ));
+    tokio::spawn(inlet::run(cluster.clone(), hub.clone(), stop.clone()));
+    let tokens = revocations::bucket(&cluster).await?;
+    let revoked = revocations::watch(tokens, stop.clone());
+    Ok((assemble(config, hub, revoked)?, cluster))
+}
+
+/// What a cluster node runs: an edge nothing (the inlet feeds its hub); a producer the
+/// pipeline, whenever it holds the leader lease.
+pub async fn work(
+    config: &Config,
+    cluster: Cluster,
+    hub: Arc<Hub>,
+    stop: &CancellationToken,
+) -> anyhow::Result<Work> {
+    let source = Arc::new(SourceStats::default());
+    let warmup = Arc::new(Warmup::default());
+    let status = cluster.status.clone();
+    if config.cluster.role != Role::Producer {
+        let stop = stop.clone();
+        return Ok(Work {
+            source,
+            warmup,
+            reload: None,
+            instances: 0,
+            task: tokio::spawn(async move { stop.cancelled().await }),
+            cluster: Some(status),
+        });
+    }
+    let instances = load_strategies(config)?.len();
+    let lease = Lease::open(&cluster).await?;
+    // Reloads reach whichever pipeline runs now (none while standing by: the next term
+    // loads the definitions afresh).
+    let (reload, mut reloads) = mpsc::channel::<Vec<Instance>>(4);
+    let current: Arc<Mutex<Option<mpsc::Sender<Vec<Instance>>>>> = Arc::default();
+    let forward = current.clone();
+    tokio::spawn(async move {
+        while let Some(set) = reloads.recv().await {
+            let target = forward.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if let Some(target) = target {
+                let _ = target.send(set).await;
+            }
+        }
+    });
+    let (config, term_source, term_warmup) = (config.clone(), source.clone(), warmup.clone());
+    let task = tokio::spawn(lease.run(stop.clone(), move |term: CancellationToken| {
+        let (config, hub, current) = (config.clone(), hub.clone(), current.clone());
+        let (source, warmup) = (term_source.clone(), term_warmup.clone());
+        async move {
+            let started = load_strategies(&config).and_then(|instances| {
+                pipeline::start_reporting(&config, instances, hub, term.clone(), source, warmup)
+            });
+            match started {
+                Ok(p) => {
+                    *current.lock().unwrap_or_else(|p| p.into_inner()) = Some(p.reload.clone());
+                    let _ = p.task.await;
+                    *current.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                }
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "cannot run the strategies while leading");
+                    term.cancelled().await;
+                }
+            }
+        }
+    }));
+    Ok(Work {
+        source,
+        warmup,
+        reload: Some(reload),
+        instances,
+        task,
+        cluster: Some(status),
+    })
+}
