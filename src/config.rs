@@ -1348,6 +1348,12 @@ mod tests {
             if key.name == "server.idle_timeout" {
                 o.set("server.ping_interval", "1s");
             }
+            match key.name {
+                "cluster.role" => o.set("cluster.nats", "nats://127.0.0.1:4222"),
+                "cluster.replicas" => o.set(key.name, "3"),
+                "cluster.duplicate_window" => o.set("cluster.lease", "1s"),
+                _ => {}
+            }
             Config::load(None, &BTreeMap::new(), &o)
                 .unwrap_or_else(|e| panic!("{}: {e}", key.name));
         }
