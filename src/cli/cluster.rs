@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::pipeline::{self, Pipeline};
 use super::serve::{assemble, load_strategies, seed_symbols};
 use crate::cluster::{
-    Cluster, Status, history::StreamHistory, inlet, lease::Lease, outbox, revocations,
+    Cluster, Status, history::StreamHistory, inlet, lease::Lease, outbox, tokens,
 };
 use crate::config::{Config, Role};
 use crate::hub::Hub;
@@ -80,8 +80,8 @@ pub async fn node(
         last,
     ));
     tokio::spawn(inlet::run(cluster.clone(), hub.clone(), stop.clone()));
-    let tokens = revocations::bucket(&cluster).await?;
-    let revoked = revocations::watch(tokens, stop.clone());
+    let bucket = tokens::bucket(&cluster).await?;
+    let revoked = tokens::watch(bucket, stop.clone());
     Ok((assemble(config, hub, revoked)?, cluster))
 }
 

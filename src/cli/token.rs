@@ -1,11 +1,34 @@
-//! `sigcast token issue|verify|list|revoke`: the same key ring and registry the server uses.
+//! `sigcast token issue|verify|list|revoke`: the same key ring and registry the server uses:
+//! the data directory's database, or in cluster mode (`cluster.nats` set) the cluster's
+//! tokens bucket, which every node watches.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::auth::registry::Registry;
+use async_nats::jetstream::kv;
+
+use crate::auth::registry::{Registry, TokenRecord};
 use crate::auth::{KeyRing, Scope, unix_now};
+use crate::cluster::{Cluster, tokens};
 use crate::config::Config;
+
+/// In cluster mode, runs `work` on the cluster's tokens bucket.
+fn in_cluster<T>(
+    config: &Config,
+    work: impl AsyncFnOnce(&kv::Store) -> Result<T, String>,
+) -> Option<anyhow::Result<T>> {
+    if config.cluster.nats.trim().is_empty() {
+        return None;
+    }
+    let run = async {
+        let cluster = Cluster::join(&config.cluster).await?;
+        let bucket = tokens::bucket(&cluster).await?;
+        work(&bucket)
+            .await
+            .map_err(|e| anyhow::anyhow!("cluster tokens bucket: {e}"))
+    };
+    Some(super::runtime().and_then(|rt| rt.block_on(run)))
+}
 
 /// A signed token for `sub`, valid for `ttl`.
 pub fn issue(
@@ -38,13 +61,19 @@ pub fn issue(
     let claims = ring
         .verify(&token)
         .map_err(|e| anyhow::anyhow!("the new token does not verify: {e}"))?;
-    Registry::open(&config.data.journal_path())?.record(&claims)?;
+    match in_cluster(config, async |bucket| tokens::record(bucket, &claims).await) {
+        Some(recorded) => recorded?,
+        None => Registry::open(&config.data.journal_path())?.record(&claims)?,
+    }
     Ok(token)
 }
 
 /// Prints every recorded token: id, subject, state, scope, issue and expiry times.
 pub fn list(config: &Config) -> anyhow::Result<()> {
-    let registry = Registry::open(&config.data.journal_path())?;
+    let records: Vec<TokenRecord> = match in_cluster(config, async |b| tokens::list(b).await) {
+        Some(records) => records?,
+        None => Registry::open(&config.data.journal_path())?.list()?,
+    };
     let now = unix_now();
     let time = |t: u64| {
         humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(t))
@@ -54,7 +83,7 @@ pub fn list(config: &Config) -> anyhow::Result<()> {
         "{:<26} {:<20} {:<8} {:<21} {:<21} scope\n",
         "jti", "sub", "state", "issued", "expires"
     );
-    for t in registry.list()? {
+    for t in records {
         let scope = [
             t.symbols.as_ref().map(|s| format!("symbols={s}")),
             t.strategies.as_ref().map(|s| format!("strategies={s}")),
@@ -78,6 +107,32 @@ pub fn list(config: &Config) -> anyhow::Result<()> {
 
 /// Revokes a token by id, or every token of a subject; running servers act within 2 s.
 pub fn revoke(config: &Config, jti: Option<&str>, sub: Option<&str>) -> anyhow::Result<()> {
+    let now = unix_now();
+    let revoked = in_cluster(config, async |bucket| match (jti, sub) {
+        (Some(jti), None) => {
+            let known = tokens::known(bucket, jti).await;
+            tokens::revoke_token(bucket, jti, now).await?;
+            Ok(format!(
+                "revoked token {jti} in the cluster{}",
+                if known {
+                    ""
+                } else {
+                    " (not issued here; blocked anyway)"
+                }
+            ))
+        }
+        (None, Some(sub)) => {
+            tokens::revoke_subject(bucket, sub, now).await?;
+            Ok(format!(
+                "revoked every token of {sub} issued until now, in the cluster"
+            ))
+        }
+        _ => Err("name a token id (JTI) or --sub NAME, not both".into()),
+    });
+    if let Some(said) = revoked {
+        println!("{}", said?);
+        return Ok(());
+    }
     let registry = Registry::open(&config.data.journal_path())?;
     match (jti, sub) {
         (Some(jti), None) => {

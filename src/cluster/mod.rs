@@ -7,13 +7,13 @@
 //!   stopped (every node, so every client sees the same `seq`);
 //! - [`history`]: resumes read the stream by sequence, so a node keeps no state of its own;
 //! - [`lease`]: producers elect the one that runs the upstream and the strategies;
-//! - [`revocations`]: revoked tokens in a key-value bucket every node watches.
+//! - [`tokens`]: the token registry and revocations in a key-value bucket every node watches.
 
 pub mod history;
 pub mod inlet;
 pub mod lease;
 pub mod outbox;
-pub mod revocations;
+pub mod tokens;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -92,6 +92,13 @@ impl Cluster {
         max_age: Duration,
         max_messages: u64,
     ) -> Result<Cluster, ClusterError> {
+        let cluster = Self::join(settings).await?;
+        cluster.ensure_stream(max_age, max_messages).await?;
+        Ok(cluster)
+    }
+
+    /// Connects to NATS and checks JetStream, touching no stream (the `token` commands).
+    pub async fn join(settings: &ClusterSettings) -> Result<Cluster, ClusterError> {
         let url = settings.nats.clone();
         let status = Arc::new(Status::default());
         let events = status.clone();
@@ -132,14 +139,12 @@ impl Cluster {
                 url: url.clone(),
                 reason,
             })?;
-        let cluster = Cluster {
+        Ok(Cluster {
             client,
             js,
             settings: Arc::new(settings.clone()),
             status,
-        };
-        cluster.ensure_stream(max_age, max_messages).await?;
-        Ok(cluster)
+        })
     }
 
     /// The subjects signals are published on.

@@ -1,8 +1,11 @@
-//! Revoked tokens in a key-value bucket (cluster mode). `sigcast token revoke` writes there;
-//! every node watches the bucket and ends the sessions it covers as each revocation arrives.
+//! The token registry and revocations in a key-value bucket (cluster mode), where every node
+//! and every operator's `sigcast token` sees the same. Nodes watch the bucket and end the
+//! sessions a revocation covers as it arrives.
 //!
-//! Keys: `jti.<hex>` for one token, `sub.<hex>` for every token of a subject issued up to
-//! the time stored (hex, as token ids and subjects may hold characters keys may not).
+//! Keys (hex, as token ids and subjects may hold characters keys may not): `tok.<jti>` a
+//! recorded token (JSON: subject, scope, issue and expiry times, never the token itself),
+//! `jti.<jti>` a revoked token, `sub.<sub>` every token of a subject issued up to the time
+//! stored.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +16,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{Cluster, ClusterError};
-use crate::auth::registry::Revoked;
+use crate::auth::Claims;
+use crate::auth::registry::{Revoked, TokenRecord};
 
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -22,7 +26,7 @@ pub async fn bucket(cluster: &Cluster) -> Result<kv::Store, ClusterError> {
     super::bucket(
         cluster,
         &cluster.settings.tokens_bucket,
-        "revoked tokens",
+        "the token registry and revocations",
         Duration::ZERO,
     )
     .await
@@ -38,6 +42,92 @@ fn unhex(text: &str) -> Option<String> {
         .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
         .collect();
     String::from_utf8(bytes?).ok()
+}
+
+/// A recorded token, as stored.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Recorded {
+    sub: String,
+    symbols: Option<String>,
+    strategies: Option<String>,
+    issued_at: u64,
+    expires_at: u64,
+}
+
+/// Records an issued token (its claims, never the token).
+pub async fn record(store: &kv::Store, claims: &Claims) -> Result<(), String> {
+    let recorded = Recorded {
+        sub: claims.sub.clone(),
+        symbols: claims.symbols.as_ref().map(|s| s.join(",")),
+        strategies: claims.strategies.as_ref().map(|s| s.join(",")),
+        issued_at: claims.iat,
+        expires_at: claims.exp,
+    };
+    let value = serde_json::to_vec(&recorded).map_err(|e| e.to_string())?;
+    store
+        .put(format!("tok.{}", hex(&claims.jti)), value.into())
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Every recorded token, with its revocation, by issue time.
+pub async fn list(store: &kv::Store) -> Result<Vec<TokenRecord>, String> {
+    let mut keys: Vec<String> = store
+        .keys()
+        .await
+        .map_err(|e| e.to_string())?
+        .filter_map(|k| async move { k.ok() })
+        .collect()
+        .await;
+    keys.sort();
+    let mut revoked = Revoked::default();
+    let mut recorded = Vec::new();
+    for key in keys {
+        let Ok(Some(entry)) = store.entry(key.clone()).await else {
+            continue;
+        };
+        if entry.operation != kv::Operation::Put {
+            continue;
+        }
+        match key.split_once('.') {
+            Some(("tok", jti)) => {
+                if let (Some(jti), Ok(r)) =
+                    (unhex(jti), serde_json::from_slice::<Recorded>(&entry.value))
+                {
+                    recorded.push((jti, r));
+                }
+            }
+            _ => apply(&mut revoked, &entry),
+        }
+    }
+    let mut records: Vec<TokenRecord> = recorded
+        .into_iter()
+        .map(|(jti, r)| {
+            let revoked_at = revoked
+                .jtis
+                .contains(&jti)
+                .then_some(r.issued_at)
+                .or_else(|| {
+                    revoked
+                        .subs
+                        .get(&r.sub)
+                        .copied()
+                        .filter(|at| r.issued_at <= *at)
+                });
+            TokenRecord {
+                jti,
+                sub: r.sub,
+                symbols: r.symbols,
+                strategies: r.strategies,
+                issued_at: r.issued_at,
+                expires_at: r.expires_at,
+                revoked_at,
+            }
+        })
+        .collect();
+    records.sort_by(|a, b| (a.issued_at, &a.jti).cmp(&(b.issued_at, &b.jti)));
+    Ok(records)
 }
 
 /// Revokes one token (by its `jti`) in every node.
@@ -56,6 +146,11 @@ pub async fn revoke_subject(store: &kv::Store, sub: &str, at: u64) -> Result<(),
         .await
         .map(|_| ())
         .map_err(|e| e.to_string())
+}
+
+/// Whether the token `jti` was recorded here.
+pub async fn known(store: &kv::Store, jti: &str) -> bool {
+    matches!(store.get(format!("tok.{}", hex(jti))).await, Ok(Some(_)))
 }
 
 /// The revocations as they change, from the bucket, until `stop`.
