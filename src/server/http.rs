@@ -35,6 +35,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         404 => "Not Found",
         405 => "Method Not Allowed",
         413 => "Payload Too Large",
+        503 => "Service Unavailable",
         _ => "Error",
     };
     let text = body.to_string();

@@ -249,6 +249,15 @@ pub async fn tls_over(
     ca: &Path,
     version: Option<&'static rustls::SupportedProtocolVersion>,
 ) -> TlsStream<TcpStream> {
+    try_tls_over(tcp, ca, version).await.unwrap()
+}
+
+/// [`tls_over`], with the handshake's failure returned (a server that may be going away).
+pub async fn try_tls_over(
+    tcp: TcpStream,
+    ca: &Path,
+    version: Option<&'static rustls::SupportedProtocolVersion>,
+) -> std::io::Result<TlsStream<TcpStream>> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca).unwrap() {
         roots.add(cert.unwrap()).unwrap();
@@ -267,7 +276,6 @@ pub async fn tls_over(
     TlsConnector::from(Arc::new(config))
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
-        .unwrap()
 }
 
 /// Fails the test if `f` takes longer than `limit`: no test can hang.

@@ -1,0 +1,908 @@
+//! Cluster mode against a real `nats-server` with JetStream (Debian's, which scripts/test
+//! installs; SIGCAST_E2E_NATS names it), on a loopback port with a store in a temporary
+//! directory. Nodes are `sigcast serve` processes; clients and publishers are real TLS
+//! WebSocket sessions.
+//!
+//! One producer and three edges give every client the same `seq` sequence; an edge killed
+//! loses its clients nothing (they resume on another edge); the leader producer killed, the
+//! standby takes over within the lease bound with no gap and no duplicate; NATS restarted,
+//! every node catches up; a token revoked through the cluster closes its session on another
+//! node within 2 s; and start errors (NATS unreachable, JetStream off, a conflicting stream)
+//! are one clear line.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::Material;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use sigcast::auth::{KeyRing, Scope};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_util::sync::CancellationToken;
+
+/// A nats-server with JetStream, restartable on the same port and store.
+struct Nats {
+    bin: PathBuf,
+    port: u16,
+    dir: PathBuf,
+    jetstream: bool,
+    child: Option<Child>,
+}
+
+impl Nats {
+    fn start(bin: &Path, dir: &Path, jetstream: bool) -> Nats {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut nats = Nats {
+            bin: bin.to_path_buf(),
+            port,
+            dir: dir.to_path_buf(),
+            jetstream,
+            child: None,
+        };
+        nats.run();
+        nats
+    }
+
+    fn run(&mut self) {
+        let mut command = Command::new(&self.bin);
+        command.args(["-a", "127.0.0.1", "-p", &self.port.to_string()]);
+        if self.jetstream {
+            command.arg("-js").arg("-sd").arg(self.dir.join("js"));
+        }
+        let log = std::fs::File::create(self.dir.join(format!("nats-{}.log", self.port))).unwrap();
+        self.child = Some(
+            command
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("nats-server starts"),
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One `sigcast serve` process.
+struct Node {
+    name: String,
+    child: Child,
+    log: PathBuf,
+    listen: SocketAddr,
+    admin: SocketAddr,
+}
+
+/// Settings every node of a test shares: its material, the strategies, JSON logs.
+fn node_settings(material: &Material, name: &str) -> Vec<(String, String)> {
+    let signals = material.path("signals");
+    std::fs::create_dir_all(&signals).unwrap();
+    std::fs::write(signals.join("quick.toml"), common::QUICK).unwrap();
+    [
+        ("server.listen", "127.0.0.1:0".to_string()),
+        ("admin.listen", "127.0.0.1:0".into()),
+        ("tls.cert", material.path("cert.pem").display().to_string()),
+        ("tls.key", material.path("key.pem").display().to_string()),
+        (
+            "auth.jwt_secret_file",
+            material.path("jwt.secret").display().to_string(),
+        ),
+        (
+            "data.dir",
+            material.path(&format!("data-{name}")).display().to_string(),
+        ),
+        ("signals.dir", signals.display().to_string()),
+        ("source.kind", "synthetic".into()),
+        ("source.tick", "20ms".into()),
+        ("log.format", "json".into()),
+        ("log.level", "info".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+impl Node {
+    async fn start(material: &Material, name: &str, role: &str, nats: &str) -> Node {
+        Self::start_with(material, name, role, nats, &[]).await
+    }
+
+    async fn start_with(
+        material: &Material,
+        name: &str,
+        role: &str,
+        nats: &str,
+        extra: &[(&str, &str)],
+    ) -> Node {
+        let (child, log) = spawn_node(material, name, role, nats, extra);
+        let mut node = Node {
+            name: name.into(),
+            child,
+            log,
+            listen: "127.0.0.1:0".parse().unwrap(),
+            admin: "127.0.0.1:0".parse().unwrap(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = std::fs::read_to_string(&node.log).unwrap_or_default();
+            for line in text.lines() {
+                let Ok(v) = serde_json::from_str::<Value>(line) else {
+                    continue;
+                };
+                if let Some(a) = v["fields"]["admin"].as_str() {
+                    node.admin = a.parse().unwrap();
+                }
+                if v["fields"]["message"] == "sigcast listening" {
+                    node.listen = v["fields"]["listen"].as_str().unwrap().parse().unwrap();
+                }
+            }
+            if node.listen.port() != 0 && node.admin.port() != 0 {
+                return node;
+            }
+            if let Ok(Some(status)) = node.child.try_wait() {
+                panic!("{name} exited with {status}:\n{text}");
+            }
+            assert!(Instant::now() < deadline, "{name} did not start:\n{text}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `/readyz`: the status code and the text.
+    async fn readyz(&self) -> (u16, String) {
+        let Ok(mut tcp) = tokio::net::TcpStream::connect(self.admin).await else {
+            return (0, String::new());
+        };
+        let _ = tcp
+            .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await;
+        let mut text = String::new();
+        let _ = tcp.read_to_string(&mut text).await;
+        let code = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        (code, text)
+    }
+
+    async fn wait_ready(&self, what: &str, want: impl Fn(u16, &str) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (code, text) = self.readyz().await;
+            if want(code, &text) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: {what}: last /readyz {code}:\n{text}",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn leading(&self) -> bool {
+        self.readyz().await.1.contains("leading the producers")
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spawn_node(
+    material: &Material,
+    name: &str,
+    role: &str,
+    nats: &str,
+    extra: &[(&str, &str)],
+) -> (Child, PathBuf) {
+    let log = material.path(&format!("{name}.log"));
+    let mut command = common::sigcast_command();
+    command
+        .arg("serve")
+        .args(["--role", role, "--nats", nats])
+        .env_remove("SIGCAST_CONFIG")
+        .current_dir(material.dir.path());
+    for (k, v) in node_settings(material, name) {
+        command.arg("--set").arg(format!("{k}={v}"));
+    }
+    for (k, v) in extra {
+        command.arg("--set").arg(format!("{k}={v}"));
+    }
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    (child, log)
+}
+
+/// What one client received: each signal's `seq` and its frame, in order.
+#[derive(Default)]
+struct Received {
+    frames: Vec<(u64, String)>,
+    /// Connections it made (1 + reconnects).
+    connects: u32,
+    /// Close codes it saw.
+    closes: Vec<u16>,
+}
+
+/// A client reading signals from the first of `nodes` that takes it, resuming on the next
+/// with `X-Sigcast-Last-Seq` whenever its connection ends, until `stop`.
+fn reader(
+    nodes: Vec<SocketAddr>,
+    ca: PathBuf,
+    token: String,
+    since: Option<u64>,
+    stop: CancellationToken,
+) -> (Arc<Mutex<Received>>, tokio::task::JoinHandle<()>) {
+    let received: Arc<Mutex<Received>> = Arc::default();
+    let out = received.clone();
+    let task = tokio::spawn(async move {
+        let mut at = 0;
+        let mut last = since;
+        while !stop.is_cancelled() {
+            let addr = nodes[at % nodes.len()];
+            let Some(mut ws) = connect(addr, &ca, &token, last).await else {
+                at += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            out.lock().unwrap().connects += 1;
+            loop {
+                let message = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    m = ws.next() => m,
+                };
+                match message {
+                    Some(Ok(Message::Text(t))) => {
+                        let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                        if let Some(seq) = v["seq"].as_u64() {
+                            last = Some(seq);
+                            out.lock()
+                                .unwrap()
+                                .frames
+                                .push((seq, t.as_str().to_string()));
+                        }
+                    }
+                    Some(Ok(Message::Close(frame))) => {
+                        let code = frame.map_or(1005, |f| u16::from(f.code));
+                        out.lock().unwrap().closes.push(code);
+                        break;
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => break,
+                }
+            }
+            at += 1;
+        }
+    });
+    (received, task)
+}
+
+async fn connect(
+    addr: SocketAddr,
+    ca: &Path,
+    token: &str,
+    last: Option<u64>,
+) -> Option<common::Client> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let tls = common::try_tls_over(tcp, ca, None).await.ok()?;
+    let mut request = format!("wss://localhost:{}/", addr.port())
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+    );
+    if let Some(seq) = last {
+        request
+            .headers_mut()
+            .insert("x-sigcast-last-seq", HeaderValue::from(seq));
+    }
+    tokio_tungstenite::client_async(request, tls)
+        .await
+        .ok()
+        .map(|(ws, _)| ws)
+}
+
+/// Publishes `n` signals through `node`'s publish API, one at a time; returns the seqs the
+/// cluster confirmed.
+async fn publish(node: SocketAddr, ca: &Path, token: &str, from: usize, n: usize) -> Vec<u64> {
+    let mut ws = connect(node, ca, token, None)
+        .await
+        .expect("publisher connects");
+    let mut seqs = Vec::new();
+    for i in from..from + n {
+        let signal = json!({"type": "publish", "signal": {"type": "buy", "content": {
+            "symbol": "PUBUSDT", "price": 100.0 + i as f64, "timestamp": sigcast::auth::unix_now() as usize + i,
+            "strategy": "pub", "reason": format!("p{i}")}}});
+        ws.send(Message::text(signal.to_string())).await.unwrap();
+        loop {
+            let m = common::within(Duration::from_secs(10), ws.next()).await;
+            let Some(Ok(Message::Text(t))) = m else {
+                panic!("publisher lost its connection: {m:?}");
+            };
+            let v: Value = serde_json::from_str(t.as_str()).unwrap();
+            match v["type"].as_str() {
+                Some("publish_ack") => {
+                    seqs.push(v["seq"].as_u64().unwrap());
+                    break;
+                }
+                Some("error") => panic!("publish refused: {t}"),
+                _ => {}
+            }
+        }
+    }
+    seqs
+}
+
+fn tokens(material: &Material) -> (String, String) {
+    let ring = KeyRing::from_settings(&material.config(&[]).auth).unwrap();
+    let day = Duration::from_secs(86_400);
+    let reader = ring.issue("reader", day, None).unwrap();
+    let publisher = ring
+        .issue_scoped(
+            "publisher",
+            day,
+            None,
+            &Scope {
+                publisher: true,
+                ..Scope::default()
+            },
+        )
+        .unwrap();
+    (reader, publisher)
+}
+
+/// Every client's seqs are consecutive (no gap, no repeat), and where two clients hold the
+/// same seq they hold the same bytes.
+fn assert_same_sequence(clients: &[Arc<Mutex<Received>>]) -> BTreeMap<u64, String> {
+    let mut all: BTreeMap<u64, String> = BTreeMap::new();
+    for (i, c) in clients.iter().enumerate() {
+        let c = c.lock().unwrap();
+        let seqs: Vec<u64> = c.frames.iter().map(|(s, _)| *s).collect();
+        for pair in seqs.windows(2) {
+            assert_eq!(
+                pair[1],
+                pair[0] + 1,
+                "client {i}: gap or repeat in {seqs:?}"
+            );
+        }
+        for (seq, frame) in &c.frames {
+            let held = all.entry(*seq).or_insert_with(|| frame.clone());
+            assert_eq!(held, frame, "client {i}: seq {seq} differs between nodes");
+        }
+    }
+    all
+}
+
+/// No two stored signals are the same signal (a takeover or a retry stored twice).
+fn assert_no_duplicate_signal(frames: &BTreeMap<u64, String>) {
+    let mut seen = HashSet::new();
+    for (seq, frame) in frames {
+        let mut v: Value = serde_json::from_str(frame).unwrap();
+        v.as_object_mut().unwrap().remove("seq");
+        assert!(
+            seen.insert(v.to_string()),
+            "seq {seq} repeats an earlier signal: {frame}"
+        );
+    }
+}
+
+async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn nats_bin() -> Option<PathBuf> {
+    common::e2e_tool("SIGCAST_E2E_NATS")
+}
+
+/// One producer, three edges, clients on every node: all receive the identical `seq`
+/// sequence (the producer's strategies and a publisher on an edge both feed it), and a client
+/// resuming from 0 on an edge gets the whole history out of the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_producer_three_edges_every_client_the_same_sequence() {
+    let Some(bin) = nats_bin() else { return };
+    let material = Material::new();
+    let nats = Nats::start(&bin, material.dir.path(), true);
+    let producer = Node::start(&material, "producer", "producer", &nats.url()).await;
+    let mut edges = Vec::new();
+    for i in 0..3 {
+        edges.push(Node::start(&material, &format!("edge{i}"), "edge", &nats.url()).await);
+    }
+    producer
+        .wait_ready("leading", |code, text| {
+            code == 200 && text.contains("leading")
+        })
+        .await;
+    for e in &edges {
+        e.wait_ready("following", |code, _| code == 200).await;
+    }
+    let (token, publisher) = tokens(&material);
+    let ca = material.path("cert.pem");
+    let stop = CancellationToken::new();
+    let mut clients = Vec::new();
+    for node in std::iter::once(&producer).chain(&edges) {
+        for _ in 0..2 {
+            clients.push(reader(
+                vec![node.listen],
+                ca.clone(),
+                token.clone(),
+                None,
+                stop.clone(),
+            ));
+        }
+    }
+    wait_for("every client connected", Duration::from_secs(10), || {
+        clients.iter().all(|(r, _)| r.lock().unwrap().connects == 1)
+    })
+    .await;
+    let acked = publish(edges[1].listen, &ca, &publisher, 0, 20).await;
+    let last = *acked.last().unwrap();
+    wait_for(
+        "every client has the published signals",
+        Duration::from_secs(20),
+        || {
+            clients.iter().all(|(r, _)| {
+                r.lock()
+                    .unwrap()
+                    .frames
+                    .last()
+                    .is_some_and(|(s, _)| *s >= last)
+            })
+        },
+    )
+    .await;
+    wait_for(
+        "a signal of the producer's strategies",
+        Duration::from_secs(20),
+        || {
+            clients[0]
+                .0
+                .lock()
+                .unwrap()
+                .frames
+                .iter()
+                .any(|(_, f)| f.contains("\"strategy\":\"quick\""))
+        },
+    )
+    .await;
+    // A late client resuming from the start, on an edge that has never seen it.
+    let (history, _) = reader(
+        vec![edges[2].listen],
+        ca.clone(),
+        token.clone(),
+        Some(0),
+        stop.clone(),
+    );
+    let head = clients[0].0.lock().unwrap().frames.last().unwrap().0;
+    wait_for("history from the stream", Duration::from_secs(20), || {
+        history
+            .lock()
+            .unwrap()
+            .frames
+            .last()
+            .is_some_and(|(s, _)| *s >= head)
+    })
+    .await;
+    stop.cancel();
+    let mut all: Vec<_> = clients.iter().map(|(r, _)| r.clone()).collect();
+    all.push(history.clone());
+    let frames = assert_same_sequence(&all);
+    assert_eq!(
+        history.lock().unwrap().frames.first().map(|f| f.0),
+        Some(1),
+        "resumed from the first"
+    );
+    assert!(
+        frames
+            .values()
+            .any(|f| f.contains("\"strategy\":\"quick\"")),
+        "the producer's strategies feed the stream"
+    );
+    for seq in &acked {
+        assert!(
+            frames[seq].contains("\"PUBUSDT\""),
+            "seq {seq} is the published signal"
+        );
+    }
+    assert_no_duplicate_signal(&frames);
+}
+
+/// An edge killed: its clients resume on another edge with their last seq and lose nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_killed_its_clients_resume_on_another_and_lose_nothing() {
+    let Some(bin) = nats_bin() else { return };
+    let material = Material::new();
+    let nats = Nats::start(&bin, material.dir.path(), true);
+    let producer = Node::start(&material, "producer", "producer", &nats.url()).await;
+    let mut doomed = Node::start(&material, "doomed", "edge", &nats.url()).await;
+    let spare = Node::start(&material, "spare", "edge", &nats.url()).await;
+    producer
+        .wait_ready("leading", |c, t| c == 200 && t.contains("leading"))
+        .await;
+    let (token, publisher) = tokens(&material);
+    let ca = material.path("cert.pem");
+    let stop = CancellationToken::new();
+    let moving: Vec<_> = (0..3)
+        .map(|_| {
+            reader(
+                vec![doomed.listen, spare.listen],
+                ca.clone(),
+                token.clone(),
+                None,
+                stop.clone(),
+            )
+        })
+        .collect();
+    let (witness, _) = reader(
+        vec![spare.listen],
+        ca.clone(),
+        token.clone(),
+        None,
+        stop.clone(),
+    );
+    wait_for("connected", Duration::from_secs(10), || {
+        moving.iter().all(|(r, _)| r.lock().unwrap().connects == 1)
+            && witness.lock().unwrap().connects == 1
+    })
+    .await;
+    publish(producer.listen, &ca, &publisher, 0, 10).await;
+    doomed.kill();
+    // Signals keep coming while the clients move.
+    let acked = publish(producer.listen, &ca, &publisher, 10, 10).await;
+    let last = *acked.last().unwrap();
+    wait_for(
+        "the moved clients caught up",
+        Duration::from_secs(20),
+        || {
+            moving.iter().all(|(r, _)| {
+                r.lock()
+                    .unwrap()
+                    .frames
+                    .last()
+                    .is_some_and(|(s, _)| *s >= last)
+            })
+        },
+    )
+    .await;
+    stop.cancel();
+    let mut all: Vec<_> = moving.iter().map(|(r, _)| r.clone()).collect();
+    all.push(witness.clone());
+    assert_same_sequence(&all);
+    let w = witness.lock().unwrap();
+    let first = w.frames.first().unwrap().0;
+    for (r, _) in &moving {
+        let r = r.lock().unwrap();
+        assert_eq!(r.connects, 2, "moved once, to the spare edge");
+        // From where the witness started, the moved clients hold every seq it holds.
+        let theirs: Vec<u64> = r
+            .frames
+            .iter()
+            .map(|f| f.0)
+            .filter(|s| *s >= first && *s <= last)
+            .collect();
+        let its: Vec<u64> = w
+            .frames
+            .iter()
+            .map(|f| f.0)
+            .filter(|s| *s <= last)
+            .collect();
+        assert_eq!(theirs, its);
+    }
+}
+
+/// Two producers: the leader killed, the standby takes over within the lease bound
+/// (cluster.lease 3 s, renewed every second: at most 4 s, well inside the default 5 s), and
+/// the clients' sequence has no gap and no repeated signal across the takeover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standby_producer_takes_over_with_no_gap_and_no_duplicate() {
+    let Some(bin) = nats_bin() else { return };
+    let material = Material::new();
+    let nats = Nats::start(&bin, material.dir.path(), true);
+    let a = Node::start(&material, "a", "producer", &nats.url()).await;
+    let b = Node::start(&material, "b", "producer", &nats.url()).await;
+    let edge = Node::start(&material, "edge", "edge", &nats.url()).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(a.leading().await || b.leading().await) {
+        assert!(Instant::now() < deadline, "no producer leads");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (mut leader, standby) = if a.leading().await { (a, b) } else { (b, a) };
+    assert!(!standby.leading().await, "one leader at a time");
+    standby
+        .wait_ready("standing by, serving the stream", |c, _| c == 200)
+        .await;
+    let (token, _) = tokens(&material);
+    let ca = material.path("cert.pem");
+    let stop = CancellationToken::new();
+    let (client, _) = reader(
+        vec![edge.listen],
+        ca.clone(),
+        token.clone(),
+        None,
+        stop.clone(),
+    );
+    wait_for("signals from the leader", Duration::from_secs(20), || {
+        client.lock().unwrap().frames.len() >= 5
+    })
+    .await;
+    leader.kill();
+    let killed = Instant::now();
+    while !standby.leading().await {
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "the standby never took over"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = killed.elapsed();
+    let before = client.lock().unwrap().frames.len();
+    wait_for(
+        "signals from the new leader",
+        Duration::from_secs(30),
+        || client.lock().unwrap().frames.len() >= before + 5,
+    )
+    .await;
+    stop.cancel();
+    let frames = assert_same_sequence(std::slice::from_ref(&client));
+    assert_no_duplicate_signal(&frames);
+    assert!(took <= Duration::from_secs(5), "takeover took {took:?}");
+    eprintln!("takeover in {took:?}");
+    common::report(
+        "cluster-takeover",
+        &format!(
+            "cluster: the standby producer led {took:.1?} after the leader was killed (cluster.lease 3 s)"
+        ),
+    );
+}
+
+/// nats-server restarted on its store: edges keep their clients and say not ready while it
+/// is away, then every node catches up from its last seq; what a publisher sends during the
+/// outage is stored once NATS is back and reaches everyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_restart_is_caught_up_by_every_node() {
+    let Some(bin) = nats_bin() else { return };
+    let material = Material::new();
+    let mut nats = Nats::start(&bin, material.dir.path(), true);
+    let producer = Node::start(&material, "producer", "producer", &nats.url()).await;
+    let edge = Node::start(&material, "edge", "edge", &nats.url()).await;
+    producer
+        .wait_ready("leading", |c, t| c == 200 && t.contains("leading"))
+        .await;
+    edge.wait_ready("following", |c, _| c == 200).await;
+    let (token, publisher) = tokens(&material);
+    let ca = material.path("cert.pem");
+    let stop = CancellationToken::new();
+    let (on_edge, _) = reader(
+        vec![edge.listen],
+        ca.clone(),
+        token.clone(),
+        None,
+        stop.clone(),
+    );
+    let (on_producer, _) = reader(
+        vec![producer.listen],
+        ca.clone(),
+        token.clone(),
+        None,
+        stop.clone(),
+    );
+    wait_for("signals", Duration::from_secs(20), || {
+        on_edge.lock().unwrap().frames.len() >= 3
+    })
+    .await;
+
+    nats.kill();
+    edge.wait_ready("not ready without NATS", |c, t| {
+        c == 503 && t.contains("disconnected")
+    })
+    .await;
+    // A publish while NATS is away waits in the outbox (its ack comes once stored).
+    let pending = {
+        let (ca, publisher, at) = (ca.clone(), publisher.clone(), edge.listen);
+        tokio::spawn(async move { publish(at, &ca, &publisher, 0, 1).await })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    nats.run();
+    edge.wait_ready("ready again", |c, _| c == 200).await;
+    producer.wait_ready("ready again", |c, _| c == 200).await;
+    let acked = common::within(Duration::from_secs(20), pending)
+        .await
+        .unwrap();
+    let after = publish(producer.listen, &ca, &publisher, 1, 5).await;
+    let last = *after.last().unwrap();
+    wait_for("caught up", Duration::from_secs(20), || {
+        [&on_edge, &on_producer].iter().all(|r| {
+            r.lock()
+                .unwrap()
+                .frames
+                .last()
+                .is_some_and(|(s, _)| *s >= last)
+        })
+    })
+    .await;
+    stop.cancel();
+    let frames = assert_same_sequence(&[on_edge.clone(), on_producer.clone()]);
+    assert!(
+        frames[&acked[0]].contains("PUBUSDT"),
+        "the outage's publish was stored"
+    );
+    assert_eq!(
+        on_edge.lock().unwrap().connects,
+        1,
+        "the edge kept its client through the outage"
+    );
+    assert_eq!(on_producer.lock().unwrap().connects, 1);
+    assert_no_duplicate_signal(&frames);
+}
+
+/// A token revoked through the cluster (`sigcast token revoke` with cluster.nats) closes its
+/// session on an edge within 2 s, and the edge refuses it afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_closes_the_session_on_another_node_within_two_seconds() {
+    let Some(bin) = nats_bin() else { return };
+    let material = Material::new();
+    let nats = Nats::start(&bin, material.dir.path(), true);
+    let edge = Node::start(&material, "edge", "edge", &nats.url()).await;
+    let other = Node::start(&material, "other", "edge", &nats.url()).await;
+    let ca = material.path("cert.pem");
+    let cli = |args: &[&str]| {
+        let out = common::sigcast_command()
+            .args(args)
+            .args(["--set", &format!("cluster.nats={}", nats.url())])
+            .args([
+                "--set",
+                &format!(
+                    "auth.jwt_secret_file={}",
+                    material.path("jwt.secret").display()
+                ),
+            ])
+            .args([
+                "--set",
+                &format!("data.dir={}", material.path("cli-data").display()),
+            ])
+            .env_remove("SIGCAST_CONFIG")
+            .current_dir(material.dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "sigcast {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let token = cli(&["token", "issue", "--sub", "mallory"])
+        .trim()
+        .to_string();
+    let bystander = cli(&["token", "issue", "--sub", "alice"])
+        .trim()
+        .to_string();
+    let listed = cli(&["token", "list"]);
+    assert!(
+        listed.contains("mallory") && listed.contains("alice"),
+        "{listed}"
+    );
+    let mut ws = connect(edge.listen, &ca, &token, None)
+        .await
+        .expect("connects");
+    let mut fine = connect(other.listen, &ca, &bystander, None)
+        .await
+        .expect("connects");
+    let revoked_at = Instant::now();
+    cli(&["token", "revoke", "--sub", "mallory"]);
+    let (code, reason) = common::expect_close(&mut ws, Duration::from_secs(5)).await;
+    let took = revoked_at.elapsed();
+    assert_eq!(code, 1008, "{reason}");
+    assert!(
+        took <= Duration::from_secs(2),
+        "closed {took:?} after the revocation"
+    );
+    assert!(
+        connect(other.listen, &ca, &token, None).await.is_none(),
+        "refused on every node"
+    );
+    common::send_text(&mut fine, r#"{"type":"ping"}"#).await;
+    let mut pong = false;
+    for _ in 0..5 {
+        if common::next_text(&mut fine).await.contains("\"pong\"") {
+            pong = true;
+            break;
+        }
+    }
+    assert!(pong, "others carry on");
+    assert!(cli(&["token", "list"]).contains("revoked"));
+}
+
+/// Start errors are one clear line and a non-zero exit: NATS unreachable, JetStream not
+/// enabled, and a stream of that name with other subjects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_start_errors_are_clear() {
+    let Some(bin) = nats_bin() else { return };
+    let material = Material::new();
+    let run = |name: &str, nats: &str| {
+        let (mut child, log) = spawn_node(&material, name, "edge", nats, &[]);
+        let status = child.wait().unwrap();
+        assert!(!status.success());
+        std::fs::read_to_string(log).unwrap()
+    };
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let text = run("unreachable", &format!("nats://{closed}"));
+    assert!(
+        text.contains("cluster.nats: cannot reach NATS at"),
+        "{text}"
+    );
+
+    let plain_dir = material.path("plain");
+    std::fs::create_dir_all(&plain_dir).unwrap();
+    let plain = Nats::start(&bin, &plain_dir, false);
+    let text = run("nojs", &plain.url());
+    assert!(text.contains("JetStream is not enabled"), "{text}");
+
+    let nats = Nats::start(&bin, material.dir.path(), true);
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "SIGCAST_SIGNALS".into(),
+        subjects: vec!["orders.>".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let text = run("conflict", &nats.url());
+    assert!(
+        text.contains(
+            "cluster.stream: the stream SIGCAST_SIGNALS exists with subjects [\"orders.>\"]"
+        ),
+        "{text}"
+    );
+}
