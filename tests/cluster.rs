@@ -860,6 +860,48 @@ async fn a_revocation_closes_the_session_on_another_node_within_two_seconds() {
     assert!(cli(&["token", "list"]).contains("revoked"));
 }
 
+/// The load generator over a cluster (what `bench/cluster` runs): clients spread over the
+/// edges, the publisher on the producer, CPU added up over the nodes; everything delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_generator_spreads_clients_over_the_edges() {
+    let Some(bin) = nats_bin() else { return };
+    let material = Material::new();
+    let nats = Nats::start(&bin, material.dir.path(), true);
+    let producer = Node::start(&material, "producer", "producer", &nats.url()).await;
+    let edges = [
+        Node::start(&material, "e0", "edge", &nats.url()).await,
+        Node::start(&material, "e1", "edge", &nats.url()).await,
+    ];
+    for e in &edges {
+        e.wait_ready("following", |c, _| c == 200).await;
+    }
+    let url = |n: &Node| format!("wss://localhost:{}", n.listen.port());
+    let options = sigcast::loadgen::Options {
+        url: edges.iter().map(url).collect::<Vec<_>>().join(","),
+        publish_url: Some(url(&producer)),
+        ca: Some(material.path("cert.pem")),
+        clients: 30,
+        concurrency: 8,
+        rate: 20,
+        duration: Duration::from_secs(1),
+        server_pids: std::iter::once(&producer)
+            .chain(&edges)
+            .map(|n| n.child.id())
+            .collect(),
+        settle: Duration::from_millis(100),
+    };
+    let keys = KeyRing::from_settings(&material.config(&[]).auth).unwrap();
+    let report = common::within(
+        Duration::from_secs(60),
+        sigcast::loadgen::run(&options, &keys),
+    )
+    .await
+    .unwrap();
+    assert_eq!((report.connected, report.expected), (30, 600));
+    assert_eq!(report.delivered, 600, "{report:?}");
+    assert!(report.server_cpu_us_per_delivery.is_some_and(|c| c > 0.0));
+}
+
 /// Start errors are one clear line and a non-zero exit: NATS unreachable, JetStream not
 /// enabled, and a stream of that name with other subjects.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,13 +16,14 @@ async fn load_generator_measures_a_real_server() {
     let keys = KeyRing::from_settings(&server.config.auth).unwrap();
     let options = Options {
         url: server.url(),
+        publish_url: None,
         ca: Some(server.material.path("cert.pem")),
         clients: 40,
         concurrency: 8,
         rate: 50,
         duration: Duration::from_secs(1),
         // The server runs in this process.
-        server_pid: Some(std::process::id()),
+        server_pids: vec![std::process::id()],
         settle: Duration::from_millis(100),
     };
     let report = common::within(Duration::from_secs(60), run(&options, &keys))

@@ -237,8 +237,12 @@ pub struct SettingsArgs {
 /// `bench`'s flags: what the load generator runs (see [`crate::loadgen::Options`]).
 #[derive(Debug, Args, Clone)]
 pub struct BenchArgs {
-    /// Server URL, e.g. wss://127.0.0.1:8443.
+    /// Server URL, e.g. wss://127.0.0.1:8443; several, comma-separated, spread the clients
+    /// over them (a cluster's edges).
     url: String,
+    /// Where the publisher publishes (default: the first URL), e.g. a cluster's producer.
+    #[arg(long, value_name = "URL")]
+    publish_url: Option<String>,
     /// CA certificate PEM to trust (e.g. a self-signed server's cert.pem).
     #[arg(long, value_name = "FILE")]
     ca: Option<PathBuf>,
@@ -254,9 +258,10 @@ pub struct BenchArgs {
     /// How long broadcasts go out.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     duration: std::time::Duration,
-    /// The server's pid, to read its memory and CPU from /proc.
-    #[arg(long)]
-    server_pid: Option<u32>,
+    /// The server's pid, to read its memory and CPU from /proc; several, comma-separated,
+    /// are added up (a cluster's nodes).
+    #[arg(long, value_delimiter = ',')]
+    server_pid: Vec<u32>,
     /// Idle time after connecting, before memory is read.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     settle: std::time::Duration,
@@ -266,12 +271,13 @@ impl From<BenchArgs> for crate::loadgen::Options {
     fn from(a: BenchArgs) -> Self {
         Self {
             url: a.url,
+            publish_url: a.publish_url,
             ca: a.ca,
             clients: a.clients,
             concurrency: a.concurrency,
             rate: a.rate,
             duration: a.duration,
-            server_pid: a.server_pid,
+            server_pids: a.server_pid,
             settle: a.settle,
         }
     }

@@ -43,8 +43,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// `wss://host:port`.
+    /// `wss://host:port`, or several comma-separated: clients are spread over them.
     pub url: String,
+    /// Where the publisher connects; the first of `url` when `None`.
+    pub publish_url: Option<String>,
     /// CA certificate to trust (a self-signed server's cert.pem); the web PKI otherwise.
     pub ca: Option<PathBuf>,
     pub clients: usize,
@@ -54,8 +56,8 @@ pub struct Options {
     pub rate: u32,
     /// How long broadcasts go out.
     pub duration: Duration,
-    /// The server's pid, for RSS and CPU from `/proc`.
-    pub server_pid: Option<u32>,
+    /// The server's pids (a cluster's nodes), for RSS and CPU from `/proc`, added up.
+    pub server_pids: Vec<u32>,
     /// How long connections sit idle before the memory reading.
     pub settle: Duration,
 }
@@ -91,13 +93,26 @@ pub struct Report {
 
 /// Connects the clients, drives the broadcasts and measures.
 pub async fn run(options: &Options, keys: &KeyRing) -> anyhow::Result<Report> {
-    let target = Target::parse(&options.url, options.ca.as_ref())?;
+    let targets: Vec<Target> = options
+        .url
+        .split(',')
+        .map(|u| Target::parse(u.trim(), options.ca.as_ref()))
+        .collect::<anyhow::Result<_>>()?;
+    let publish_target = match &options.publish_url {
+        Some(url) => Target::parse(url, options.ca.as_ref())?,
+        None => targets[0].clone(),
+    };
     let mut report = Report {
         clients: options.clients,
         ..Default::default()
     };
-    let pid = options.server_pid;
-    let rss_before = pid.and_then(rss_kib);
+    let pids = &options.server_pids;
+    let sum = |read: fn(u32) -> Option<u64>| -> Option<u64> {
+        (!pids.is_empty())
+            .then(|| pids.iter().map(|p| read(*p)).sum::<Option<u64>>())
+            .flatten()
+    };
+    let rss_before = sum(rss_kib);
     let broadcasts = options.rate as usize * options.duration.as_secs() as usize;
     let recorder = Arc::new(Recorder::new(broadcasts));
     let stop = CancellationToken::new();
@@ -122,7 +137,7 @@ pub async fn run(options: &Options, keys: &KeyRing) -> anyhow::Result<Report> {
             &Scope::default(),
         )?;
         let (target, gate, handshakes, settled) = (
-            target.clone(),
+            targets[client % targets.len()].clone(),
             gate.clone(),
             handshakes.clone(),
             settled.clone(),
@@ -169,7 +184,7 @@ pub async fn run(options: &Options, keys: &KeyRing) -> anyhow::Result<Report> {
     report.handshake_p99_ms = quantile(&took, 0.99) as f64 / 1000.0;
 
     tokio::time::sleep(options.settle).await;
-    if let (Some(before), Some(after)) = (rss_before, pid.and_then(rss_kib)) {
+    if let (Some(before), Some(after)) = (rss_before, sum(rss_kib)) {
         report.rss_kib_total = Some(after);
         if report.connected > 0 {
             report.rss_kib_per_conn =
@@ -187,12 +202,12 @@ pub async fn run(options: &Options, keys: &KeyRing) -> anyhow::Result<Report> {
                 ..Scope::default()
             },
         )?;
-        let publisher = target.connect(&publisher_token).await?;
-        let cpu_before = pid.and_then(cpu_micros);
+        let publisher = publish_target.connect(&publisher_token).await?;
+        let cpu_before = sum(cpu_micros);
         let first_emit = now_ns();
         let held = publish(publisher, options.rate, broadcasts, &recorder, stop.clone()).await?;
         drain(&recorder, broadcasts as u64 * report.connected as u64).await;
-        let cpu_after = pid.and_then(cpu_micros);
+        let cpu_after = sum(cpu_micros);
         drop(held);
         report.broadcasts = broadcasts;
         report.expected = broadcasts as u64 * report.connected as u64;
