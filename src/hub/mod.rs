@@ -342,6 +342,11 @@ impl Hub {
         self.journal.as_deref()
     }
 
+    /// Whether signals go through a cluster's stream.
+    pub fn is_clustered(&self) -> bool {
+        self.outbox.is_some()
+    }
+
     /// Where resumes read, when signals are kept.
     pub fn history(&self) -> Option<&Arc<dyn History>> {
         self.history.as_ref()

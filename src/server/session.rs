@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesOrdered;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio::time::MissedTickBehavior;
@@ -80,6 +82,26 @@ pub struct Session {
     tests_served: usize,
     /// Queue depth and fan-out latency seen here, not yet added to the shared histograms.
     observed: Observations,
+    /// Cluster mode: publishes waiting for the stream to store them, answered in order as
+    /// it does, while the session reads on (made at a publisher's first publish).
+    confirming: Option<Box<Confirming>>,
+}
+
+/// Publish acks on their way, oldest first.
+type Confirming = FuturesOrdered<BoxFuture<'static, Message>>;
+
+/// Publishes one session may have waiting for the stream; beyond, it is told to slow down.
+const MAX_CONFIRMING: usize = 4096;
+
+/// The next publish ack ready, or never when none waits.
+async fn next_confirmed(confirming: &mut Option<Box<Confirming>>) -> Message {
+    match confirming {
+        Some(queue) if !queue.is_empty() => match queue.next().await {
+            Some(reply) => reply,
+            None => std::future::pending().await,
+        },
+        _ => std::future::pending().await,
+    }
 }
 
 /// A session's part of the queue-depth and fan-out-latency histograms.
@@ -137,6 +159,7 @@ impl Session {
             last_heard: Instant::now(),
             tests_served: 0,
             observed: Observations::default(),
+            confirming: None,
             shared,
         }
     }
@@ -217,6 +240,10 @@ impl Session {
                 // write costs far less than the write's own syscall).
                 frame = self.frames.recv() => Box::pin(self.on_frame(frame)).await?,
                 () = market_ready(self.market.as_ref()) => Box::pin(self.on_market()).await?,
+                reply = next_confirmed(&mut self.confirming) => {
+                    Box::pin(self.write([reply])).await?;
+                    Flow::Continue
+                }
                 _ = ping.tick() => Box::pin(self.on_ping_tick()).await?,
             };
             if !matches!(flow, Flow::Continue) {
@@ -254,7 +281,10 @@ impl Session {
             ),
             Command::Subscribe(topic) => self.on_topic("subscribe", &topic),
             Command::Unsubscribe(topic) => self.on_topic("unsubscribe", &topic),
-            Command::Publish(signal) => self.on_publish(signal.as_ref()).await,
+            Command::Publish(signal) => match self.on_publish(signal.as_ref()).await {
+                Some(reply) => reply,
+                None => return Ok(Flow::Continue),
+            },
             Command::Invalid(message) => error_reply("invalid_message", &message),
         };
         self.write([reply]).await?;
@@ -285,34 +315,54 @@ impl Session {
         Ok(Flow::Continue)
     }
 
-    /// A publisher's signal: checked, numbered, journaled and broadcast; answered with its `seq`.
-    /// In cluster mode it waits until the stream has stored it (the session reads on after).
-    async fn on_publish(&mut self, body: Option<&serde_json::Value>) -> Message {
+    /// A publisher's signal: checked, numbered, journaled and broadcast; answered with its
+    /// `seq`. In cluster mode the answer comes once the stream has stored it (`None` here:
+    /// the session reads on meanwhile, and acks go out in order).
+    async fn on_publish(&mut self, body: Option<&serde_json::Value>) -> Option<Message> {
         if !self.claims.is_publisher() {
-            return error_reply(
+            return Some(error_reply(
                 "publish_denied",
                 "this token may not publish; a publisher token may",
-            );
+            ));
         }
         let Some(body) = body else {
-            return error_reply("invalid_message", "publish: give the signal in \"signal\"");
+            return Some(error_reply(
+                "invalid_message",
+                "publish: give the signal in \"signal\"",
+            ));
         };
-        match crate::hub::inbound::parse(body, unix_now() as i64) {
-            Ok(signal) => match self.shared.hub.publish_confirmed(&signal).await {
+        let signal = match crate::hub::inbound::parse(body, unix_now() as i64) {
+            Ok(signal) => signal,
+            Err(e) => return Some(error_reply("invalid_signal", &e)),
+        };
+        let (hub, sub) = (self.shared.hub.clone(), self.claims.sub.clone());
+        let confirm = async move {
+            match hub.publish_confirmed(&signal).await {
                 Ok((seq, listeners)) => {
-                    tracing::info!(sub = %self.claims.sub, symbol = %signal.symbol, side = signal.side.as_str(), seq, listeners, "signal published");
+                    tracing::info!(%sub, symbol = %signal.symbol, side = signal.side.as_str(), seq, listeners, "signal published");
                     Message::text(
                         serde_json::json!({"type": "publish_ack", "seq": seq, "timestamp": unix_now()})
                             .to_string(),
                     )
                 }
                 Err(e) => {
-                    tracing::warn!(sub = %self.claims.sub, error = %e, "publish not confirmed");
+                    tracing::warn!(%sub, error = %e, "publish not confirmed");
                     error_reply("publish_failed", &e.to_string())
                 }
-            },
-            Err(e) => error_reply("invalid_signal", &e),
+            }
+        };
+        if !self.shared.hub.is_clustered() {
+            return Some(confirm.await);
         }
+        let queue = self.confirming.get_or_insert_with(Default::default);
+        if queue.len() >= MAX_CONFIRMING {
+            return Some(error_reply(
+                "publish_failed",
+                "too many publishes waiting for the signal stream; wait for their acks",
+            ));
+        }
+        queue.push_back(Box::pin(confirm));
+        None
     }
 
     /// Applies a subscribe or unsubscribe; returns the ack or the error to send.
