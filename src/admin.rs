@@ -324,6 +324,9 @@ pub fn render(observed: &Observed) -> String {
         6,
     );
     upstream(&mut out, observed);
+    if let Some(cluster) = &observed.cluster {
+        cluster_metrics(&mut out, cluster);
+    }
     out
 }
 
@@ -431,6 +434,47 @@ fn histogram<const N: usize>(
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// The node's link to the cluster's signal stream.
+fn cluster_metrics(out: &mut String, c: &crate::cluster::Status) {
+    let flag = |b: &std::sync::atomic::AtomicBool| u64::from(b.load(Ordering::Relaxed));
+    gauge(
+        out,
+        "sigcast_cluster_connected",
+        "1 while the NATS connection is up.",
+        flag(&c.connected),
+    );
+    gauge(
+        out,
+        "sigcast_cluster_caught_up",
+        "1 while this node has delivered everything the signal stream held when it last looked.",
+        flag(&c.caught_up),
+    );
+    gauge(
+        out,
+        "sigcast_cluster_leader",
+        "1 while this producer holds the leader lease.",
+        flag(&c.leader),
+    );
+    gauge(
+        out,
+        "sigcast_cluster_delivered_seq",
+        "The last seq this node delivered from the signal stream.",
+        c.delivered.load(Ordering::Relaxed),
+    );
+    counter(
+        out,
+        "sigcast_cluster_published_total",
+        "Signals published on this node that the stream confirmed.",
+        c.published.load(Ordering::Relaxed),
+    );
+    counter(
+        out,
+        "sigcast_cluster_duplicates_total",
+        "Of those, the ones the stream already held (a retry, or another producer's copy).",
+        c.duplicates.load(Ordering::Relaxed),
+    );
 }
 
 fn counter(out: &mut String, name: &str, help: &str, value: u64) {

@@ -180,12 +180,22 @@ impl Node {
 
     /// `/readyz`: the status code and the text.
     async fn readyz(&self) -> (u16, String) {
+        self.admin_get("/readyz").await
+    }
+
+    /// One value of `/metrics`.
+    async fn metric(&self, name: &str) -> Option<u64> {
+        let text = self.admin_get("/metrics").await.1;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    async fn admin_get(&self, path: &str) -> (u16, String) {
         let Ok(mut tcp) = tokio::net::TcpStream::connect(self.admin).await else {
             return (0, String::new());
         };
-        let _ = tcp
-            .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let _ = tcp.write_all(request.as_bytes()).await;
         let mut text = String::new();
         let _ = tcp.read_to_string(&mut text).await;
         let code = text
@@ -530,6 +540,18 @@ async fn one_producer_three_edges_every_client_the_same_sequence() {
             .is_some_and(|(s, _)| *s >= head)
     })
     .await;
+    // What operators see: every node connected, the producer leading, the edge that took the
+    // publishes counting them.
+    assert_eq!(producer.metric("sigcast_cluster_leader").await, Some(1));
+    assert_eq!(edges[0].metric("sigcast_cluster_leader").await, Some(0));
+    assert_eq!(
+        edges[1].metric("sigcast_cluster_published_total").await,
+        Some(20)
+    );
+    for node in std::iter::once(&producer).chain(&edges) {
+        assert_eq!(node.metric("sigcast_cluster_connected").await, Some(1));
+        assert!(node.metric("sigcast_cluster_delivered_seq").await >= Some(last));
+    }
     stop.cancel();
     let mut all: Vec<_> = clients.iter().map(|(r, _)| r.clone()).collect();
     all.push(history.clone());

@@ -6,8 +6,8 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::context::PublishAckFuture;
+use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::publish::PublishAck;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -57,7 +57,10 @@ async fn run(cluster: Cluster, mut queue: mpsc::Receiver<Outgoing>, stop: Cancel
     })
     .await;
     if drained.is_err() {
-        tracing::error!(left = queue.len(), "signals not stored in the stream at stop");
+        tracing::error!(
+            left = queue.len(),
+            "signals not stored in the stream at stop"
+        );
     }
 }
 
