@@ -35,25 +35,54 @@ struct Nats {
     port: u16,
     dir: PathBuf,
     jetstream: bool,
+    /// In a NATS cluster: this server's name, its route port and every route.
+    cluster: Option<(String, u16, Vec<u16>)>,
     child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Nats {
     fn start(bin: &Path, dir: &Path, jetstream: bool) -> Nats {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let mut nats = Nats {
             bin: bin.to_path_buf(),
-            port,
+            port: free_port(),
             dir: dir.to_path_buf(),
             jetstream,
+            cluster: None,
             child: None,
         };
         nats.run();
         nats
+    }
+
+    /// Three servers routed into one NATS cluster with JetStream, each with its own store.
+    fn start_cluster(bin: &Path, dir: &Path) -> Vec<Nats> {
+        let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let mut servers: Vec<Nats> = (0..3)
+            .map(|i| {
+                let dir = dir.join(format!("n{i}"));
+                std::fs::create_dir_all(&dir).unwrap();
+                Nats {
+                    bin: bin.to_path_buf(),
+                    port: free_port(),
+                    dir,
+                    jetstream: true,
+                    cluster: Some((format!("n{i}"), routes[i], routes.clone())),
+                    child: None,
+                }
+            })
+            .collect();
+        for s in &mut servers {
+            s.run();
+        }
+        servers
     }
 
     fn run(&mut self) {
@@ -61,6 +90,19 @@ impl Nats {
         command.args(["-a", "127.0.0.1", "-p", &self.port.to_string()]);
         if self.jetstream {
             command.arg("-js").arg("-sd").arg(self.dir.join("js"));
+        }
+        if let Some((name, route, routes)) = &self.cluster {
+            let routes: Vec<String> = routes
+                .iter()
+                .filter(|r| *r != route)
+                .map(|r| format!("nats://127.0.0.1:{r}"))
+                .collect();
+            command
+                .args(["-n", name, "--cluster_name", "sigcast"])
+                .arg("--cluster")
+                .arg(format!("nats://127.0.0.1:{route}"))
+                .arg("--routes")
+                .arg(routes.join(","));
         }
         let log = std::fs::File::create(self.dir.join(format!("nats-{}.log", self.port))).unwrap();
         self.child = Some(
@@ -922,6 +964,86 @@ async fn the_load_generator_spreads_clients_over_the_edges() {
     assert_eq!((report.connected, report.expected), (30, 600));
     assert_eq!(report.delivered, 600, "{report:?}");
     assert!(report.server_cpu_us_per_delivery.is_some_and(|c| c > 0.0));
+}
+
+/// Waits until JetStream answers on `url` (a NATS cluster first elects its meta leader).
+async fn wait_jetstream(url: &str) {
+    let client = async_nats::connect(url).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(reply) = client.request("$JS.API.INFO", "".into()).await {
+            let v: Value = serde_json::from_slice(&reply.payload).unwrap_or_default();
+            if v.get("error").is_none() {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "JetStream never became available"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A three-node NATS cluster with the stream and buckets replicated three times: one NATS
+/// server killed and started again, the nodes fail over to the others, keep their clients,
+/// and the sequence carries on with no gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_node_nats_cluster_outlives_one_server() {
+    let Some(bin) = nats_bin() else { return };
+    let material = Material::new();
+    let mut servers = Nats::start_cluster(&bin, material.dir.path());
+    let urls: Vec<String> = servers.iter().map(Nats::url).collect();
+    let urls = urls.join(",");
+    wait_jetstream(&servers[0].url()).await;
+    let replicated = [("cluster.replicas", "3")];
+    let producer = Node::start_with(&material, "producer", "producer", &urls, &replicated).await;
+    let edge = Node::start_with(&material, "edge", "edge", &urls, &replicated).await;
+    producer
+        .wait_ready("leading", |c, t| c == 200 && t.contains("leading"))
+        .await;
+    edge.wait_ready("following", |c, _| c == 200).await;
+    let (token, publisher) = tokens(&material);
+    let ca = material.path("cert.pem");
+    let stop = CancellationToken::new();
+    let (client, _) = reader(
+        vec![edge.listen],
+        ca.clone(),
+        token.clone(),
+        None,
+        stop.clone(),
+    );
+    publish(producer.listen, &ca, &publisher, 0, 5).await;
+
+    servers[0].kill();
+    let during = publish(edge.listen, &ca, &publisher, 5, 5).await;
+    servers[0].run();
+    let after = publish(producer.listen, &ca, &publisher, 10, 5).await;
+    let last = *after.last().unwrap();
+    wait_for(
+        "everything through the NATS cluster",
+        Duration::from_secs(30),
+        || {
+            client
+                .lock()
+                .unwrap()
+                .frames
+                .last()
+                .is_some_and(|(s, _)| *s >= last)
+        },
+    )
+    .await;
+    stop.cancel();
+    let frames = assert_same_sequence(std::slice::from_ref(&client));
+    for seq in during.iter().chain(&after) {
+        assert!(frames[seq].contains("PUBUSDT"));
+    }
+    assert_eq!(
+        client.lock().unwrap().connects,
+        1,
+        "the edge kept its client"
+    );
+    assert_no_duplicate_signal(&frames);
 }
 
 /// Start errors are one clear line and a non-zero exit: NATS unreachable, JetStream not

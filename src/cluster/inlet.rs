@@ -13,6 +13,10 @@ use super::{Cluster, from_payload};
 use crate::hub::Hub;
 
 const FIRST_RETRY: Duration = Duration::from_millis(100);
+/// A consumer that has delivered nothing for this long is checked against the stream: if the
+/// stream holds more, the consumer is stuck (it can be, after a failover between NATS
+/// servers) and is made again.
+const STALL_CHECK: Duration = Duration::from_secs(2);
 const MAX_RETRY: Duration = Duration::from_secs(2);
 
 /// Follows the stream into `hub` until `stop`.
@@ -67,11 +71,32 @@ async fn follow(
     let status = &cluster.status;
     status.caught_up.store(last < from, Ordering::Relaxed);
     tracing::info!(from, stream_last = last, "following the signal stream");
+    let mut check = tokio::time::interval(STALL_CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut heard = tokio::time::Instant::now();
     loop {
         let message = tokio::select! {
             _ = stop.cancelled() => return Ok(()),
             m = messages.next() => m,
+            _ = check.tick() => {
+                if heard.elapsed() >= STALL_CHECK {
+                    let held = tokio::time::timeout(STALL_CHECK, stream.info())
+                        .await
+                        .map_err(|_| "the stream did not answer".to_string())?
+                        .map_err(|e| e.to_string())?
+                        .state
+                        .last_sequence;
+                    if held > hub.last_seq() {
+                        return Err(format!(
+                            "nothing delivered for {STALL_CHECK:?} while the stream holds up to {held}"
+                        ));
+                    }
+                    status.caught_up.store(true, Ordering::Relaxed);
+                }
+                continue;
+            }
         };
+        heard = tokio::time::Instant::now();
         let message = match message {
             Some(Ok(m)) => m,
             Some(Err(e)) => return Err(e.to_string()),

@@ -123,14 +123,19 @@ impl Cluster {
                     }
                 }
             });
-        let client =
-            options
-                .connect(url.as_str())
-                .await
-                .map_err(|e| ClusterError::Unreachable {
-                    url: url.clone(),
-                    reason: e.to_string(),
-                })?;
+        // Several servers (a NATS cluster): the client picks one and fails over to the others.
+        let servers: Vec<&str> = url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .collect();
+        let client = options
+            .connect(servers)
+            .await
+            .map_err(|e| ClusterError::Unreachable {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
         status.connected.store(true, Ordering::Relaxed);
         let js = jetstream::new(client.clone());
         jetstream_enabled(&client)

@@ -113,7 +113,7 @@ pub enum PublishError {
 }
 
 /// How long a publish through the API waits for the cluster's stream to store it.
-const CONFIRM_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+const CONFIRM_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Fan-out point between the strategy engine and the client sessions.
 pub struct Hub {
