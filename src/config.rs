@@ -443,6 +443,9 @@ pub struct ClusterSettings {
     pub lease_bucket: String,
     /// The key-value bucket of the token registry and revocations.
     pub tokens_bucket: String,
+    /// The key-value bucket of the strategies' trade positions, so the producer that takes
+    /// over continues after the last trade the leader's strategies took.
+    pub positions_bucket: String,
 }
 
 impl Default for ClusterSettings {
@@ -457,6 +460,7 @@ impl Default for ClusterSettings {
             lease: Duration::from_secs(3),
             lease_bucket: "sigcast_leader".into(),
             tokens_bucket: "sigcast_tokens".into(),
+            positions_bucket: "sigcast_positions".into(),
         }
     }
 }
@@ -608,6 +612,7 @@ keys! {
     "cluster.lease", Duration, "leader lease: a standby producer takes over this long after the leader stops";
     "cluster.lease_bucket", Text, "key-value bucket of the leader lease";
     "cluster.tokens_bucket", Text, "key-value bucket of the token registry and revocations";
+    "cluster.positions_bucket", Text, "key-value bucket of the strategies' trade positions (producers)";
 }
 
 impl Key {
@@ -846,6 +851,7 @@ impl Config {
             ("cluster.stream", &c.stream),
             ("cluster.lease_bucket", &c.lease_bucket),
             ("cluster.tokens_bucket", &c.tokens_bucket),
+            ("cluster.positions_bucket", &c.positions_bucket),
         ] {
             if !name_ok(name) {
                 p.push(invalid(

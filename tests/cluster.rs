@@ -966,6 +966,130 @@ async fn the_load_generator_spreads_clients_over_the_edges() {
     assert!(report.server_cpu_us_per_delivery.is_some_and(|c| c > 0.0));
 }
 
+/// Two producers on the same market (the Binance mock, one aggTrade a second, prices going
+/// up and down so a 2-over-3 MA cross signals every few candles): the leader is killed
+/// mid-tape. The standby continues after the last trade the leader's strategies took (their
+/// position in the cluster's bucket), fetching the trades in between, so the stream ends up
+/// with exactly the signals one producer computes over the whole tape: none lost to the
+/// takeover (candles that closed while no producer led included), none stored twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takeover_loses_and_doubles_no_signal_of_the_market() {
+    use common::binance_mock::{MockBinance, Settings, Tape};
+    let Some(bin) = nats_bin() else { return };
+    let material = Material::new();
+    let nats = Nats::start(&bin, material.dir.path(), true);
+    let pattern = [
+        "10", "11", "12", "11", "10", "9", "8", "9", "10.5", "12.5", "9.5", "8.5",
+    ];
+    let prices: Vec<&str> = pattern.iter().cycle().take(160).copied().collect();
+    let tape = Tape::per_second("TSTUSDT", &prices);
+    // What one producer computes over the whole tape: the reference.
+    let reference: Vec<String> = {
+        let mut engine = sigcast::strategy::Engine::new(
+            sigcast::strategy::definition::from_text(common::CROSS).unwrap(),
+        );
+        let mut out = Vec::new();
+        for entry in &tape.entries {
+            let (symbol, trade) = entry.agg.clone().unwrap();
+            let event = sigcast::market::MarketEvent {
+                market: sigcast::market::Market::Futures,
+                symbol,
+                exchange_time_ms: trade.time_ms,
+                received_at: std::time::SystemTime::now(),
+                kind: sigcast::market::MarketEventKind::AggTrade(trade),
+            };
+            engine.on_event(&event, &mut out);
+        }
+        out.iter()
+            .map(|s| format!("{} {} {:?}", s.side.as_str(), s.timestamp, s.price))
+            .collect()
+    };
+    assert!(
+        reference.len() >= 20,
+        "the tape signals often: {}",
+        reference.len()
+    );
+    let mock = MockBinance::start(tape, Settings::default()).await;
+    let cross = material.path("cross");
+    std::fs::create_dir_all(&cross).unwrap();
+    std::fs::write(cross.join("cross.toml"), common::CROSS).unwrap();
+    let (ws, rest) = (mock.ws_base(), mock.rest_base());
+    let (market, public) = (format!("{ws}/market"), format!("{ws}/public"));
+    let live = [
+        ("source.kind", "binance"),
+        ("signals.dir", cross.to_str().unwrap()),
+        ("binance.spot_ws", ws.as_str()),
+        ("binance.futures_ws_market", market.as_str()),
+        ("binance.futures_ws_public", public.as_str()),
+        ("binance.spot_rest", rest.as_str()),
+        ("binance.futures_rest", rest.as_str()),
+        ("binance.backoff_initial", "50ms"),
+        ("binance.backoff_max", "400ms"),
+    ];
+    let a = Node::start_with(&material, "a", "producer", &nats.url(), &live).await;
+    let b = Node::start_with(&material, "b", "producer", &nats.url(), &live).await;
+    let edge = Node::start(&material, "edge", "edge", &nats.url()).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(a.leading().await || b.leading().await) {
+        assert!(Instant::now() < deadline, "no producer leads");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (mut leader, standby) = if a.leading().await { (a, b) } else { (b, a) };
+    // Ready needs warm strategies, which need the tape: wait for the upstream alone.
+    leader
+        .wait_ready("upstream up", |_, t| t.contains("upstream: ok"))
+        .await;
+    let (token, _) = tokens(&material);
+    let stop = CancellationToken::new();
+    let (client, _) = reader(
+        vec![edge.listen],
+        material.path("cert.pem"),
+        token,
+        None,
+        stop.clone(),
+    );
+    wait_for("the client", Duration::from_secs(10), || {
+        client.lock().unwrap().connects == 1
+    })
+    .await;
+    mock.play(8);
+    mock.wait_played(60).await;
+    leader.kill();
+    while !standby.leading().await {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let at_takeover = mock.played();
+    let expected = reference.len();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while client.lock().unwrap().frames.len() < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Anything extra would come late: give it a moment.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.cancel();
+    let frames = assert_same_sequence(std::slice::from_ref(&client));
+    let got: Vec<String> = frames
+        .values()
+        .map(|f| {
+            let v: Value = serde_json::from_str(f).unwrap();
+            format!(
+                "{} {} {}",
+                v["type"].as_str().unwrap(),
+                v["content"]["timestamp"],
+                v["content"]["price"]
+            )
+        })
+        .collect();
+    assert!(
+        at_takeover < 160,
+        "the takeover happened mid-tape ({at_takeover} of 160 played)"
+    );
+    assert_eq!(
+        got, reference,
+        "the stream holds what one producer computes, once each"
+    );
+}
+
 /// Waits until JetStream answers on `url` (a NATS cluster first elects its meta leader).
 async fn wait_jetstream(url: &str) {
     let client = async_nats::connect(url).await.unwrap();

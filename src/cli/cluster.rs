@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::pipeline::{self, Pipeline};
 use super::serve::{assemble, load_strategies, seed_symbols};
 use crate::cluster::{
-    Cluster, Status, history::StreamHistory, inlet, lease::Lease, outbox, tokens,
+    Cluster, Status, history::StreamHistory, inlet, lease::Lease, outbox, positions, tokens,
 };
 use crate::config::{Config, Role};
 use crate::hub::Hub;
@@ -109,6 +109,7 @@ pub async fn work(
     }
     let instances = load_strategies(config)?.len();
     let lease = Lease::open(&cluster).await?;
+    let bucket = positions::bucket(&cluster).await?;
     // Reloads reach whichever pipeline runs now (none while standing by: the next term
     // loads the definitions afresh).
     let (reload, mut reloads) = mpsc::channel::<Vec<Instance>>(4);
@@ -125,10 +126,21 @@ pub async fn work(
     let (config, term_source, term_warmup) = (config.clone(), source.clone(), warmup.clone());
     let task = tokio::spawn(lease.run(stop.clone(), move |term: CancellationToken| {
         let (config, hub, current) = (config.clone(), hub.clone(), current.clone());
-        let (source, warmup) = (term_source.clone(), term_warmup.clone());
+        let (source, warmup, bucket) = (term_source.clone(), term_warmup.clone(), bucket.clone());
         async move {
+            // Where the last leader's strategies stood, so this term continues after it.
+            let saved = positions::load(&bucket).await;
+            let cursor = positions::cursor(bucket);
             let started = load_strategies(&config).and_then(|instances| {
-                pipeline::start_reporting(&config, instances, hub, term.clone(), source, warmup)
+                pipeline::start_reporting(
+                    &config,
+                    instances,
+                    hub,
+                    term.clone(),
+                    source,
+                    warmup,
+                    Some((cursor, saved)),
+                )
             });
             match started {
                 Ok(p) => {

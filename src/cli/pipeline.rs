@@ -65,11 +65,13 @@ pub fn start(
         stop,
         Default::default(),
         Default::default(),
+        None,
     )
 }
 
 /// As [`start`], counting into `source` and reporting warm-up into `warmup` (a producer
-/// keeps them across its terms as leader).
+/// keeps them across its terms as leader), with trade positions from `positions` (a cursor
+/// and what it held) rather than the data directory's database.
 pub fn start_reporting(
     config: &Config,
     instances: Vec<Instance>,
@@ -77,6 +79,7 @@ pub fn start_reporting(
     stop: CancellationToken,
     source: Arc<SourceStats>,
     warmup: Arc<Warmup>,
+    positions: Option<(Cursor, Vec<Position>)>,
 ) -> anyhow::Result<Pipeline> {
     let live = config.source.kind == SourceKind::Binance;
     let mut engine = Engine::new(instances);
@@ -131,7 +134,10 @@ pub fn start_reporting(
                 streams = streams.len(),
                 "subscribing to what the strategies and market-data clients need"
             );
-            let (opened, saved) = Cursor::open(&config.data.journal_path())?;
+            let (opened, saved) = match positions {
+                Some(given) => given,
+                None => Cursor::open(&config.data.journal_path())?,
+            };
             cursor = opened;
             resumes = resumable(saved, config.binance.resume_within);
             let points: Vec<ResumePoint> = resumes

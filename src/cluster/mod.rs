@@ -7,12 +7,14 @@
 //!   stopped (every node, so every client sees the same `seq`);
 //! - [`history`]: resumes read the stream by sequence, so a node keeps no state of its own;
 //! - [`lease`]: producers elect the one that runs the upstream and the strategies;
+//! - [`positions`]: where the leader's strategies stand in each trade stream, for the next;
 //! - [`tokens`]: the token registry and revocations in a key-value bucket every node watches.
 
 pub mod history;
 pub mod inlet;
 pub mod lease;
 pub mod outbox;
+pub mod positions;
 pub mod tokens;
 
 use std::sync::Arc;

@@ -67,9 +67,18 @@ pub struct Cursor {
     writer: Option<Writer>,
 }
 
-struct Writer {
-    rows: std_mpsc::Sender<Vec<Position>>,
-    thread: std::thread::JoinHandle<()>,
+/// Where flushed positions go.
+enum Writer {
+    /// The SQLite writer thread.
+    Thread {
+        rows: std_mpsc::Sender<Vec<Position>>,
+        thread: std::thread::JoinHandle<()>,
+    },
+    /// A task writing elsewhere (a cluster's bucket).
+    Task {
+        rows: tokio::sync::mpsc::UnboundedSender<Vec<Position>>,
+        task: tokio::task::JoinHandle<()>,
+    },
 }
 
 impl Cursor {
@@ -111,9 +120,20 @@ impl Cursor {
             .map_err(CursorError::Thread)?;
         let cursor = Cursor {
             tracked: HashMap::new(),
-            writer: Some(Writer { rows, thread }),
+            writer: Some(Writer::Thread { rows, thread }),
         };
         Ok((cursor, saved))
+    }
+
+    /// A cursor whose positions a task writes (it ends once `rows` is closed and written).
+    pub fn with_task(
+        rows: tokio::sync::mpsc::UnboundedSender<Vec<Position>>,
+        task: tokio::task::JoinHandle<()>,
+    ) -> Self {
+        Cursor {
+            tracked: HashMap::new(),
+            writer: Some(Writer::Task { rows, task }),
+        }
     }
 
     /// Records that the strategies took `event`; `intervals` names the candle intervals the
@@ -226,16 +246,26 @@ impl Cursor {
             })
             .collect();
         if !changed.is_empty() {
-            let _ = writer.rows.send(changed);
+            let _ = match writer {
+                Writer::Thread { rows, .. } => rows.send(changed).is_ok(),
+                Writer::Task { rows, .. } => rows.send(changed).is_ok(),
+            };
         }
     }
 
     /// Writes what is left and waits until it is on disk.
     pub async fn close(mut self) {
         self.flush();
-        if let Some(Writer { rows, thread }) = self.writer.take() {
-            drop(rows);
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        match self.writer.take() {
+            Some(Writer::Thread { rows, thread }) => {
+                drop(rows);
+                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+            }
+            Some(Writer::Task { rows, task }) => {
+                drop(rows);
+                let _ = task.await;
+            }
+            None => {}
         }
     }
 }
@@ -319,10 +349,7 @@ fn load(conn: &rusqlite::Connection) -> rusqlite::Result<Vec<Position>> {
     for row in rows {
         let (market, symbol, agg_id, last_trade_id, time_ms, open, saved_at_ms) = row?;
         // A row this version cannot read is skipped: that symbol starts fresh.
-        let Some(market) = [Market::Spot, Market::Futures]
-            .into_iter()
-            .find(|m| m.as_str() == market)
-        else {
+        let Some(market) = self::market(&market) else {
             continue;
         };
         let open: Vec<Kline> = serde_json::from_str::<Vec<SavedKline>>(&open)
@@ -345,6 +372,56 @@ fn load(conn: &rusqlite::Connection) -> rusqlite::Result<Vec<Position>> {
         });
     }
     Ok(positions)
+}
+
+/// A position as stored elsewhere than SQLite (a cluster's bucket).
+#[derive(Serialize, Deserialize)]
+struct SavedPosition {
+    market: String,
+    symbol: String,
+    agg_id: u64,
+    last_trade_id: u64,
+    time_ms: i64,
+    saved_at_ms: i64,
+    open: Vec<SavedKline>,
+}
+
+/// A position as JSON, candles and all.
+pub fn to_json(p: &Position) -> String {
+    serde_json::to_string(&SavedPosition {
+        market: p.market.as_str().into(),
+        symbol: p.symbol.clone(),
+        agg_id: p.agg_id,
+        last_trade_id: p.last_trade_id,
+        time_ms: p.time_ms,
+        saved_at_ms: p.saved_at_ms,
+        open: p.open.iter().map(SavedKline::from).collect(),
+    })
+    .unwrap_or_default()
+}
+
+/// A position from [`to_json`]'s text; `None` for one this version cannot read.
+pub fn from_json(text: &[u8]) -> Option<Position> {
+    let s: SavedPosition = serde_json::from_slice(text).ok()?;
+    Some(Position {
+        market: market(&s.market)?,
+        symbol: s.symbol,
+        agg_id: s.agg_id,
+        last_trade_id: s.last_trade_id,
+        time_ms: s.time_ms,
+        saved_at_ms: s.saved_at_ms,
+        open: s
+            .open
+            .into_iter()
+            .filter_map(SavedKline::into_kline)
+            .collect(),
+    })
+}
+
+fn market(name: &str) -> Option<Market> {
+    [Market::Spot, Market::Futures]
+        .into_iter()
+        .find(|m| m.as_str() == name)
 }
 
 /// A candle as stored: decimals as their exact text.
@@ -488,6 +565,27 @@ mod tests {
             "trades before the gap are gone"
         );
         assert_eq!(saved[0].agg_id, 5);
+    }
+
+    #[test]
+    fn positions_survive_json() {
+        let mut cursor = Cursor::disabled();
+        let mut builder = KlineBuilder::new(Interval::M1).unwrap();
+        if let MarketEventKind::AggTrade(t) = &trade(7, 61_000, "3.25").kind {
+            builder.push_agg(t);
+        }
+        let p = Position {
+            market: Market::Spot,
+            symbol: "ETHUSDT".into(),
+            agg_id: 7,
+            last_trade_id: 72,
+            time_ms: 61_000,
+            saved_at_ms: 5,
+            open: builder.current().cloned().into_iter().collect(),
+        };
+        assert_eq!(from_json(to_json(&p).as_bytes()), Some(p));
+        assert_eq!(from_json(b"{}"), None);
+        cursor.flush();
     }
 
     #[test]
