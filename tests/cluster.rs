@@ -319,6 +319,13 @@ struct Received {
     closes: Vec<u16>,
 }
 
+impl Received {
+    /// The last `seq` received, 0 before any.
+    fn last(&self) -> u64 {
+        self.frames.last().map_or(0, |f| f.0)
+    }
+}
+
 /// A client reading signals from the first of `nodes` that takes it, resuming on the next
 /// with `X-Sigcast-Last-Seq` whenever its connection ends, until `stop`.
 fn reader(
@@ -490,6 +497,32 @@ async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// A producer, leading, and an edge, following, on `nats`.
+async fn producer_and_edge(
+    material: &Material,
+    nats: &str,
+    extra: &[(&str, &str)],
+) -> (Node, Node) {
+    let producer = Node::start_with(material, "producer", "producer", nats, extra).await;
+    let edge = Node::start_with(material, "edge", "edge", nats, extra).await;
+    producer
+        .wait_ready("leading", |c, t| c == 200 && t.contains("leading"))
+        .await;
+    edge.wait_ready("following", |c, _| c == 200).await;
+    (producer, edge)
+}
+
+/// A client reading from `node` alone, from now on.
+fn read_on(
+    node: &Node,
+    material: &Material,
+    token: &str,
+    stop: &CancellationToken,
+) -> Arc<Mutex<Received>> {
+    let ca = material.path("cert.pem");
+    reader(vec![node.listen], ca, token.to_string(), None, stop.clone()).0
+}
+
 fn nats_bin() -> Option<PathBuf> {
     common::e2e_tool("SIGCAST_E2E_NATS")
 }
@@ -540,13 +573,9 @@ async fn one_producer_three_edges_every_client_the_same_sequence() {
         "every client has the published signals",
         Duration::from_secs(20),
         || {
-            clients.iter().all(|(r, _)| {
-                r.lock()
-                    .unwrap()
-                    .frames
-                    .last()
-                    .is_some_and(|(s, _)| *s >= last)
-            })
+            clients
+                .iter()
+                .all(|(r, _)| r.lock().unwrap().last() >= last)
         },
     )
     .await;
@@ -574,12 +603,7 @@ async fn one_producer_three_edges_every_client_the_same_sequence() {
     );
     let head = clients[0].0.lock().unwrap().frames.last().unwrap().0;
     wait_for("history from the stream", Duration::from_secs(20), || {
-        history
-            .lock()
-            .unwrap()
-            .frames
-            .last()
-            .is_some_and(|(s, _)| *s >= head)
+        history.lock().unwrap().last() >= head
     })
     .await;
     // What operators see: every node connected, the producer leading, the edge that took the
@@ -664,15 +688,7 @@ async fn an_edge_killed_its_clients_resume_on_another_and_lose_nothing() {
     wait_for(
         "the moved clients caught up",
         Duration::from_secs(20),
-        || {
-            moving.iter().all(|(r, _)| {
-                r.lock()
-                    .unwrap()
-                    .frames
-                    .last()
-                    .is_some_and(|(s, _)| *s >= last)
-            })
-        },
+        || moving.iter().all(|(r, _)| r.lock().unwrap().last() >= last),
     )
     .await;
     stop.cancel();
@@ -774,29 +790,12 @@ async fn a_nats_restart_is_caught_up_by_every_node() {
     let Some(bin) = nats_bin() else { return };
     let material = Material::new();
     let mut nats = Nats::start(&bin, material.dir.path(), true);
-    let producer = Node::start(&material, "producer", "producer", &nats.url()).await;
-    let edge = Node::start(&material, "edge", "edge", &nats.url()).await;
-    producer
-        .wait_ready("leading", |c, t| c == 200 && t.contains("leading"))
-        .await;
-    edge.wait_ready("following", |c, _| c == 200).await;
+    let (producer, edge) = producer_and_edge(&material, &nats.url(), &[]).await;
     let (token, publisher) = tokens(&material);
     let ca = material.path("cert.pem");
     let stop = CancellationToken::new();
-    let (on_edge, _) = reader(
-        vec![edge.listen],
-        ca.clone(),
-        token.clone(),
-        None,
-        stop.clone(),
-    );
-    let (on_producer, _) = reader(
-        vec![producer.listen],
-        ca.clone(),
-        token.clone(),
-        None,
-        stop.clone(),
-    );
+    let on_edge = read_on(&edge, &material, &token, &stop);
+    let on_producer = read_on(&producer, &material, &token, &stop);
     wait_for("signals", Duration::from_secs(20), || {
         on_edge.lock().unwrap().frames.len() >= 3
     })
@@ -822,13 +821,9 @@ async fn a_nats_restart_is_caught_up_by_every_node() {
     let after = publish(producer.listen, &ca, &publisher, 1, 5).await;
     let last = *after.last().unwrap();
     wait_for("caught up", Duration::from_secs(20), || {
-        [&on_edge, &on_producer].iter().all(|r| {
-            r.lock()
-                .unwrap()
-                .frames
-                .last()
-                .is_some_and(|(s, _)| *s >= last)
-        })
+        [&on_edge, &on_producer]
+            .iter()
+            .all(|r| r.lock().unwrap().last() >= last)
     })
     .await;
     stop.cancel();
@@ -1120,23 +1115,11 @@ async fn a_three_node_nats_cluster_outlives_one_server() {
     let urls: Vec<String> = servers.iter().map(Nats::url).collect();
     let urls = urls.join(",");
     wait_jetstream(&servers[0].url()).await;
-    let replicated = [("cluster.replicas", "3")];
-    let producer = Node::start_with(&material, "producer", "producer", &urls, &replicated).await;
-    let edge = Node::start_with(&material, "edge", "edge", &urls, &replicated).await;
-    producer
-        .wait_ready("leading", |c, t| c == 200 && t.contains("leading"))
-        .await;
-    edge.wait_ready("following", |c, _| c == 200).await;
+    let (producer, edge) = producer_and_edge(&material, &urls, &[("cluster.replicas", "3")]).await;
     let (token, publisher) = tokens(&material);
     let ca = material.path("cert.pem");
     let stop = CancellationToken::new();
-    let (client, _) = reader(
-        vec![edge.listen],
-        ca.clone(),
-        token.clone(),
-        None,
-        stop.clone(),
-    );
+    let client = read_on(&edge, &material, &token, &stop);
     publish(producer.listen, &ca, &publisher, 0, 5).await;
 
     servers[0].kill();
@@ -1147,14 +1130,7 @@ async fn a_three_node_nats_cluster_outlives_one_server() {
     wait_for(
         "everything through the NATS cluster",
         Duration::from_secs(30),
-        || {
-            client
-                .lock()
-                .unwrap()
-                .frames
-                .last()
-                .is_some_and(|(s, _)| *s >= last)
-        },
+        || client.lock().unwrap().last() >= last,
     )
     .await;
     stop.cancel();

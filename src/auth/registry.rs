@@ -63,6 +63,24 @@ impl Revoked {
     }
 }
 
+impl Revoked {
+    /// Hands `self` to the sessions watching `to`, when it differs from what they have.
+    pub fn offer(self, to: &tokio::sync::watch::Sender<std::sync::Arc<Revoked>>) {
+        to.send_if_modified(|current| {
+            let changed = **current != self;
+            if changed {
+                tracing::info!(
+                    tokens = self.jtis.len(),
+                    subjects = self.subs.len(),
+                    "revocations updated"
+                );
+                *current = std::sync::Arc::new(self);
+            }
+            changed
+        });
+    }
+}
+
 /// The registry in the database at `path`.
 pub struct Registry {
     path: PathBuf,

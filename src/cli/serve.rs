@@ -217,18 +217,7 @@ fn watch_revocations(path: std::path::PathBuf) -> watch::Receiver<Arc<Revoked>> 
                 Ok(Ok((kept, revoked))) => {
                     registry = Some(kept);
                     warned = false;
-                    tx.send_if_modified(|current| {
-                        let changed = **current != revoked;
-                        if changed {
-                            tracing::info!(
-                                tokens = revoked.jtis.len(),
-                                subjects = revoked.subs.len(),
-                                "revocations loaded"
-                            );
-                            *current = Arc::new(revoked);
-                        }
-                        changed
-                    });
+                    revoked.offer(&tx);
                 }
                 Ok(Err(e)) if !warned => {
                     warned = true;

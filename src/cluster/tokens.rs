@@ -178,18 +178,7 @@ pub fn watch(store: kv::Store, stop: CancellationToken) -> watch::Receiver<Arc<R
                     break;
                 };
                 apply(&mut revoked, &entry);
-                tx.send_if_modified(|current| {
-                    let changed = **current != revoked;
-                    if changed {
-                        tracing::info!(
-                            tokens = revoked.jtis.len(),
-                            subjects = revoked.subs.len(),
-                            "revocations updated"
-                        );
-                        *current = Arc::new(revoked.clone());
-                    }
-                    changed
-                });
+                revoked.clone().offer(&tx);
             }
             tokio::select! {
                 _ = stop.cancelled() => return,
