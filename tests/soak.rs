@@ -1118,8 +1118,13 @@ async fn soak_under_faults_loses_and_doubles_nothing() {
             vanished.alive
         ));
     }
-    if vanished.reaped == 0 || vanished.reaped * 10 < (vanished.reaped + vanished.other) * 9 {
-        failures.push(format!("vanished clients not closed 4001: {vanished:?}"));
+    // Each restart ends every vanisher's connection otherwise; the rest must be 4001s.
+    let by_restarts = (vanishers_n as u32) * restarts_n;
+    let unexplained = vanished.other.saturating_sub(by_restarts);
+    if vanished.reaped == 0 || vanished.reaped * 10 < (vanished.reaped + unexplained) * 9 {
+        failures.push(format!(
+            "vanished clients not closed 4001: {vanished:?} ({by_restarts} ended by the restarts)"
+        ));
     }
 
     // Memory: bounded, and no worse in the second half than the first.
