@@ -46,12 +46,19 @@ impl From<Pipeline> for Work {
     }
 }
 
+/// A node's link to the cluster, as `serve` holds it.
+pub struct Node {
+    cluster: Cluster,
+    /// The outbox task: done once the signals queued at the stop are stored.
+    outbox: JoinHandle<()>,
+}
+
 /// Connects to the cluster and builds the node's shared state: a hub whose signals go to the
 /// stream and come back from it, resumes read from the stream, revocations from the bucket.
 pub async fn node(
     config: &Config,
     stop: &CancellationToken,
-) -> anyhow::Result<(Arc<Shared>, Cluster)> {
+) -> anyhow::Result<(Arc<Shared>, Node)> {
     let cluster = Cluster::connect(
         &config.cluster,
         config.journal.retention_age,
@@ -72,22 +79,44 @@ pub async fn node(
         role = config.cluster.role.as_str(),
         "joined the cluster"
     );
+    let (outbox, outbox_task) = outbox::spawn(cluster.clone(), stop.clone());
     let hub = Arc::new(Hub::clustered(
         seed_symbols(config),
         config.server.queue_capacity,
-        outbox::spawn(cluster.clone(), stop.clone()),
+        outbox,
         Arc::new(StreamHistory::new(cluster.clone())),
         last,
     ));
     tokio::spawn(inlet::run(cluster.clone(), hub.clone(), stop.clone()));
     let bucket = tokens::bucket(&cluster).await?;
     let revoked = tokens::watch(bucket, stop.clone());
-    Ok((assemble(config, hub, revoked)?, cluster))
+    let node = Node {
+        cluster,
+        outbox: outbox_task,
+    };
+    Ok((assemble(config, hub, revoked)?, node))
 }
 
 /// What a cluster node runs: an edge nothing (the inlet feeds its hub); a producer the
 /// pipeline, whenever it holds the leader lease.
 pub async fn work(
+    config: &Config,
+    node: Node,
+    hub: Arc<Hub>,
+    stop: &CancellationToken,
+) -> anyhow::Result<Work> {
+    let mut work = run(config, node.cluster, hub, stop).await?;
+    // Done once the strategies (or the lease) have stopped and then the outbox has stored
+    // what they sent last: a standby that takes over starts after those signals.
+    let (task, outbox) = (work.task, node.outbox);
+    work.task = tokio::spawn(async move {
+        let _ = task.await;
+        let _ = outbox.await;
+    });
+    Ok(work)
+}
+
+async fn run(
     config: &Config,
     cluster: Cluster,
     hub: Arc<Hub>,

@@ -348,7 +348,7 @@ async fn run_until_signal(
     shared: Arc<Shared>,
     listener: TcpListener,
     admin: Option<TcpListener>,
-    node: Option<crate::cluster::Cluster>,
+    node: Option<super::cluster::Node>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let work = match node {

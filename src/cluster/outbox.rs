@@ -24,11 +24,14 @@ const DRAIN: Duration = Duration::from_secs(3);
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(2);
 
-/// Starts the outbox; the hub publishes into the sender.
-pub fn spawn(cluster: Cluster, stop: CancellationToken) -> mpsc::Sender<Outgoing> {
+/// Starts the outbox; the hub publishes into the sender. The task ends after `stop`, once
+/// what was queued is stored (or [`DRAIN`] has passed): wait for it before exiting.
+pub fn spawn(
+    cluster: Cluster,
+    stop: CancellationToken,
+) -> (mpsc::Sender<Outgoing>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(CAPACITY);
-    tokio::spawn(run(cluster, rx, stop));
-    tx
+    (tx, tokio::spawn(run(cluster, rx, stop)))
 }
 
 async fn run(cluster: Cluster, mut queue: mpsc::Receiver<Outgoing>, stop: CancellationToken) {
