@@ -1008,19 +1008,9 @@ async fn a_takeover_loses_and_doubles_no_signal_of_the_market() {
     let cross = material.path("cross");
     std::fs::create_dir_all(&cross).unwrap();
     std::fs::write(cross.join("cross.toml"), common::CROSS).unwrap();
-    let (ws, rest) = (mock.ws_base(), mock.rest_base());
-    let (market, public) = (format!("{ws}/market"), format!("{ws}/public"));
-    let live = [
-        ("source.kind", "binance"),
-        ("signals.dir", cross.to_str().unwrap()),
-        ("binance.spot_ws", ws.as_str()),
-        ("binance.futures_ws_market", market.as_str()),
-        ("binance.futures_ws_public", public.as_str()),
-        ("binance.spot_rest", rest.as_str()),
-        ("binance.futures_rest", rest.as_str()),
-        ("binance.backoff_initial", "50ms"),
-        ("binance.backoff_max", "400ms"),
-    ];
+    let settings = mock.sigcast_settings();
+    let mut live: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    live.push(("signals.dir", cross.to_str().unwrap()));
     let a = Node::start_with(&material, "a", "producer", &nats.url(), &live).await;
     let b = Node::start_with(&material, "b", "producer", &nats.url(), &live).await;
     let edge = Node::start(&material, "edge", "edge", &nats.url()).await;

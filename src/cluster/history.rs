@@ -1,17 +1,16 @@
 //! Resumes read from the stream by sequence: a node keeps no signal history of its own.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use tokio::sync::Semaphore;
 
 use super::{Cluster, from_payload};
+use crate::hub::Published;
 use crate::hub::history::{History, HistoryError};
 use crate::hub::journal::{PAGE, Page};
-use crate::hub::{Published, encode_seq};
 
 /// Resume reads running at once (each is a short-lived consumer on the stream).
 const READERS: usize = 4;
@@ -48,16 +47,7 @@ impl StreamHistory {
             return Ok((Vec::new(), oldest));
         }
         let want = ((end - start + 1) as usize).min(PAGE);
-        let consumer = stream
-            .create_consumer(pull::OrderedConfig {
-                deliver_policy: DeliverPolicy::ByStartSequence {
-                    start_sequence: start,
-                },
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+        let mut messages = Cluster::messages_from(&stream, start).await?;
         let mut page = Vec::with_capacity(want);
         while page.len() < want {
             let message = match tokio::time::timeout(MESSAGE_WAIT, messages.next()).await {
@@ -72,13 +62,7 @@ impl StreamHistory {
             let Ok(signal) = from_payload(&message.payload) else {
                 continue;
             };
-            page.push(Published {
-                seq,
-                symbol: Arc::from(signal.symbol.as_str()),
-                strategy: Arc::from(signal.strategy.as_str()),
-                frame: encode_seq(&signal, seq),
-                at: Instant::now(),
-            });
+            page.push(Published::of(seq, &signal));
             if seq == end {
                 break;
             }

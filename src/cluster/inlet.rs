@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
@@ -58,16 +57,7 @@ async fn follow(
         .map_err(|e| e.to_string())?
         .state
         .last_sequence;
-    let consumer = stream
-        .create_consumer(pull::OrderedConfig {
-            deliver_policy: DeliverPolicy::ByStartSequence {
-                start_sequence: from,
-            },
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+    let mut messages = Cluster::messages_from(&stream, from).await?;
     let status = &cluster.status;
     status.caught_up.store(last < from, Ordering::Relaxed);
     tracing::info!(from, stream_last = last, "following the signal stream");

@@ -234,6 +234,24 @@ impl Cluster {
             .map_err(|e| e.to_string())
     }
 
+    /// The stream's messages from `start` on, in order (an ordered consumer, which the
+    /// server forgets once it is dropped).
+    pub async fn messages_from(
+        stream: &stream::Stream,
+        start: u64,
+    ) -> Result<jetstream::consumer::pull::Ordered, String> {
+        let consumer = stream
+            .create_consumer(jetstream::consumer::pull::OrderedConfig {
+                deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: start,
+                },
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        consumer.messages().await.map_err(|e| e.to_string())
+    }
+
     /// The subject of one signal: `<subjects>.<symbol>.<strategy>`, each token limited to
     /// what NATS subjects allow.
     pub fn subject(&self, signal: &Signal) -> String {

@@ -115,6 +115,19 @@ pub enum PublishError {
 /// How long a publish through the API waits for the cluster's stream to store it.
 const CONFIRM_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
 
+impl Published {
+    /// `signal` numbered `seq`, serialized once.
+    pub fn of(seq: u64, signal: &Signal) -> Published {
+        Published {
+            seq,
+            symbol: Arc::from(signal.symbol.as_str()),
+            strategy: Arc::from(signal.strategy.as_str()),
+            frame: encode_seq(signal, seq),
+            at: std::time::Instant::now(),
+        }
+    }
+}
+
 /// Fan-out point between the strategy engine and the client sessions.
 pub struct Hub {
     /// The shared ring of frames; its capacity is how many signals a session may lag.
@@ -267,14 +280,7 @@ impl Hub {
         }
         *last = seq;
         self.count(signal);
-        let published = Published {
-            seq,
-            symbol: Arc::from(signal.symbol.as_str()),
-            strategy: Arc::from(signal.strategy.as_str()),
-            frame: encode_seq(signal, seq),
-            at: std::time::Instant::now(),
-        };
-        self.tx.send(published).unwrap_or(0)
+        self.tx.send(Published::of(seq, signal)).unwrap_or(0)
     }
 
     /// As [`Hub::publish`] on a single node, returning the `seq` given too.
@@ -283,13 +289,7 @@ impl Hub {
         let mut last = self.seq.lock().unwrap_or_else(|p| p.into_inner());
         *last += 1;
         let seq = *last;
-        let published = Published {
-            seq,
-            symbol: Arc::from(signal.symbol.as_str()),
-            strategy: Arc::from(signal.strategy.as_str()),
-            frame: encode_seq(signal, seq),
-            at: std::time::Instant::now(),
-        };
+        let published = Published::of(seq, signal);
         match &self.journal {
             // Write-ahead: the journal's writer broadcasts it once it is committed.
             Some(journal) => {

@@ -62,7 +62,9 @@ struct Tracked {
 
 /// The positions of every symbol, written behind the engine.
 pub struct Cursor {
-    tracked: HashMap<(Market, String), Tracked>,
+    /// Per market (spot, futures), by symbol: looked up by `&str`, so taking a trade
+    /// allocates nothing.
+    tracked: [HashMap<String, Tracked>; 2],
     /// `None` when nothing is kept (replayed or synthetic data).
     writer: Option<Writer>,
 }
@@ -85,7 +87,7 @@ impl Cursor {
     /// A cursor that keeps nothing (sources without resumable ids).
     pub fn disabled() -> Self {
         Cursor {
-            tracked: HashMap::new(),
+            tracked: Default::default(),
             writer: None,
         }
     }
@@ -119,7 +121,7 @@ impl Cursor {
             .spawn(move || write_all(conn, received, &shown))
             .map_err(CursorError::Thread)?;
         let cursor = Cursor {
-            tracked: HashMap::new(),
+            tracked: Default::default(),
             writer: Some(Writer::Thread { rows, thread }),
         };
         Ok((cursor, saved))
@@ -131,7 +133,7 @@ impl Cursor {
         task: tokio::task::JoinHandle<()>,
     ) -> Self {
         Cursor {
-            tracked: HashMap::new(),
+            tracked: Default::default(),
             writer: Some(Writer::Task { rows, task }),
         }
     }
@@ -192,24 +194,25 @@ impl Cursor {
         intervals: impl FnOnce() -> Vec<Interval>,
     ) -> Option<&mut Tracked> {
         self.writer.as_ref()?;
-        Some(
-            self.tracked
-                .entry((market, symbol.to_string()))
-                .or_insert_with(|| Tracked {
-                    agg_id: 0,
-                    last_trade_id: 0,
-                    time_ms: 0,
-                    builders: builders(intervals()),
-                    dirty: false,
-                }),
-        )
+        let by_symbol = &mut self.tracked[market as usize];
+        if !by_symbol.contains_key(symbol) {
+            let fresh = Tracked {
+                agg_id: 0,
+                last_trade_id: 0,
+                time_ms: 0,
+                builders: builders(intervals()),
+                dirty: false,
+            };
+            by_symbol.insert(symbol.to_string(), fresh);
+        }
+        by_symbol.get_mut(symbol)
     }
 
     /// The strategy set changed: candles of intervals no longer used are dropped, new ones
     /// start with the next trade.
     pub fn reload(&mut self, intervals: impl Fn(Market, &str) -> Vec<Interval>) {
-        for ((market, symbol), tracked) in &mut self.tracked {
-            let wanted = intervals(*market, symbol);
+        for (market, symbol, tracked) in all_mut(&mut self.tracked) {
+            let wanted = intervals(market, symbol);
             tracked.builders.retain(|b| wanted.contains(&b.interval()));
             let fresh: Vec<Interval> = wanted
                 .into_iter()
@@ -224,14 +227,12 @@ impl Cursor {
         let Some(writer) = &self.writer else {
             return;
         };
-        let changed: Vec<Position> = self
-            .tracked
-            .iter_mut()
-            .filter(|(_, t)| t.dirty && t.agg_id > 0)
-            .map(|((market, symbol), t)| {
+        let changed: Vec<Position> = all_mut(&mut self.tracked)
+            .filter(|(_, _, t)| t.dirty && t.agg_id > 0)
+            .map(|(market, symbol, t)| {
                 t.dirty = false;
                 Position {
-                    market: *market,
+                    market,
                     symbol: symbol.clone(),
                     agg_id: t.agg_id,
                     last_trade_id: t.last_trade_id,
@@ -268,6 +269,15 @@ impl Cursor {
             None => {}
         }
     }
+}
+
+/// Every symbol's entry, with its market.
+fn all_mut(
+    tracked: &mut [HashMap<String, Tracked>; 2],
+) -> impl Iterator<Item = (Market, &String, &mut Tracked)> {
+    let [spot, futures] = tracked;
+    let spot = spot.iter_mut().map(|(s, t)| (Market::Spot, s, t));
+    spot.chain(futures.iter_mut().map(|(s, t)| (Market::Futures, s, t)))
 }
 
 fn now_ms() -> i64 {
@@ -593,6 +603,6 @@ mod tests {
         let mut cursor = Cursor::disabled();
         cursor.note(&trade(1, 0, "1"), || vec![Interval::M1]);
         cursor.flush();
-        assert!(cursor.tracked.is_empty());
+        assert!(all_mut(&mut cursor.tracked).next().is_none());
     }
 }

@@ -311,21 +311,26 @@ impl MockBinance {
         material: &super::Material,
         extra: &[(&str, &str)],
     ) -> sigcast::config::Config {
-        let ws = self.ws_base();
-        let rest = self.rest_base();
-        let (market, public) = (format!("{ws}/market"), format!("{ws}/public"));
-        let mut keys = vec![
-            ("source.kind", "binance"),
-            ("binance.spot_ws", ws.as_str()),
-            ("binance.futures_ws_market", market.as_str()),
-            ("binance.futures_ws_public", public.as_str()),
-            ("binance.spot_rest", rest.as_str()),
-            ("binance.futures_rest", rest.as_str()),
-            ("binance.backoff_initial", "50ms"),
-            ("binance.backoff_max", "400ms"),
-        ];
+        let settings = self.sigcast_settings();
+        let mut keys: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
         keys.extend_from_slice(extra);
         material.config(&keys)
+    }
+
+    /// The settings that point a sigcast at this mock (live source, endpoints, quick
+    /// reconnects), for a configuration or a `serve` command line.
+    pub fn sigcast_settings(&self) -> Vec<(&'static str, String)> {
+        let (ws, rest) = (self.ws_base(), self.rest_base());
+        vec![
+            ("source.kind", "binance".into()),
+            ("binance.spot_ws", ws.clone()),
+            ("binance.futures_ws_market", format!("{ws}/market")),
+            ("binance.futures_ws_public", format!("{ws}/public")),
+            ("binance.spot_rest", rest.clone()),
+            ("binance.futures_rest", rest),
+            ("binance.backoff_initial", "50ms".into()),
+            ("binance.backoff_max", "400ms".into()),
+        ]
     }
 
     pub fn tape(&self) -> &Tape {
