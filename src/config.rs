@@ -118,7 +118,7 @@ impl Default for ServerSettings {
             write_timeout: Duration::from_secs(10),
             queue_capacity: 1024,
             max_message_size: 4096,
-            read_buffer_size: 256,
+            read_buffer_size: 64,
             send_buffer: 0,
             test_burst: 3,
             test_interval: Duration::from_secs(1),
