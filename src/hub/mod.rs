@@ -128,10 +128,24 @@ impl Published {
     }
 }
 
+/// Signals the hub's own ring holds at least, for the server's relays (see `Hub::build`).
+const RELAY_RING: usize = 16 * 1024;
+
+/// A session's place in [`Hub::listeners`].
+pub struct Listening(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Fan-out point between the strategy engine and the client sessions.
 pub struct Hub {
-    /// The shared ring of frames; its capacity is how many signals a session may lag.
+    /// The shared ring of frames, read by the server's per-thread relays (and tools).
     tx: broadcast::Sender<Published>,
+    /// Sessions listening, counted by their [`Listening`] guards.
+    listening: Arc<std::sync::atomic::AtomicUsize>,
     /// The last `seq` given out. Held while numbering and handing the signal on (to the
     /// journal, which broadcasts it once committed, or straight to the ring), so both see
     /// signals in `seq` order (nothing inside waits).
@@ -200,7 +214,9 @@ impl Hub {
         journal: Option<journal::Journal>,
         last_seq: u64,
     ) -> Self {
-        let (tx, _) = broadcast::channel(capacity.max(1));
+        // The server's per-thread relays read this ring and each session its thread's ring
+        // of `capacity`: a relay falls behind only if its whole thread stalls this long.
+        let (tx, _) = broadcast::channel(capacity.max(RELAY_RING));
         if let Some(journal) = &journal {
             journal.deliver_to(tx.clone());
         }
@@ -213,6 +229,7 @@ impl Hub {
             outbox: None,
             instance: rand::random(),
             published: Default::default(),
+            listening: Default::default(),
             prices: RwLock::new(Prices {
                 order: symbols,
                 last: HashMap::new(),
@@ -246,7 +263,7 @@ impl Hub {
         if outbox.try_send(out).is_err() {
             tracing::error!(strategy = %signal.strategy, symbol = %signal.symbol, "signal dropped: {}", PublishError::Full);
         }
-        self.tx.receiver_count()
+        self.listeners()
     }
 
     /// Publishes a signal from a publisher (the publish API) and returns its `seq` and how
@@ -266,7 +283,7 @@ impl Hub {
         };
         outbox.try_send(out).map_err(|_| PublishError::Full)?;
         match tokio::time::timeout(CONFIRM_WITHIN, confirmed).await {
-            Ok(Ok(seq)) => Ok((seq, self.tx.receiver_count())),
+            Ok(Ok(seq)) => Ok((seq, self.listeners())),
             _ => Err(PublishError::Unconfirmed(CONFIRM_WITHIN)),
         }
     }
@@ -280,7 +297,8 @@ impl Hub {
         }
         *last = seq;
         self.count(signal);
-        self.tx.send(Published::of(seq, signal)).unwrap_or(0)
+        let _ = self.tx.send(Published::of(seq, signal));
+        self.listeners()
     }
 
     /// As [`Hub::publish`] on a single node, returning the `seq` given too.
@@ -294,9 +312,12 @@ impl Hub {
             // Write-ahead: the journal's writer broadcasts it once it is committed.
             Some(journal) => {
                 journal.append(crate::auth::unix_now() as i64, published);
-                (seq, self.tx.receiver_count())
+                (seq, self.listeners())
             }
-            None => (seq, self.tx.send(published).unwrap_or(0)),
+            None => {
+                let _ = self.tx.send(published);
+                (seq, self.listeners())
+            }
         }
     }
 
@@ -362,9 +383,17 @@ impl Hub {
         self.tx.subscribe()
     }
 
-    /// Sessions currently subscribed.
+    /// Sessions currently listening.
     pub fn listeners(&self) -> usize {
-        self.tx.receiver_count()
+        self.listening.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Counts a session as listening while the guard lives (taken once it is subscribed to
+    /// a ring the hub's signals reach).
+    pub fn listening(&self) -> Listening {
+        self.listening
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Listening(self.listening.clone())
     }
 
     /// Records the latest price of a symbol.
@@ -455,7 +484,10 @@ mod tests {
     fn one_serialization_shared_by_all() {
         let hub = Hub::new(vec!["BTCUSDT".into()], 8);
         let (mut a, mut b) = (hub.subscribe(), hub.subscribe());
-        assert_eq!(hub.publish(&signal()), 2);
+        let listening = (hub.listening(), hub.listening());
+        assert_eq!(hub.publish(&signal()), 2, "two listening");
+        drop(listening);
+        assert_eq!(hub.listeners(), 0);
         let (fa, fb) = (a.try_recv().unwrap(), b.try_recv().unwrap());
         assert_eq!(
             fa.frame.as_str().as_ptr(),
