@@ -420,10 +420,12 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    /// A real rustls client (the buffered one, as clients use) against this stream: the
-    /// handshake, data both ways in many sizes, a close_notify at the end.
-    #[tokio::test]
-    async fn talks_to_a_real_client_both_ways() {
+    /// Fresh development material, the server config made from it, and a listener.
+    async fn served() -> (
+        crate::devcert::DevCert,
+        Arc<ServerConfig>,
+        tokio::net::TcpListener,
+    ) {
         let material = crate::devcert::generate().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
@@ -431,6 +433,14 @@ mod tests {
         std::fs::write(&key, &material.key_pem).unwrap();
         let config = crate::tls::server_config(Some(&cert), Some(&key)).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        (material, config, listener)
+    }
+
+    /// A real rustls client (the buffered one, as clients use) against this stream: the
+    /// handshake, data both ways in many sizes, a close_notify at the end.
+    #[tokio::test]
+    async fn talks_to_a_real_client_both_ways() {
+        let (material, config, listener) = served().await;
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
             let (tcp, _) = listener.accept().await.unwrap();
@@ -452,23 +462,8 @@ mod tests {
             total
         });
 
-        use rustls_pki_types::pem::PemObject;
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(
-                rustls_pki_types::CertificateDer::from_pem_slice(material.cert_pem.as_bytes())
-                    .unwrap(),
-            )
-            .unwrap();
-        let client = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
         let tcp = TcpStream::connect(addr).await.unwrap();
-        let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+        let mut tls = client_for(&material.cert_pem)
             .connect("localhost".try_into().unwrap(), tcp)
             .await
             .unwrap();
@@ -493,13 +488,7 @@ mod tests {
     /// sealed its share of records.
     #[tokio::test]
     async fn key_updates_both_ways() {
-        let material = crate::devcert::generate().unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-        std::fs::write(&cert, &material.cert_pem).unwrap();
-        std::fs::write(&key, &material.key_pem).unwrap();
-        let config = crate::tls::server_config(Some(&cert), Some(&key)).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (material, config, listener) = served().await;
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
             let (tcp, _) = listener.accept().await.unwrap();
@@ -543,13 +532,7 @@ mod tests {
     /// secrets: they are dropped with the failed handshake; a finished one takes its own.
     #[tokio::test]
     async fn secrets_of_failed_and_finished_handshakes_are_not_kept() {
-        let material = crate::devcert::generate().unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-        std::fs::write(&cert, &material.cert_pem).unwrap();
-        std::fs::write(&key, &material.key_pem).unwrap();
-        let config = crate::tls::server_config(Some(&cert), Some(&key)).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (material, config, listener) = served().await;
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
             let (tcp, _) = listener.accept().await.unwrap();
