@@ -104,52 +104,30 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: Cancellat
             return;
         }
     };
-    // The listening socket leaves this runtime: every shard accepts from it on its own.
-    let socket = match listener.into_std() {
-        Ok(socket) => socket,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot share the listening socket");
-            return;
-        }
-    };
-    let office = Arc::new(Listener {
+    let listener = Listener {
+        shards,
         endings,
         slots: Arc::new(Semaphore::new(shared.settings.max_connections)),
         overflow: Arc::new(Semaphore::new(OVERFLOW_HANDSHAKES)),
         per_ip: per_ip::PerIp::new(shared.settings.max_connections_per_ip),
         tasks: TaskTracker::new(),
+        listener,
         shared,
         shutdown,
-    });
-    let mut loops = Vec::new();
-    for place in shards.places() {
-        let socket = match socket.try_clone() {
-            Ok(socket) => socket,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot share the listening socket");
-                continue;
-            }
-        };
-        let (office, runtime) = (office.clone(), place.runtime.clone());
-        loops.push(runtime.spawn(async move {
-            match TcpListener::from_std(socket) {
-                Ok(listener) => office.accept_loop(listener, place).await,
-                Err(e) => tracing::error!(error = %e, "cannot watch the listening socket"),
-            }
-        }));
-    }
-    for accepting in loops {
-        let _ = accepting.await;
-    }
-    drop(socket);
+    };
+    listener.accept_loop().await;
     // Every session is told to close (1001) before the wait for them begins.
     let _ = watcher.await;
-    office.drain().await;
+    listener.drain().await;
+    let shards = listener.shards;
     let _ = tokio::task::spawn_blocking(move || shards.stop()).await;
 }
 
 /// The accept loop and what it needs to admit or refuse a client.
 struct Listener {
+    listener: TcpListener,
+    /// The threads sessions run on, one runtime each; connections are spread over them.
+    shards: shards::Shards,
     shared: Arc<Shared>,
     /// One permit per session: `server.max_connections`.
     slots: Arc<Semaphore>,
@@ -166,13 +144,12 @@ struct Listener {
 }
 
 impl Listener {
-    /// One shard's accept loop; its connections stay on its thread.
-    async fn accept_loop(&self, listener: TcpListener, place: shards::Placement) {
+    async fn accept_loop(&self) {
         let mut backoff = Duration::from_millis(10);
         loop {
             let accepted = tokio::select! {
                 _ = self.shutdown.cancelled() => return,
-                accepted = listener.accept() => accepted,
+                accepted = self.listener.accept() => accepted,
             };
             let (tcp, peer) = match accepted {
                 Ok(pair) => {
@@ -210,7 +187,17 @@ impl Listener {
                     }
                 },
             };
-            self.tasks.spawn(handle_connection(
+            // The socket moves to its shard's runtime, whose reactor then watches it.
+            let tcp = match tcp.into_std() {
+                Ok(tcp) => tcp,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "socket lost before its handshake");
+                    continue;
+                }
+            };
+            let place = self.shards.place();
+            let runtime = place.runtime.clone();
+            let connection = handle_connection(
                 tcp,
                 peer,
                 self.shared.clone(),
@@ -218,8 +205,9 @@ impl Listener {
                 self.shutdown.clone(),
                 self.endings.clone(),
                 self.tasks.clone(),
-                place.clone(),
-            ));
+                place,
+            );
+            self.tasks.spawn_on(connection, &runtime);
         }
     }
 
@@ -257,7 +245,7 @@ pub(crate) enum Admission {
 /// life. Expected disconnects are triaged here, once.
 #[allow(clippy::too_many_arguments)]
 async fn handle_connection(
-    tcp: TcpStream,
+    tcp: std::net::TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
     admission: Admission,
@@ -266,6 +254,13 @@ async fn handle_connection(
     tasks: TaskTracker,
     place: shards::Placement,
 ) {
+    let tcp = match TcpStream::from_std(tcp) {
+        Ok(tcp) => tcp,
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "cannot watch a client socket");
+            return;
+        }
+    };
     shared.stats.handshaking.fetch_add(1, Ordering::Relaxed);
     let handshake = tokio::select! {
         _ = shutdown.cancelled() => None,
@@ -279,7 +274,7 @@ async fn handle_connection(
     // session twice. The session holds its slot (`admission`) until it ends.
     let frames = place.subscribe();
     let session = session::Session::new(accepted, peer, shared, &endings, admission, frames);
-    tasks.spawn(Box::new(session).run());
+    tasks.spawn_on(Box::new(session).run(), &place.runtime);
 }
 
 /// Fixes a client socket's kernel send buffer (`SO_SNDBUF`; the kernel doubles the value for

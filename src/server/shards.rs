@@ -1,10 +1,10 @@
 //! Thread-per-core client serving: each shard is a single-threaded runtime on its own
-//! thread, accepting connections from the shared listening socket and holding their
-//! sessions for their whole life. A signal crosses
+//! thread, holding the sessions the listener hands it for their whole life. A signal crosses
 //! to each shard once (its relay copies the frame into the shard's own ring), and from there
 //! every wake, refcount and write stays on one core: no work stealing, no cross-core wakeups
 //! per delivery, no cache line bouncing between cores for a shared frame.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::runtime::Handle;
@@ -16,6 +16,8 @@ use crate::hub::{Frame, Hub, Published};
 /// The shards serving clients; see the module documentation.
 pub struct Shards {
     shards: Vec<Shard>,
+    /// Round-robin choice of the shard for the next connection.
+    next: AtomicUsize,
     /// Ends every shard's thread, once its sessions are gone.
     stop: CancellationToken,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
@@ -28,8 +30,7 @@ struct Shard {
     ring: Arc<Mutex<broadcast::Sender<Published>>>,
 }
 
-/// A shard as its connections see it: the runtime they run on and the ring sessions read.
-#[derive(Clone)]
+/// A connection's place: the runtime it runs on and the ring its session reads.
 pub struct Placement {
     pub runtime: Handle,
     ring: Arc<Mutex<broadcast::Sender<Published>>>,
@@ -87,18 +88,20 @@ impl Shards {
         }
         Ok(Self {
             shards,
+            next: AtomicUsize::new(0),
             stop,
             threads: Mutex::new(threads),
         })
     }
 
-    /// Every shard, each to run an accept loop of its own on the shared listening socket:
-    /// a connection is accepted, handshaken and served on one thread, with no handoff.
-    pub fn places(&self) -> impl Iterator<Item = Placement> + '_ {
-        self.shards.iter().map(|shard| Placement {
+    /// The shard for the next connection.
+    pub fn place(&self) -> Placement {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.shards.len();
+        let shard = &self.shards[i];
+        Placement {
             runtime: shard.runtime.clone(),
             ring: shard.ring.clone(),
-        })
+        }
     }
 
     /// Ends the shards' threads; called once their sessions are drained.
