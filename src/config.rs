@@ -90,9 +90,9 @@ pub struct ServerSettings {
     /// autotuning, which lets a slow client's backlog grow to `net.ipv4.tcp_wmem`'s maximum,
     /// 4 MiB by default, before the queue policy sees it).
     pub send_buffer: usize,
-    /// Threads serving clients, each a single-threaded runtime holding its sessions for
-    /// their whole life (0: one per CPU core). Fewer than the cores leaves room for what
-    /// shares the machine (strategy plugins, NATS, a load generator).
+    /// Threads of the runtime that serves clients (0: one per CPU core). Fewer than the
+    /// cores leaves room for what shares the machine (strategy plugins, NATS); on one thread
+    /// sessions never migrate between cores, so each delivery costs less.
     pub worker_threads: usize,
     /// `test` requests a client may make in a burst before being rate-limited.
     pub test_burst: u32,
@@ -558,7 +558,7 @@ keys! {
     "server.max_message_size", Integer, "largest client message (bytes); bigger is closed 1009";
     "server.read_buffer_size", Integer, "per-connection WebSocket read buffer (bytes; grows for a bigger message)";
     "server.send_buffer", Integer, "kernel send buffer per client socket (bytes; 0: kernel autotuning)";
-    "server.worker_threads", Integer, "threads serving clients, each holding its sessions (0: one per CPU core)";
+    "server.worker_threads", Integer, "runtime threads serving clients (0: one per CPU core)";
     "server.test_burst", Integer, "`test` requests allowed in a burst";
     "server.test_interval", Duration, "one more `test` per this interval after the burst";
     "server.shutdown_grace", Duration, "how long shutdown waits for sessions";

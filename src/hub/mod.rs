@@ -128,24 +128,10 @@ impl Published {
     }
 }
 
-/// Signals the hub's own ring holds at least, for the server's relays (see `Hub::build`).
-const RELAY_RING: usize = 16 * 1024;
-
-/// A session's place in [`Hub::listeners`].
-pub struct Listening(Arc<std::sync::atomic::AtomicUsize>);
-
-impl Drop for Listening {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
 /// Fan-out point between the strategy engine and the client sessions.
 pub struct Hub {
-    /// The shared ring of frames, read by the server's per-thread relays (and tools).
+    /// The shared ring of frames; its capacity is how many signals a session may lag.
     tx: broadcast::Sender<Published>,
-    /// Sessions listening, counted by their [`Listening`] guards.
-    listening: Arc<std::sync::atomic::AtomicUsize>,
     /// The last `seq` given out. Held while numbering and handing the signal on (to the
     /// journal, which broadcasts it once committed, or straight to the ring), so both see
     /// signals in `seq` order (nothing inside waits).
@@ -214,9 +200,7 @@ impl Hub {
         journal: Option<journal::Journal>,
         last_seq: u64,
     ) -> Self {
-        // The server's per-thread relays read this ring and each session its thread's ring
-        // of `capacity`: a relay falls behind only if its whole thread stalls this long.
-        let (tx, _) = broadcast::channel(capacity.max(RELAY_RING));
+        let (tx, _) = broadcast::channel(capacity.max(1));
         if let Some(journal) = &journal {
             journal.deliver_to(tx.clone());
         }
@@ -229,7 +213,6 @@ impl Hub {
             outbox: None,
             instance: rand::random(),
             published: Default::default(),
-            listening: Default::default(),
             prices: RwLock::new(Prices {
                 order: symbols,
                 last: HashMap::new(),
@@ -263,7 +246,7 @@ impl Hub {
         if outbox.try_send(out).is_err() {
             tracing::error!(strategy = %signal.strategy, symbol = %signal.symbol, "signal dropped: {}", PublishError::Full);
         }
-        self.listeners()
+        self.tx.receiver_count()
     }
 
     /// Publishes a signal from a publisher (the publish API) and returns its `seq` and how
@@ -283,7 +266,7 @@ impl Hub {
         };
         outbox.try_send(out).map_err(|_| PublishError::Full)?;
         match tokio::time::timeout(CONFIRM_WITHIN, confirmed).await {
-            Ok(Ok(seq)) => Ok((seq, self.listeners())),
+            Ok(Ok(seq)) => Ok((seq, self.tx.receiver_count())),
             _ => Err(PublishError::Unconfirmed(CONFIRM_WITHIN)),
         }
     }
@@ -297,8 +280,7 @@ impl Hub {
         }
         *last = seq;
         self.count(signal);
-        let _ = self.tx.send(Published::of(seq, signal));
-        self.listeners()
+        self.tx.send(Published::of(seq, signal)).unwrap_or(0)
     }
 
     /// As [`Hub::publish`] on a single node, returning the `seq` given too.
@@ -312,12 +294,9 @@ impl Hub {
             // Write-ahead: the journal's writer broadcasts it once it is committed.
             Some(journal) => {
                 journal.append(crate::auth::unix_now() as i64, published);
-                (seq, self.listeners())
+                (seq, self.tx.receiver_count())
             }
-            None => {
-                let _ = self.tx.send(published);
-                (seq, self.listeners())
-            }
+            None => (seq, self.tx.send(published).unwrap_or(0)),
         }
     }
 
@@ -383,17 +362,9 @@ impl Hub {
         self.tx.subscribe()
     }
 
-    /// Sessions currently listening.
+    /// Sessions currently subscribed.
     pub fn listeners(&self) -> usize {
-        self.listening.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Counts a session as listening while the guard lives (taken once it is subscribed to
-    /// a ring the hub's signals reach).
-    pub fn listening(&self) -> Listening {
-        self.listening
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Listening(self.listening.clone())
+        self.tx.receiver_count()
     }
 
     /// Records the latest price of a symbol.
@@ -484,10 +455,7 @@ mod tests {
     fn one_serialization_shared_by_all() {
         let hub = Hub::new(vec!["BTCUSDT".into()], 8);
         let (mut a, mut b) = (hub.subscribe(), hub.subscribe());
-        let listening = (hub.listening(), hub.listening());
-        assert_eq!(hub.publish(&signal()), 2, "two listening");
-        drop(listening);
-        assert_eq!(hub.listeners(), 0);
+        assert_eq!(hub.publish(&signal()), 2);
         let (fa, fb) = (a.try_recv().unwrap(), b.try_recv().unwrap());
         assert_eq!(
             fa.frame.as_str().as_ptr(),

@@ -16,7 +16,6 @@ mod per_ip;
 mod prefixed;
 pub(crate) mod records;
 mod session;
-mod shards;
 pub mod stats;
 pub mod tls_stream;
 mod trim;
@@ -93,19 +92,7 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: Cancellat
             .watch(shared.revoked.clone(), shutdown.clone()),
     );
     tokio::spawn(trim::run(shared.clone(), shutdown.clone()));
-    let shards = match shards::Shards::start(
-        shared.settings.worker_threads,
-        &shared.hub,
-        shared.settings.queue_capacity,
-    ) {
-        Ok(shards) => shards,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the client threads");
-            return;
-        }
-    };
     let listener = Listener {
-        shards,
         endings,
         slots: Arc::new(Semaphore::new(shared.settings.max_connections)),
         overflow: Arc::new(Semaphore::new(OVERFLOW_HANDSHAKES)),
@@ -119,15 +106,11 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: Cancellat
     // Every session is told to close (1001) before the wait for them begins.
     let _ = watcher.await;
     listener.drain().await;
-    let shards = listener.shards;
-    let _ = tokio::task::spawn_blocking(move || shards.stop()).await;
 }
 
 /// The accept loop and what it needs to admit or refuse a client.
 struct Listener {
     listener: TcpListener,
-    /// The threads sessions run on, one runtime each; connections are spread over them.
-    shards: shards::Shards,
     shared: Arc<Shared>,
     /// One permit per session: `server.max_connections`.
     slots: Arc<Semaphore>,
@@ -187,27 +170,17 @@ impl Listener {
                     }
                 },
             };
-            // The socket moves to its shard's runtime, whose reactor then watches it.
-            let tcp = match tcp.into_std() {
-                Ok(tcp) => tcp,
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "socket lost before its handshake");
-                    continue;
-                }
-            };
-            let place = self.shards.place();
-            let runtime = place.runtime.clone();
-            let connection = handle_connection(
+            let shared = self.shared.clone();
+            let shutdown = self.shutdown.clone();
+            self.tasks.spawn(handle_connection(
                 tcp,
                 peer,
-                self.shared.clone(),
+                shared,
                 admitted,
-                self.shutdown.clone(),
+                shutdown,
                 self.endings.clone(),
                 self.tasks.clone(),
-                place,
-            );
-            self.tasks.spawn_on(connection, &runtime);
+            ));
         }
     }
 
@@ -243,24 +216,15 @@ pub(crate) enum Admission {
 /// One connection's handshake; an accepted client's session then runs as a task of its own,
 /// so the handshake's state (about 10 KiB) is freed rather than carried for the session's
 /// life. Expected disconnects are triaged here, once.
-#[allow(clippy::too_many_arguments)]
 async fn handle_connection(
-    tcp: std::net::TcpStream,
+    tcp: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
     admission: Admission,
     shutdown: CancellationToken,
     endings: Arc<endings::Endings>,
     tasks: TaskTracker,
-    place: shards::Placement,
 ) {
-    let tcp = match TcpStream::from_std(tcp) {
-        Ok(tcp) => tcp,
-        Err(e) => {
-            tracing::warn!(%peer, error = %e, "cannot watch a client socket");
-            return;
-        }
-    };
     shared.stats.handshaking.fetch_add(1, Ordering::Relaxed);
     let handshake = tokio::select! {
         _ = shutdown.cancelled() => None,
@@ -272,9 +236,8 @@ async fn handle_connection(
     };
     // Spawned as the run future itself: wrapping it in another async block would store the
     // session twice. The session holds its slot (`admission`) until it ends.
-    let frames = place.subscribe();
-    let session = session::Session::new(accepted, peer, shared, &endings, admission, frames);
-    tasks.spawn_on(Box::new(session).run(), &place.runtime);
+    let session = session::Session::new(accepted, peer, shared, &endings, admission);
+    tasks.spawn(Box::new(session).run());
 }
 
 /// Fixes a client socket's kernel send buffer (`SO_SNDBUF`; the kernel doubles the value for

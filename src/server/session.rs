@@ -57,10 +57,8 @@ pub struct Session {
     /// Shared with the ending future rather than copied into it (200 bytes a session).
     claims: Arc<Claims>,
     shared: Arc<Shared>,
-    /// This session's view of its thread's ring of frames.
+    /// This session's view of the hub's ring of frames.
     frames: broadcast::Receiver<Published>,
-    /// Counts this session in the hub's listeners while it lives.
-    _listening: crate::hub::Listening,
     /// The highest `seq` this client has been sent; ring frames at or below it are skipped,
     /// so the seam between resumed history and live signals neither loses nor doubles one.
     last_sent: u64,
@@ -140,7 +138,6 @@ impl Session {
         shared: Arc<Shared>,
         endings: &Arc<Endings>,
         slot: super::Admission,
-        frames: broadcast::Receiver<Published>,
     ) -> Self {
         let Accepted {
             ws,
@@ -151,8 +148,7 @@ impl Session {
         let claims = Arc::new(claims);
         Self {
             enrolled: endings.enroll(claims.clone(), &shared.revoked),
-            frames,
-            _listening: shared.hub.listening(),
+            frames: shared.hub.subscribe(),
             last_sent: 0,
             first_live: None,
             resume_after: last_seq,
