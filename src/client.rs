@@ -317,6 +317,18 @@ enum Failure {
 }
 
 pub(crate) fn tls_config(ca: Option<&PathBuf>) -> Result<Arc<rustls::ClientConfig>, String> {
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots(ca)?)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// The certificates a client trusts: `--ca`'s, or the web's roots without it.
+pub(crate) fn roots(ca: Option<&PathBuf>) -> Result<rustls::RootCertStore, String> {
     let mut roots = rustls::RootCertStore::empty();
     match ca {
         Some(path) => {
@@ -331,12 +343,5 @@ pub(crate) fn tls_config(ca: Option<&PathBuf>) -> Result<Arc<rustls::ClientConfi
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Ok(Arc::new(config))
+    Ok(roots)
 }

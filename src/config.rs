@@ -90,6 +90,10 @@ pub struct ServerSettings {
     /// autotuning, which lets a slow client's backlog grow to `net.ipv4.tcp_wmem`'s maximum,
     /// 4 MiB by default, before the queue policy sees it).
     pub send_buffer: usize,
+    /// Threads of the runtime that serves clients (0: one per CPU core). Fewer than the
+    /// cores leaves room for what shares the machine (strategy plugins, NATS); on one thread
+    /// sessions never migrate between cores, so each delivery costs less.
+    pub worker_threads: usize,
     /// `test` requests a client may make in a burst before being rate-limited.
     pub test_burst: u32,
     /// After the burst, one more `test` is allowed per this interval.
@@ -118,8 +122,9 @@ impl Default for ServerSettings {
             write_timeout: Duration::from_secs(10),
             queue_capacity: 1024,
             max_message_size: 4096,
-            read_buffer_size: 256,
+            read_buffer_size: 64,
             send_buffer: 0,
+            worker_threads: 0,
             test_burst: 3,
             test_interval: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(5),
@@ -553,6 +558,7 @@ keys! {
     "server.max_message_size", Integer, "largest client message (bytes); bigger is closed 1009";
     "server.read_buffer_size", Integer, "per-connection WebSocket read buffer (bytes; grows for a bigger message)";
     "server.send_buffer", Integer, "kernel send buffer per client socket (bytes; 0: kernel autotuning)";
+    "server.worker_threads", Integer, "runtime threads serving clients (0: one per CPU core)";
     "server.test_burst", Integer, "`test` requests allowed in a burst";
     "server.test_interval", Duration, "one more `test` per this interval after the burst";
     "server.shutdown_grace", Duration, "how long shutdown waits for sessions";
@@ -818,6 +824,12 @@ impl Config {
             p.push(invalid(
                 "server.read_buffer_size",
                 "must be 64 bytes to 1 MiB",
+            ));
+        }
+        if s.worker_threads > 1024 {
+            p.push(invalid(
+                "server.worker_threads",
+                "must be 0 (one per CPU core) to 1024",
             ));
         }
         if let Some(bad) = s.allowed_origins.iter().find(|o| {
@@ -1235,6 +1247,17 @@ mod tests {
         o.set("server.nope", "1");
         let err = Config::load(None, &BTreeMap::new(), &o).unwrap_err();
         assert!(err.to_string().contains("server.nope"), "{err}");
+
+        let mut o = Overrides::default();
+        o.set("server.worker_threads", "5000");
+        let err = Config::load(None, &BTreeMap::new(), &o).unwrap_err();
+        assert!(
+            err.to_string().starts_with("server.worker_threads"),
+            "{err}"
+        );
+        o.set("server.worker_threads", "1");
+        let config = Config::load(None, &BTreeMap::new(), &o).unwrap();
+        assert_eq!(config.server.worker_threads, 1);
     }
 
     #[test]
@@ -1357,6 +1380,7 @@ mod tests {
             match key.name {
                 "cluster.role" => o.set("cluster.nats", "nats://127.0.0.1:4222"),
                 "cluster.replicas" => o.set(key.name, "3"),
+                "server.worker_threads" => o.set(key.name, "2"),
                 "cluster.duplicate_window" => o.set("cluster.lease", "1s"),
                 _ => {}
             }

@@ -425,7 +425,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             serve::init_logging(&config);
             // SIGHUP reads the configuration again (file, env, flags) for the keys it names.
             let reread: serve::Reread = Arc::new(move || args.load());
-            runtime()?.block_on(serve::serve(config, reread))?;
+            runtime_with(config.server.worker_threads)?.block_on(serve::serve(config, reread))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { dir, port, signals } => {
@@ -622,7 +622,16 @@ async fn listen(options: crate::client::ClientOptions) -> anyhow::Result<ExitCod
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+    runtime_with(0)
+}
+
+/// The runtime with `threads` workers (0: tokio's default, one per CPU core).
+fn runtime_with(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if threads > 0 {
+        builder.worker_threads(threads);
+    }
+    builder
         .enable_all()
         .build()
         .context("starting the tokio runtime")

@@ -76,6 +76,9 @@ pub struct Session {
     _slot: super::Admission,
     /// Last time anything arrived from the client (data, ping or pong).
     last_heard: Instant,
+    /// Signals were written since the last ping tick; a quiet session frees its TLS sending
+    /// key at the tick (about 560 bytes, rebuilt at the next write).
+    sent_since_tick: bool,
     /// Rate limit for `test`.
     tests: TestBudget,
     /// How many `test` replies were sent, to rotate through symbols.
@@ -157,6 +160,7 @@ impl Session {
             claims,
             _slot: slot,
             last_heard: Instant::now(),
+            sent_since_tick: false,
             tests_served: 0,
             observed: Observations::default(),
             confirming: None,
@@ -222,6 +226,8 @@ impl Session {
         let mut ping = tokio::time::interval(self.shared.settings.ping_interval);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         ping.tick().await; // the first tick is immediate
+        // Quiet until its first signal: the key that sealed the upgrade response goes.
+        self.ws.get_mut().get_mut().release_keys();
         if let Some(since) = self.resume_after.take() {
             // Boxed, here and below: rare and large, so idle sessions do not carry its state.
             Box::pin(self.resume(since)).await?;
@@ -530,6 +536,7 @@ impl Session {
             delivered.fetch_add(frames.len() as u64, Ordering::Relaxed);
             Ok(())
         };
+        self.sent_since_tick = true;
         within(write_timeout, send).await
     }
 
@@ -611,6 +618,9 @@ impl Session {
             ));
         }
         self.write([Message::Ping(Default::default())]).await?;
+        if !std::mem::take(&mut self.sent_since_tick) {
+            self.ws.get_mut().get_mut().release_keys();
+        }
         Ok(Flow::Continue)
     }
 

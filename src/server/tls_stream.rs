@@ -3,6 +3,10 @@
 //! even when nothing is pending. Here TLS bytes are read into a buffer that is freed once
 //! every complete record in it is processed; only a partial record is kept between reads,
 //! and encrypted output only until the socket takes it.
+//!
+//! Once a TLS 1.3 handshake is done, rustls hands the keys over and [`Records`] protects
+//! the records (rustls' connection state, about 3 KB a client, is freed); TLS 1.2 sessions
+//! stay with rustls throughout.
 
 use std::io;
 use std::pin::Pin;
@@ -14,6 +18,8 @@ use rustls::server::UnbufferedServerConnection;
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+
+use super::records::{Handover, Records};
 
 /// Room made for each read. Clients send little (a handshake flight, a request, pongs); a
 /// bigger record arrives over several reads, each adding room.
@@ -35,7 +41,7 @@ enum Stop {
 /// A server-side TLS connection; see the module documentation.
 pub struct TlsStream {
     tcp: TcpStream,
-    conn: UnbufferedServerConnection,
+    protection: Protection,
     /// TLS bytes read and not yet processed (a partial record); unallocated when empty.
     incoming: Vec<u8>,
     /// Decrypted bytes the reader has not taken yet, from `plaintext_at`.
@@ -48,6 +54,19 @@ pub struct TlsStream {
     eof: bool,
     /// close_notify is queued: writes end.
     closing: bool,
+}
+
+/// Who protects the records.
+// The record layer inline: nearly every session is TLS 1.3, and a box would add an
+// allocation and its overhead to each; the rare TLS 1.2 session boxes rustls instead.
+#[allow(clippy::large_enum_variant)]
+enum Protection {
+    /// rustls: during the handshake, and for a whole TLS 1.2 session.
+    Rustls(Box<UnbufferedServerConnection>),
+    /// sigcast's own record layer, after a TLS 1.3 handshake.
+    Records(Records),
+    /// Only while the keys are handed over; a failed handover leaves it, and ends the session.
+    HandingOver,
 }
 
 fn tls_error(e: rustls::Error) -> io::Error {
@@ -82,7 +101,7 @@ pub async fn accept(tcp: TcpStream, config: Arc<ServerConfig>) -> io::Result<Tls
     let conn = UnbufferedServerConnection::new(config).map_err(tls_error)?;
     let mut stream = TlsStream {
         tcp,
-        conn,
+        protection: Protection::Rustls(Box::new(conn)),
         incoming: Vec::new(),
         plaintext: Vec::new(),
         plaintext_at: 0,
@@ -91,11 +110,20 @@ pub async fn accept(tcp: TcpStream, config: Arc<ServerConfig>) -> io::Result<Tls
         eof: false,
         closing: false,
     };
+    // The key log keeps this handshake's secrets under the client random until the handover
+    // takes them; a handshake that fails or times out drops them with this guard.
+    let mut logged = Logged(None);
     loop {
+        if logged.0.is_none() {
+            logged.0 = client_random(&stream.incoming);
+        }
         let stop = stream.process()?;
         std::future::poll_fn(|cx| stream.poll_send(cx)).await?;
         match stop {
-            Stop::Traffic => return Ok(stream),
+            Stop::Traffic => {
+                stream.take_over(logged.0.take())?;
+                return Ok(stream);
+            }
             Stop::Closed => return Err(io::ErrorKind::UnexpectedEof.into()),
             Stop::Handshaking => {}
         }
@@ -106,13 +134,81 @@ pub async fn accept(tcp: TcpStream, config: Arc<ServerConfig>) -> io::Result<Tls
     }
 }
 
+/// The client random of the ClientHello at the front of `incoming`, once its first 43 bytes
+/// are there: record header (5), handshake header (4), legacy version (2), random (32).
+fn client_random(incoming: &[u8]) -> Option<[u8; 32]> {
+    match incoming {
+        [22, _, _, _, _, 1, _, _, _, _, _, random @ ..] => random.get(..32)?.try_into().ok(),
+        _ => None,
+    }
+}
+
+/// A handshake's place in the key log, forgotten unless the handover took it.
+struct Logged(Option<[u8; 32]>);
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        if let Some(random) = self.0 {
+            Handover::forget(&random);
+        }
+    }
+}
+
 impl TlsStream {
-    /// Lets rustls process the bytes at hand: decrypted data goes to `plaintext`, TLS
-    /// messages it wants sent (handshake, alerts, key updates) to `outgoing`.
+    /// After a TLS 1.3 handshake: takes the keys from rustls and frees its connection. Without
+    /// logged secrets (a TLS 1.2 session) rustls goes on protecting the records.
+    fn take_over(&mut self, client_random: Option<[u8; 32]>) -> io::Result<()> {
+        let Protection::Rustls(conn) = &self.protection else {
+            return Ok(());
+        };
+        let Some(random) = client_random else {
+            return Ok(());
+        };
+        let Some(secrets) = Handover::take(&random) else {
+            return Ok(());
+        };
+        if conn.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
+            return Ok(());
+        }
+        let Protection::Rustls(conn) =
+            std::mem::replace(&mut self.protection, Protection::HandingOver)
+        else {
+            unreachable!("checked above");
+        };
+        // rustls' kernel connection would keep its key schedule (about 800 bytes); the
+        // record layer derives key updates from the logged secrets instead.
+        let (extracted, _schedule) = conn.dangerous_into_kernel_connection().map_err(tls_error)?;
+        self.protection = Protection::Records(Records::new(extracted, secrets)?);
+        // Records the client sent right behind its Finished, if rustls left any.
+        self.process().map(drop)
+    }
+
+    /// Frees the expanded sending key of a quiet session; the next write rebuilds it.
+    pub fn release_keys(&mut self) {
+        if let Protection::Records(records) = &mut self.protection {
+            records.release();
+        }
+    }
+
+    /// Processes the bytes at hand: decrypted data goes to `plaintext`, TLS messages the
+    /// protocol wants sent (handshake, alerts, key updates) to `outgoing`.
     fn process(&mut self) -> io::Result<Stop> {
+        let conn = match &mut self.protection {
+            Protection::Rustls(conn) => conn,
+            Protection::Records(records) => {
+                let opened =
+                    records.open(&mut self.incoming, &mut self.plaintext, &mut self.outgoing)?;
+                self.incoming.drain(..opened.consumed);
+                if self.incoming.is_empty() && self.incoming.capacity() > 0 {
+                    self.incoming = Vec::new();
+                }
+                self.eof |= opened.closed;
+                return Ok(Stop::Traffic);
+            }
+            Protection::HandingOver => return Err(io::Error::other("TLS handover failed")),
+        };
         loop {
-            let UnbufferedStatus { discard, state } =
-                self.conn.process_tls_records(&mut self.incoming);
+            let UnbufferedStatus { discard, state } = conn.process_tls_records(&mut self.incoming);
             let mut stop = None;
             match state.map_err(tls_error)? {
                 ConnectionState::ReadTraffic(mut records) => {
@@ -153,6 +249,12 @@ impl TlsStream {
 
     /// Encrypts `data` (or, with `None`, a close_notify) into `outgoing`.
     fn encrypt(&mut self, data: Option<&[u8]>) -> io::Result<()> {
+        if let Protection::Records(records) = &mut self.protection {
+            return match data {
+                Some(d) => records.seal(d, &mut self.outgoing),
+                None => records.seal_close_notify(&mut self.outgoing),
+            };
+        }
         // Whatever rustls has first (decrypted data, its own messages) is handled by
         // `process`, which stops where encryption may begin.
         match self.process()? {
@@ -160,7 +262,10 @@ impl TlsStream {
             Stop::Handshaking => return Err(io::Error::other("TLS handshake not complete")),
             Stop::Closed => return Err(io::ErrorKind::BrokenPipe.into()),
         }
-        let UnbufferedStatus { discard, state } = self.conn.process_tls_records(&mut self.incoming);
+        let Protection::Rustls(conn) = &mut self.protection else {
+            return Err(io::Error::other("TLS handover failed"));
+        };
+        let UnbufferedStatus { discard, state } = conn.process_tls_records(&mut self.incoming);
         let ConnectionState::WriteTraffic(mut traffic) = state.map_err(tls_error)? else {
             return Err(io::Error::other("unexpected TLS state"));
         };
@@ -315,10 +420,12 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    /// A real rustls client (the buffered one, as clients use) against this stream: the
-    /// handshake, data both ways in many sizes, a close_notify at the end.
-    #[tokio::test]
-    async fn talks_to_a_real_client_both_ways() {
+    /// Fresh development material, the server config made from it, and a listener.
+    async fn served() -> (
+        crate::devcert::DevCert,
+        Arc<ServerConfig>,
+        tokio::net::TcpListener,
+    ) {
         let material = crate::devcert::generate().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
@@ -326,6 +433,14 @@ mod tests {
         std::fs::write(&key, &material.key_pem).unwrap();
         let config = crate::tls::server_config(Some(&cert), Some(&key)).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        (material, config, listener)
+    }
+
+    /// A real rustls client (the buffered one, as clients use) against this stream: the
+    /// handshake, data both ways in many sizes, a close_notify at the end.
+    #[tokio::test]
+    async fn talks_to_a_real_client_both_ways() {
+        let (material, config, listener) = served().await;
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
             let (tcp, _) = listener.accept().await.unwrap();
@@ -347,23 +462,8 @@ mod tests {
             total
         });
 
-        use rustls_pki_types::pem::PemObject;
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(
-                rustls_pki_types::CertificateDer::from_pem_slice(material.cert_pem.as_bytes())
-                    .unwrap(),
-            )
-            .unwrap();
-        let client = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
         let tcp = TcpStream::connect(addr).await.unwrap();
-        let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+        let mut tls = client_for(&material.cert_pem)
             .connect("localhost".try_into().unwrap(), tcp)
             .await
             .unwrap();
@@ -381,5 +481,100 @@ mod tests {
         tls.read_to_end(&mut rest).await.unwrap();
         assert!(rest.is_empty());
         assert_eq!(server.await.unwrap(), sent);
+    }
+
+    /// Key updates both ways after the handover to sigcast's record layer: the client's
+    /// (which asks for the server's too), and the server's own when its sending key has
+    /// sealed its share of records.
+    #[tokio::test]
+    async fn key_updates_both_ways() {
+        let (material, config, listener) = served().await;
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut tls = accept(tcp, config).await.unwrap();
+            let Protection::Records(records) = &mut tls.protection else {
+                panic!("a TLS 1.3 session is handed over to the record layer");
+            };
+            // Three records under the first key, then the server moves on by itself.
+            records.tx_left = 3;
+            let mut buf = vec![0u8; 1024];
+            loop {
+                let n = tls.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                tls.write_all(&buf[..n]).await.unwrap();
+                tls.flush().await.unwrap();
+            }
+            tls.shutdown().await.unwrap();
+        });
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let mut tls = client_for(&material.cert_pem)
+            .connect("localhost".try_into().unwrap(), tcp)
+            .await
+            .unwrap();
+        for round in 0..10u8 {
+            if round == 4 {
+                tls.get_mut().1.refresh_traffic_keys().unwrap();
+            }
+            let data = [round; 100];
+            tls.write_all(&data).await.unwrap();
+            let mut back = [0u8; 100];
+            tls.read_exact(&mut back).await.unwrap();
+            assert_eq!(back, data, "round {round} echoed");
+        }
+        tls.shutdown().await.unwrap();
+        server.await.unwrap();
+    }
+
+    /// A client that vanishes mid-handshake, after the server has logged the session's
+    /// secrets: they are dropped with the failed handshake; a finished one takes its own.
+    #[tokio::test]
+    async fn secrets_of_failed_and_finished_handshakes_are_not_kept() {
+        let (material, config, listener) = served().await;
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            accept(tcp, config.clone()).await.map(drop)
+        });
+        // The ClientHello by hand, to know its random; then the server's flight, then gone.
+        let mut client = rustls::ClientConnection::new(
+            client_config(&material.cert_pem),
+            "localhost".try_into().unwrap(),
+        )
+        .unwrap();
+        let mut hello = Vec::new();
+        client.write_tls(&mut hello).unwrap();
+        let random: [u8; 32] = client_random(&hello).expect("a ClientHello");
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(&hello).await.unwrap();
+        let mut flight = [0u8; 4096];
+        let n = tcp.read(&mut flight).await.unwrap();
+        assert!(n > 0, "the server answered");
+        assert!(Handover::holds(&random), "the server logged the secrets");
+        drop(tcp);
+        assert!(server.await.unwrap().is_err(), "the handshake failed");
+        assert!(!Handover::holds(&random), "and its secrets went with it");
+    }
+
+    fn client_config(cert_pem: &str) -> Arc<rustls::ClientConfig> {
+        use rustls_pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(rustls_pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap())
+            .unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        Arc::new(client)
+    }
+
+    fn client_for(cert_pem: &str) -> tokio_rustls::TlsConnector {
+        tokio_rustls::TlsConnector::from(client_config(cert_pem))
     }
 }

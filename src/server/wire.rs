@@ -116,10 +116,22 @@ where
 }
 
 /// A write to the client, failed as timed out if it takes longer than `limit`.
+///
+/// Most writes finish at their first poll (the socket takes the bytes): the timer is armed
+/// only for a write that has to wait, so a fan-out does not add and remove one per client.
 pub async fn within<T>(
     limit: Duration,
     write: impl Future<Output = Result<T, WsError>>,
 ) -> Result<T, WsError> {
+    let mut write = std::pin::pin!(write);
+    let first = std::future::poll_fn(|cx| match write.as_mut().poll(cx) {
+        std::task::Poll::Ready(done) => std::task::Poll::Ready(Some(done)),
+        std::task::Poll::Pending => std::task::Poll::Ready(None),
+    })
+    .await;
+    if let Some(done) = first {
+        return done;
+    }
     tokio::time::timeout(limit, write).await.map_err(|_| {
         WsError::Io(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
