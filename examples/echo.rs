@@ -78,6 +78,8 @@ async fn echo(socket: TcpStream, settings: &ServerSettings) -> anyhow::Result<()
                 return Ok(());
             }
         };
-        wire::write_all(&mut ws, std::iter::once(reply), write_timeout).await?;
+        // An echo has no backlog policy: whether the write waited is not needed.
+        let mut waited = false;
+        wire::write_all(&mut ws, std::iter::once(reply), write_timeout, &mut waited).await?;
     }
 }

@@ -173,6 +173,49 @@ async fn history_older_than_retention_gives_history_expired() {
     assert_eq!(read_seqs(&mut ws, 3).await, vec![8, 9, 10]);
 }
 
+/// A client that falls a ring behind while its history is being sent is cut off (4000)
+/// then, not after the rest of a history that could not join the live stream anyway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_falling_a_ring_behind_during_its_resume_is_cut_off_then() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let server = TestServer::start(&[("server.queue_capacity", "16")]).await;
+    publish(&server, 5000);
+    let journal = server.hub.journal().unwrap();
+    journal.wait_flushed(5000).await.unwrap();
+    let mut ws = server
+        .connect_resuming(&server.token("slow"), "0")
+        .await
+        .unwrap();
+    assert_eq!(read_seqs(&mut ws, 10).await, (1..=10).collect::<Vec<_>>());
+    // The market goes on while it takes its history, 500 signals a second.
+    publish(&server, 100);
+    let (last, close) = within(Duration::from_secs(20), async {
+        let mut last = 10;
+        loop {
+            match ws.next().await.expect("open").expect("read") {
+                Message::Text(t) => {
+                    let seq = seq_of(t.as_str());
+                    assert_eq!(seq, last + 1, "history in order");
+                    last = seq;
+                }
+                Message::Close(frame) => break (last, frame),
+                _ => {}
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await;
+    let close = close.expect("a close frame");
+    assert_eq!(u16::from(close.code), 4000, "{}", close.reason);
+    assert!(
+        close.reason.starts_with("slow consumer"),
+        "{}",
+        close.reason
+    );
+    assert!(last < 5000, "cut during its history, at {last}");
+}
+
 /// A client cut off as a slow consumer (4000) that resumes loses nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_cut_off_resumes_without_loss() {

@@ -218,6 +218,58 @@ async fn slow_consumer_is_cut_off_with_4000() {
     assert!(reason.starts_with("slow consumer"), "{reason}");
 }
 
+/// A client reading, but slower than its signals come, is silent too: its pongs wait behind
+/// the backlog it has not read. The server tells it from a vanished client by what it sent
+/// and the client has not taken: the client is cut as a slow consumer (4000), not as idle
+/// (4001), even though its ring (65536 deep here) never overflows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_silent_behind_its_backlog_is_a_slow_consumer_not_idle() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let server = TestServer::start(&[
+        ("server.ping_interval", "100ms"),
+        ("server.idle_timeout", "400ms"),
+        ("server.queue_capacity", "65536"),
+    ])
+    .await;
+    let mut ws = server.connect(Some(&server.token("slow"))).await.unwrap();
+    server.wait_listeners(1).await;
+    // About a megabyte, most of it in the kernel at once: the pongs wait behind it.
+    for i in 0..6000 {
+        server.hub.publish(&signal("BTCUSDT", Side::Buy, i as f64));
+    }
+    let observed = || sigcast::admin::render(&sigcast::admin::Observed::new(server.shared.clone()));
+    let code = within(Duration::from_secs(30), async {
+        let started = std::time::Instant::now();
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => break None,
+            }
+            // Slow (500 a second) for two seconds, then quick to the close frame.
+            if started.elapsed() < Duration::from_secs(2) {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+    })
+    .await;
+    let wanted = "sigcast_sessions_ended_total{reason=\"slow_consumer\"} 1\n";
+    within(Duration::from_secs(5), async {
+        while !observed().contains(wanted) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let metrics = observed();
+    assert!(
+        metrics.contains("sigcast_sessions_ended_total{reason=\"idle\"} 0\n"),
+        "{metrics}"
+    );
+    // The close frame waits behind the backlog; a client that read on finds it there.
+    assert_eq!(code, Some(4000));
+}
+
 #[tokio::test]
 async fn over_the_connection_limit_gets_503_before_upgrade() {
     let server = TestServer::start(&[("server.max_connections", "1")]).await;

@@ -132,6 +132,9 @@ impl Published {
 pub struct Hub {
     /// The shared ring of frames; its capacity is how many signals a session may lag.
     tx: broadcast::Sender<Published>,
+    /// Slots in the ring: the capacity asked for, rounded up to a power of two as tokio's
+    /// broadcast does. A session this far behind has lost signals.
+    ring: usize,
     /// The last `seq` given out. Held while numbering and handing the signal on (to the
     /// journal, which broadcasts it once committed, or straight to the ring), so both see
     /// signals in `seq` order (nothing inside waits).
@@ -200,13 +203,15 @@ impl Hub {
         journal: Option<journal::Journal>,
         last_seq: u64,
     ) -> Self {
-        let (tx, _) = broadcast::channel(capacity.max(1));
+        let ring = capacity.max(1).next_power_of_two();
+        let (tx, _) = broadcast::channel(ring);
         if let Some(journal) = &journal {
             journal.deliver_to(tx.clone());
         }
         let journal = journal.map(Arc::new);
         Self {
             tx,
+            ring,
             seq: Mutex::new(last_seq),
             history: journal.clone().map(|j| j as Arc<dyn History>),
             journal,
@@ -360,6 +365,12 @@ impl Hub {
     /// A receiver of every signal published from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Published> {
         self.tx.subscribe()
+    }
+
+    /// How many signals a receiver may have waiting before the ring overwrites the oldest
+    /// it has not taken (its next `recv` then reports it lagged).
+    pub fn ring_size(&self) -> usize {
+        self.ring
     }
 
     /// Sessions currently subscribed.

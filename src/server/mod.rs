@@ -48,9 +48,11 @@ pub mod close_code {
     pub const POLICY_VIOLATION: u16 = 1008;
     /// The client sent a message over `server.max_message_size`.
     pub const MESSAGE_TOO_BIG: u16 = 1009;
-    /// The client fell more than `server.queue_capacity` signals behind.
+    /// The client fell more than `server.queue_capacity` signals behind, or was silent for
+    /// `server.idle_timeout` while what it was sent piled up unread (its pong waits in it).
     pub const SLOW_CONSUMER: u16 = 4000;
-    /// Nothing (not even a pong) heard from the client within `server.idle_timeout`.
+    /// Nothing (not even a pong) heard from the client within `server.idle_timeout`, and
+    /// nothing piling up unread either: a vanished peer.
     pub const IDLE_TIMEOUT: u16 = 4001;
 }
 
@@ -258,6 +260,19 @@ fn set_send_buffer(tcp: &TcpStream, bytes: usize) {
     if rc != 0 {
         tracing::debug!(error = %std::io::Error::last_os_error(), "SO_SNDBUF not set");
     }
+}
+
+/// Bytes in a socket's send queue the peer has not acknowledged (`SIOCOUTQ`); 0 if the
+/// kernel will not say.
+fn kernel_unsent(tcp: &TcpStream) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut unsent: libc::c_int = 0;
+    // SAFETY: a valid socket descriptor and a c_int out-parameter, as SIOCOUTQ writes.
+    let rc = unsafe { libc::ioctl(tcp.as_raw_fd(), libc::TIOCOUTQ, &mut unsent) };
+    if rc != 0 {
+        return 0;
+    }
+    usize::try_from(unsent).unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -24,6 +24,10 @@ impl<S> Prefixed<S> {
     }
 
     /// The stream itself, for writes that bypass the WebSocket layer.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
     }

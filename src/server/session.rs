@@ -76,6 +76,10 @@ pub struct Session {
     _slot: super::Admission,
     /// Last time anything arrived from the client (data, ping or pong).
     last_heard: Instant,
+    /// A write had to wait for the client's socket since the client was last heard: what we
+    /// send piles up unread. A client silent for the idle timeout is then a slow consumer
+    /// (its pong waits behind the backlog), not a vanished one.
+    backed_up: bool,
     /// Signals were written since the last ping tick; a quiet session frees its TLS sending
     /// key at the tick (about 560 bytes, rebuilt at the next write).
     sent_since_tick: bool,
@@ -92,6 +96,10 @@ pub struct Session {
 
 /// Publish acks on their way, oldest first.
 type Confirming = FuturesOrdered<BoxFuture<'static, Message>>;
+
+/// Bytes sent and not taken by a client that make its silence a backlog's (4000) rather
+/// than a vanished peer's (4001): more than a moment's traffic in flight.
+const BACKLOG: usize = 16 * 1024;
 
 /// Publishes one session may have waiting for the stream; beyond, it is told to slow down.
 const MAX_CONFIRMING: usize = 4096;
@@ -160,6 +168,7 @@ impl Session {
             claims,
             _slot: slot,
             last_heard: Instant::now(),
+            backed_up: false,
             sent_since_tick: false,
             tests_served: 0,
             observed: Observations::default(),
@@ -230,7 +239,10 @@ impl Session {
         self.ws.get_mut().get_mut().release_keys();
         if let Some(since) = self.resume_after.take() {
             // Boxed, here and below: rare and large, so idle sessions do not carry its state.
-            Box::pin(self.resume(since)).await?;
+            let flow = Box::pin(self.resume(since)).await?;
+            if !matches!(flow, Flow::Continue) {
+                return Ok(flow);
+            }
         }
         loop {
             let flow = tokio::select! {
@@ -241,6 +253,9 @@ impl Session {
                 message = self.ws.next() => {
                     Box::pin(self.on_client(Inbound::classify(message)?)).await?
                 }
+                // Before the signals: a client behind on them always has one waiting, and its
+                // pings and idle check must still come on time.
+                _ = ping.tick() => Box::pin(self.on_ping_tick()).await?,
                 // Boxed, as every write: a write's state lives only while it waits, so a
                 // session waiting for its next signal carries none of it (a heap block per
                 // write costs far less than the write's own syscall).
@@ -250,7 +265,6 @@ impl Session {
                     Box::pin(self.write([reply])).await?;
                     Flow::Continue
                 }
-                _ = ping.tick() => Box::pin(self.on_ping_tick()).await?,
             };
             if !matches!(flow, Flow::Continue) {
                 return Ok(flow);
@@ -262,6 +276,7 @@ impl Session {
     async fn on_client(&mut self, inbound: Inbound) -> Result<Flow, WsError> {
         if !matches!(inbound, Inbound::Refused(..)) {
             self.last_heard = Instant::now();
+            self.backed_up = false;
         }
         match inbound {
             Inbound::Text(text) => self.on_text(text.as_str().trim()).await,
@@ -509,6 +524,13 @@ impl Session {
             // it (plaintext and ciphertext) held until a slow client takes them.
             for batch in missing.chunks(MAX_BATCH) {
                 self.write_frames(batch).await?;
+                // Live signals wait in the ring meanwhile; once the ring has overwritten one
+                // this client has not taken, the rest of its history cannot join the live
+                // stream without a gap: it is a slow consumer now, not after its history.
+                let waiting = self.frames.len();
+                if waiting > hub.ring_size() {
+                    return Ok(slow_consumer((waiting - hub.ring_size()) as u64));
+                }
             }
             if after >= head {
                 break;
@@ -537,13 +559,13 @@ impl Session {
             Ok(())
         };
         self.sent_since_tick = true;
-        within(write_timeout, send).await
+        within(write_timeout, send, &mut self.backed_up).await
     }
 
     /// Writes any number of messages and flushes once, within the write timeout.
     async fn write_all(&mut self, messages: impl Iterator<Item = Message>) -> Result<(), WsError> {
         let limit = self.shared.settings.write_timeout;
-        let texts = wire::write_all(&mut self.ws, messages, limit).await?;
+        let texts = wire::write_all(&mut self.ws, messages, limit, &mut self.backed_up).await?;
         let delivered = &self.shared.stats.delivered;
         delivered.fetch_add(texts, Ordering::Relaxed);
         Ok(())
@@ -612,6 +634,18 @@ impl Session {
         self.observed.flush(&self.shared.stats);
         let idle = self.last_heard.elapsed();
         if idle >= self.shared.settings.idle_timeout {
+            // Silent behind a backlog: its pong is somewhere in what it has not read.
+            let unread = self.ws.get_ref().get_ref().unread();
+            if self.backed_up || unread >= BACKLOG {
+                return Ok(Flow::Close(
+                    close_code::SLOW_CONSUMER,
+                    format!(
+                        "slow consumer: nothing heard for {}s, {} KiB sent and not read",
+                        idle.as_secs(),
+                        unread / 1024
+                    ),
+                ));
+            }
             return Ok(Flow::Close(
                 close_code::IDLE_TIMEOUT,
                 format!("nothing heard for {}s", idle.as_secs()),

@@ -110,7 +110,8 @@ pub enum Ending {
     Client,
     /// Closed 4001: nothing heard within `server.idle_timeout` (a vanished peer).
     Idle,
-    /// Closed 4000: fell more than `server.queue_capacity` signals behind.
+    /// Closed 4000: fell more than `server.queue_capacity` signals behind, or was silent for
+    /// `server.idle_timeout` while its socket stayed full.
     SlowConsumer,
     /// Closed 1001: the server is shutting down or its feed stopped.
     Shutdown,

@@ -183,6 +183,12 @@ impl TlsStream {
         self.process().map(drop)
     }
 
+    /// Bytes sent to the client and not yet taken by it: ciphertext waiting here, plus what
+    /// the kernel holds unsent or unacknowledged.
+    pub fn unread(&self) -> usize {
+        self.outgoing.len() - self.outgoing_at + super::kernel_unsent(&self.tcp)
+    }
+
     /// Frees the expanded sending key of a quiet session; the next write rebuilds it.
     pub fn release_keys(&mut self) {
         if let Protection::Records(records) = &mut self.protection {

@@ -94,34 +94,42 @@ where
 }
 
 /// Writes `messages` and flushes once, failed as timed out after `limit`. Returns how many
-/// were text messages (deliveries, for the counters).
+/// were text messages (deliveries, for the counters); `waited` as [`within`] sets it.
 pub async fn write_all<S>(
     ws: &mut WebSocketStream<S>,
     messages: impl Iterator<Item = Message>,
     limit: Duration,
+    waited: &mut bool,
 ) -> Result<u64, WsError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    within(limit, async move {
-        let mut texts = 0;
-        for m in messages {
-            texts += u64::from(m.is_text());
-            ws.feed(m).await?;
-        }
-        ws.flush().await?;
-        Ok(texts)
-    })
+    within(
+        limit,
+        async move {
+            let mut texts = 0;
+            for m in messages {
+                texts += u64::from(m.is_text());
+                ws.feed(m).await?;
+            }
+            ws.flush().await?;
+            Ok(texts)
+        },
+        waited,
+    )
     .await
 }
 
-/// A write to the client, failed as timed out if it takes longer than `limit`.
+/// A write to the client, failed as timed out if it takes longer than `limit`. Sets `waited`
+/// when the write had to wait for the client's socket to take it (its backlog is full); it
+/// never clears it.
 ///
 /// Most writes finish at their first poll (the socket takes the bytes): the timer is armed
 /// only for a write that has to wait, so a fan-out does not add and remove one per client.
 pub async fn within<T>(
     limit: Duration,
     write: impl Future<Output = Result<T, WsError>>,
+    waited: &mut bool,
 ) -> Result<T, WsError> {
     let mut write = std::pin::pin!(write);
     let first = std::future::poll_fn(|cx| match write.as_mut().poll(cx) {
@@ -129,6 +137,7 @@ pub async fn within<T>(
         std::task::Poll::Pending => std::task::Poll::Ready(None),
     })
     .await;
+    *waited |= first.is_none();
     if let Some(done) = first {
         return done;
     }
