@@ -270,6 +270,33 @@ async fn a_reader_silent_behind_its_backlog_is_a_slow_consumer_not_idle() {
     assert_eq!(code, Some(4000));
 }
 
+/// A client whose connection ends without a close frame was dropped by the network: the
+/// server counts it so, and does not answer it as a protocol violation (1002).
+#[tokio::test]
+async fn a_connection_ended_without_a_close_frame_counts_as_dropped() {
+    let server = TestServer::start(&[]).await;
+    let ws = server.connect(Some(&server.token("gone"))).await.unwrap();
+    server.wait_listeners(1).await;
+    drop(ws);
+    server.wait_listeners(0).await;
+    let wanted = "sigcast_sessions_ended_total{reason=\"network\"} 1\n";
+    within(Duration::from_secs(5), async {
+        loop {
+            let metrics =
+                sigcast::admin::render(&sigcast::admin::Observed::new(server.shared.clone()));
+            if metrics.contains(wanted) {
+                assert!(
+                    metrics.contains("sigcast_sessions_ended_total{reason=\"protocol\"} 0\n"),
+                    "{metrics}"
+                );
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn over_the_connection_limit_gets_503_before_upgrade() {
     let server = TestServer::start(&[("server.max_connections", "1")]).await;

@@ -222,9 +222,9 @@ impl Session {
             Ended::ByServer(code, reason) => {
                 tracing::info!(%peer, %sub, %jti, code, %reason, "session closed by server")
             }
-            Ended::Transport(
-                WsError::ConnectionClosed | WsError::AlreadyClosed | WsError::Io(_),
-            ) => tracing::info!(%peer, %sub, %jti, "session dropped by the network"),
+            Ended::Transport(e) if wire::dropped(&e) => {
+                tracing::info!(%peer, %sub, %jti, error = %e, "session dropped by the network")
+            }
             Ended::Transport(e) => {
                 tracing::warn!(%peer, %sub, %jti, error = %e, "session ended by error")
             }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
@@ -68,6 +68,11 @@ impl Inbound {
                     "text is not UTF-8".into(),
                 ));
             }
+            // The socket ended without a close frame: the network's doing, not a protocol
+            // violation to answer.
+            Some(Err(e @ WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake))) => {
+                return Err(e);
+            }
             Some(Err(WsError::Protocol(e))) => {
                 return Ok(Inbound::Refused(close_code::PROTOCOL_ERROR, e.to_string()));
             }
@@ -82,6 +87,18 @@ impl Inbound {
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Inbound::Control,
         })
     }
+}
+
+/// Whether a session's transport error is the connection going away (the peer reset or
+/// closed it, or a write timed out) rather than a fault worth a warning.
+pub fn dropped(e: &WsError) -> bool {
+    matches!(
+        e,
+        WsError::ConnectionClosed
+            | WsError::AlreadyClosed
+            | WsError::Io(_)
+            | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)
+    )
 }
 
 /// Sends the close reply tungstenite queued when the client's close frame arrived, before
