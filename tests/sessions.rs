@@ -173,20 +173,11 @@ async fn silent_client_is_closed_by_idle_timeout() {
     tokio::time::sleep(Duration::from_millis(900)).await;
     let (code, _) = expect_close(&mut ws, Duration::from_secs(5)).await;
     assert_eq!(code, 4001);
-    // Operators see it by reason on /metrics (the count lands as the session task ends).
-    let wanted = "sigcast_sessions_ended_total{reason=\"idle\"} 1\n";
-    within(Duration::from_secs(5), async {
-        loop {
-            let metrics =
-                sigcast::admin::render(&sigcast::admin::Observed::new(server.shared.clone()));
-            if metrics.contains(wanted) {
-                assert!(metrics.contains("sigcast_sessions_ended_total{reason=\"client\"} 0\n"));
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
+    // Operators see it by reason on /metrics.
+    let metrics = server
+        .metrics_with("sigcast_sessions_ended_total{reason=\"idle\"} 1\n")
+        .await;
+    assert!(metrics.contains("sigcast_sessions_ended_total{reason=\"client\"} 0\n"));
 }
 
 #[tokio::test]
@@ -238,7 +229,6 @@ async fn a_reader_silent_behind_its_backlog_is_a_slow_consumer_not_idle() {
     for i in 0..6000 {
         server.hub.publish(&signal("BTCUSDT", Side::Buy, i as f64));
     }
-    let observed = || sigcast::admin::render(&sigcast::admin::Observed::new(server.shared.clone()));
     let code = within(Duration::from_secs(30), async {
         let started = std::time::Instant::now();
         loop {
@@ -254,14 +244,9 @@ async fn a_reader_silent_behind_its_backlog_is_a_slow_consumer_not_idle() {
         }
     })
     .await;
-    let wanted = "sigcast_sessions_ended_total{reason=\"slow_consumer\"} 1\n";
-    within(Duration::from_secs(5), async {
-        while !observed().contains(wanted) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
-    let metrics = observed();
+    let metrics = server
+        .metrics_with("sigcast_sessions_ended_total{reason=\"slow_consumer\"} 1\n")
+        .await;
     assert!(
         metrics.contains("sigcast_sessions_ended_total{reason=\"idle\"} 0\n"),
         "{metrics}"
@@ -279,22 +264,13 @@ async fn a_connection_ended_without_a_close_frame_counts_as_dropped() {
     server.wait_listeners(1).await;
     drop(ws);
     server.wait_listeners(0).await;
-    let wanted = "sigcast_sessions_ended_total{reason=\"network\"} 1\n";
-    within(Duration::from_secs(5), async {
-        loop {
-            let metrics =
-                sigcast::admin::render(&sigcast::admin::Observed::new(server.shared.clone()));
-            if metrics.contains(wanted) {
-                assert!(
-                    metrics.contains("sigcast_sessions_ended_total{reason=\"protocol\"} 0\n"),
-                    "{metrics}"
-                );
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
+    let metrics = server
+        .metrics_with("sigcast_sessions_ended_total{reason=\"network\"} 1\n")
+        .await;
+    assert!(
+        metrics.contains("sigcast_sessions_ended_total{reason=\"protocol\"} 0\n"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

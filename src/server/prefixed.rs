@@ -23,11 +23,12 @@ impl<S> Prefixed<S> {
         }
     }
 
-    /// The stream itself, for writes that bypass the WebSocket layer.
+    /// The stream itself, to ask it how much the client has not read.
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
 
+    /// The stream itself, for writes that bypass the WebSocket layer.
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
     }

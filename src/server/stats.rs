@@ -111,7 +111,7 @@ pub enum Ending {
     /// Closed 4001: nothing heard within `server.idle_timeout` (a vanished peer).
     Idle,
     /// Closed 4000: fell more than `server.queue_capacity` signals behind, or was silent for
-    /// `server.idle_timeout` while its socket stayed full.
+    /// `server.idle_timeout` while what it was sent piled up unread.
     SlowConsumer,
     /// Closed 1001: the server is shutting down or its feed stopped.
     Shutdown,

@@ -201,6 +201,26 @@ impl TestServer {
         })
         .await;
     }
+
+    /// The server's `/metrics` text.
+    pub fn metrics(&self) -> String {
+        sigcast::admin::render(&sigcast::admin::Observed::new(self.shared.clone()))
+    }
+
+    /// The server's `/metrics` text once it holds `line` (a session's ending is counted as
+    /// its task ends, a moment after the client sees it).
+    pub async fn metrics_with(&self, line: &str) -> String {
+        within(Duration::from_secs(5), async {
+            loop {
+                let metrics = self.metrics();
+                if metrics.contains(line) {
+                    break metrics;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+    }
 }
 
 /// An HTTP answer that refused the upgrade.
