@@ -78,8 +78,9 @@ async fn echo(socket: TcpStream, settings: &ServerSettings) -> anyhow::Result<()
                 return Ok(());
             }
         };
-        // An echo has no backlog policy: whether the write waited is not needed.
+        // An echo has no backlog policy and no signals to fall behind on.
         let mut waited = false;
-        wire::write_all(&mut ws, std::iter::once(reply), write_timeout, &mut waited).await?;
+        let reply = std::iter::once(reply);
+        wire::write_all(&mut ws, reply, write_timeout, &mut waited, || None).await?;
     }
 }

@@ -10,6 +10,7 @@ use serde_json::Value;
 use sigcast::strategy::Side;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 #[tokio::test]
 async fn valid_token_receives_broadcasts_in_the_contract_shape() {
@@ -253,6 +254,50 @@ async fn a_reader_silent_behind_its_backlog_is_a_slow_consumer_not_idle() {
     );
     // The close frame waits behind the backlog; a client that read on finds it there.
     assert_eq!(code, Some(4000));
+}
+
+/// A client that stops reading leaves its session waiting on a write, while signals keep
+/// coming and its ring overwrites ones it has not taken. The server cuts it as a slow
+/// consumer then, not after the write timeout (a minute here): the waiting write could
+/// not make up what is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_losing_signals_while_a_write_waits_is_cut_then() {
+    let server = TestServer::start(&[
+        ("server.queue_capacity", "256"),
+        ("server.send_buffer", "4096"),
+        ("server.write_timeout", "60s"),
+        ("server.idle_timeout", "60s"),
+    ])
+    .await;
+    // A small receive buffer the kernel does not grow: the client's socket is soon full.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(server.addr).await.unwrap();
+    let tls = tls_over(tcp, &server.material.path("cert.pem"), None).await;
+    let mut request = server.url().into_client_request().unwrap();
+    let bearer = format!("Bearer {}", server.token("stalled"));
+    request
+        .headers_mut()
+        .insert("authorization", bearer.parse().unwrap());
+    let (ws, _) = tokio_tungstenite::client_async(request, tls).await.unwrap();
+    server.wait_listeners(1).await;
+    // 2,000 signals a second, which the session drains easily until the client's socket
+    // is full; from then on, its ring overflows within 130 ms.
+    for round in 0..200 {
+        for i in 0..10 {
+            let price = f64::from(round * 10 + i);
+            server.hub.publish(&signal("BTCUSDT", Side::Buy, price));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let metrics = server
+        .metrics_with("sigcast_sessions_ended_total{reason=\"slow_consumer\"} 1\n")
+        .await;
+    assert!(
+        metrics.contains("sigcast_sessions_ended_total{reason=\"network\"} 0\n"),
+        "{metrics}"
+    );
+    drop(ws);
 }
 
 /// A client whose connection ends without a close frame was dropped by the network: the

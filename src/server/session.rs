@@ -186,7 +186,12 @@ impl Session {
         tracing::info!(peer = %self.peer, sub = %self.claims.sub, jti = %self.claims.jti, "session opened");
         let stats = self.shared.clone();
         stats.stats.sessions.fetch_add(1, Ordering::Relaxed);
-        let ended = match self.serve().await {
+        let served = match self.serve().await {
+            // A write gave up waiting because the client lost signals meanwhile.
+            Err(e) => wire::fell_behind(&e).map(slow_consumer).ok_or(e),
+            served => served,
+        };
+        let ended = match served {
             Ok(Flow::ClientClosed(frame)) => Ended::ByClient(frame),
             Ok(Flow::Close(code, reason)) => {
                 if code == close_code::SLOW_CONSUMER {
@@ -527,9 +532,8 @@ impl Session {
                 // Live signals wait in the ring meanwhile; once the ring has overwritten one
                 // this client has not taken, the rest of its history cannot join the live
                 // stream without a gap: it is a slow consumer now, not after its history.
-                let waiting = self.frames.len();
-                if waiting > hub.ring_size() {
-                    return Ok(slow_consumer((waiting - hub.ring_size()) as u64));
+                if let Some(missed) = behind(&self.frames, hub.ring_size())() {
+                    return Ok(slow_consumer(missed));
                 }
             }
             if after >= head {
@@ -559,13 +563,16 @@ impl Session {
             Ok(())
         };
         self.sent_since_tick = true;
-        within(write_timeout, send, &mut self.backed_up).await
+        let behind = behind(&self.frames, self.shared.hub.ring_size());
+        within(write_timeout, send, &mut self.backed_up, behind).await
     }
 
     /// Writes any number of messages and flushes once, within the write timeout.
     async fn write_all(&mut self, messages: impl Iterator<Item = Message>) -> Result<(), WsError> {
         let limit = self.shared.settings.write_timeout;
-        let texts = wire::write_all(&mut self.ws, messages, limit, &mut self.backed_up).await?;
+        let behind = behind(&self.frames, self.shared.hub.ring_size());
+        let waited = &mut self.backed_up;
+        let texts = wire::write_all(&mut self.ws, messages, limit, waited, behind).await?;
         let delivered = &self.shared.stats.delivered;
         delivered.fetch_add(texts, Ordering::Relaxed);
         Ok(())
@@ -699,6 +706,15 @@ async fn market_ready(subs: Option<&MarketSubs>) {
     match subs {
         Some(subs) => subs.inbox.ready().await,
         None => std::future::pending().await,
+    }
+}
+
+/// For a write that waits: how many signals the ring has overwritten that this session has
+/// not taken, once it has.
+fn behind(frames: &broadcast::Receiver<Published>, ring: usize) -> impl Fn() -> Option<u64> {
+    move || {
+        let waiting = frames.len();
+        (waiting > ring).then(|| (waiting - ring) as u64)
     }
 }
 

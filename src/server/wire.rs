@@ -110,13 +110,15 @@ where
     let _ = tokio::time::timeout(CLOSE_REPLY_WAIT, ws.flush()).await;
 }
 
-/// Writes `messages` and flushes once, failed as timed out after `limit`. Returns how many
-/// were text messages (deliveries, for the counters); `waited` as [`within`] sets it.
+/// Writes `messages` and flushes once, failed as timed out after `limit` or as
+/// [`FellBehind`] once `behind` says so. Returns how many were text messages (deliveries,
+/// for the counters); `waited` as [`within`] sets it.
 pub async fn write_all<S>(
     ws: &mut WebSocketStream<S>,
     messages: impl Iterator<Item = Message>,
     limit: Duration,
     waited: &mut bool,
+    behind: impl Fn() -> Option<u64>,
 ) -> Result<u64, WsError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -133,20 +135,41 @@ where
             Ok(texts)
         },
         waited,
+        behind,
     )
     .await
 }
 
-/// A write to the client, failed as timed out if it takes longer than `limit`. Sets `waited`
-/// when the write had to wait for the client's socket to take it (its backlog is full); it
-/// never clears it.
+/// How often a write that waits asks whether its client has lost signals meanwhile.
+const BEHIND_CHECK: Duration = Duration::from_secs(1);
+
+/// Why a write that waited was given up: while it waited, the client's signals ring
+/// overwrote this many it had not taken. The session closes it as a slow consumer then,
+/// rather than after the write timeout: the write cannot make up what is lost.
+#[derive(Debug, thiserror::Error)]
+#[error("fell {0} signals behind while a write waited")]
+pub struct FellBehind(pub u64);
+
+/// How many signals behind, if `e` is a write given up as [`FellBehind`].
+pub fn fell_behind(e: &WsError) -> Option<u64> {
+    match e {
+        WsError::Io(io) => io.get_ref()?.downcast_ref::<FellBehind>().map(|f| f.0),
+        _ => None,
+    }
+}
+
+/// A write to the client, failed as timed out if it takes longer than `limit`, or as
+/// [`FellBehind`] when `behind` (asked every second while the write waits) reports signals
+/// lost. Sets `waited` when the write had to wait for the client's socket to take it (its
+/// backlog is full); it never clears it.
 ///
-/// Most writes finish at their first poll (the socket takes the bytes): the timer is armed
+/// Most writes finish at their first poll (the socket takes the bytes): timers are armed
 /// only for a write that has to wait, so a fan-out does not add and remove one per client.
 pub async fn within<T>(
     limit: Duration,
     write: impl Future<Output = Result<T, WsError>>,
     waited: &mut bool,
+    behind: impl Fn() -> Option<u64>,
 ) -> Result<T, WsError> {
     let mut write = std::pin::pin!(write);
     let first = std::future::poll_fn(|cx| match write.as_mut().poll(cx) {
@@ -158,12 +181,24 @@ pub async fn within<T>(
     if let Some(done) = first {
         return done;
     }
-    tokio::time::timeout(limit, write).await.map_err(|_| {
-        WsError::Io(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "write to client timed out",
-        ))
-    })?
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let wake = deadline.min(tokio::time::Instant::now() + BEHIND_CHECK);
+        tokio::select! {
+            biased;
+            done = write.as_mut() => return done,
+            () = tokio::time::sleep_until(wake) => {}
+        }
+        if let Some(missed) = behind() {
+            return Err(WsError::Io(std::io::Error::other(FellBehind(missed))));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(WsError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "write to client timed out",
+            )));
+        }
+    }
 }
 
 /// Sends a close frame with `code` and `reason` (cut to fit a control frame) and waits
@@ -196,6 +231,15 @@ fn truncate(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_write_given_up_behind_is_told_from_other_errors() {
+        let behind = WsError::Io(std::io::Error::other(FellBehind(7)));
+        assert_eq!(fell_behind(&behind), Some(7));
+        let timed_out = WsError::Io(std::io::ErrorKind::TimedOut.into());
+        assert_eq!(fell_behind(&timed_out), None);
+        assert_eq!(fell_behind(&WsError::ConnectionClosed), None);
+    }
 
     #[test]
     fn truncate_respects_char_boundaries() {
