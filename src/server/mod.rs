@@ -8,6 +8,7 @@ mod dashboard;
 mod endings;
 pub mod filter;
 mod framing;
+mod gate;
 mod handshake;
 mod head;
 pub mod histogram;

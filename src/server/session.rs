@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
@@ -20,6 +21,7 @@ use super::command::{self, Command};
 use super::endings::{Endings, Enrolled, Why};
 use super::filter::{Filter, Topic};
 use super::framing;
+use super::gate::Gate;
 use super::handshake::{Accepted, ClientWs};
 use super::histogram::Local;
 use super::stats::{DEPTH_BUCKETS, Ending, LATENCY_BUCKETS, Stats};
@@ -40,6 +42,12 @@ enum Flow {
     ClientClosed(Option<(u16, String)>),
     /// The server ends the session with this code and reason.
     Close(u16, String),
+}
+
+/// What woke a session from its quiet sources.
+enum Quiet {
+    Client(Option<Result<Message, WsError>>),
+    PingTick,
 }
 
 /// How a session ended, for the one log event at its edge.
@@ -80,9 +88,16 @@ pub struct Session {
     /// send piles up unread. A client silent for the idle timeout is then a slow consumer
     /// (its pong waits behind the backlog), not a vanished one.
     backed_up: bool,
+    /// tungstenite may hold output of its own: a pong or close reply it queued when the
+    /// client's frame arrived. Hub frames bypass tungstenite, so it is flushed before them,
+    /// but only then: a flush through tungstenite costs as much as the frames' own work.
+    owes_reply: bool,
     /// Signals were written since the last ping tick; a quiet session frees its TLS sending
     /// key at the tick (about 560 bytes, rebuilt at the next write).
     sent_since_tick: bool,
+    /// The client's socket and the ping timer (rarely ready) are polled only after one of
+    /// them woke the session, not on every signal (see `gate`).
+    quiet: Gate,
     /// Rate limit for `test`.
     tests: TestBudget,
     /// How many `test` replies were sent, to rotate through symbols.
@@ -169,7 +184,9 @@ impl Session {
             _slot: slot,
             last_heard: Instant::now(),
             backed_up: false,
+            owes_reply: false,
             sent_since_tick: false,
+            quiet: Gate::default(),
             tests_served: 0,
             observed: Observations::default(),
             confirming: None,
@@ -255,12 +272,20 @@ impl Session {
                 // Shutdown, expiry and revocation are watched for every session by one task
                 // (see `endings`); the session only checks its flag: it carries no timer.
                 why = self.enrolled.ended() => ended_by_server(why),
-                message = self.ws.next() => {
-                    Box::pin(self.on_client(Inbound::classify(message)?)).await?
-                }
-                // Before the signals: a client behind on them always has one waiting, and its
-                // pings and idle check must still come on time.
-                _ = ping.tick() => Box::pin(self.on_ping_tick()).await?,
+                // The client's frames, then the ping tick. Both before the signals: a client
+                // behind on them always has one waiting, and its pings and idle check must
+                // still come on time.
+                quiet = self.quiet.pass(|cx| {
+                    if let Poll::Ready(message) = self.ws.poll_next_unpin(cx) {
+                        return Poll::Ready(Quiet::Client(message));
+                    }
+                    ping.poll_tick(cx).map(|_| Quiet::PingTick)
+                }) => match quiet {
+                    Quiet::Client(message) => {
+                        Box::pin(self.on_client(Inbound::classify(message)?)).await?
+                    }
+                    Quiet::PingTick => Box::pin(self.on_ping_tick()).await?,
+                },
                 // Boxed, as every write: a write's state lives only while it waits, so a
                 // session waiting for its next signal carries none of it (a heap block per
                 // write costs far less than the write's own syscall).
@@ -283,6 +308,7 @@ impl Session {
             self.last_heard = Instant::now();
             self.backed_up = false;
         }
+        self.owes_reply = true;
         match inbound {
             Inbound::Text(text) => self.on_text(text.as_str().trim()).await,
             Inbound::Binary(_) => Ok(Flow::Close(
@@ -554,8 +580,12 @@ impl Session {
         let write_timeout = self.shared.settings.write_timeout;
         let ws = &mut self.ws;
         let delivered = &self.shared.stats.delivered;
+        let owes_reply = &mut self.owes_reply;
         let send = async move {
-            ws.flush().await?;
+            if *owes_reply {
+                ws.flush().await?;
+                *owes_reply = false;
+            }
             let tls = ws.get_mut().get_mut();
             framing::with_text_frames(frames, |plaintext| tls.queue(plaintext))?;
             std::future::poll_fn(|cx| tls.poll_send(cx)).await?;
@@ -573,6 +603,7 @@ impl Session {
         let behind = behind(&self.frames, self.shared.hub.ring_size());
         let waited = &mut self.backed_up;
         let texts = wire::write_all(&mut self.ws, messages, limit, waited, behind).await?;
+        self.owes_reply = false;
         let delivered = &self.shared.stats.delivered;
         delivered.fetch_add(texts, Ordering::Relaxed);
         Ok(())
