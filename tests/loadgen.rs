@@ -53,3 +53,36 @@ async fn load_generator_measures_a_real_server() {
     let text = sigcast::loadgen::describe(&report);
     assert!(text.contains("delivered: 2000 of 2000 (100.00%)"), "{text}");
 }
+
+/// A server that ends the publisher's connection mid-run stops the run with an error that
+/// says how it ended it, not a bare WebSocket error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_cut_by_the_server_is_reported_with_the_close() {
+    let server = TestServer::start(&[]).await;
+    let keys = KeyRing::from_settings(&server.config.auth).unwrap();
+    let options = Options {
+        url: server.url(),
+        publish_url: None,
+        ca: Some(server.material.path("cert.pem")),
+        clients: 4,
+        concurrency: 4,
+        rate: 50,
+        duration: Duration::from_secs(20),
+        server_pids: vec![std::process::id()],
+        settle: Duration::from_millis(100),
+    };
+    let shutdown = server.shutdown.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        shutdown.cancel();
+    });
+    let error = common::within(Duration::from_secs(30), run(&options, &keys))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("the server ended the publisher's connection after")
+            && error.contains("(close 1001 \"server shutting down\")"),
+        "{error}"
+    );
+}

@@ -321,24 +321,48 @@ async fn publish(
     stop: CancellationToken,
 ) -> anyhow::Result<futures_util::stream::SplitSink<Ws, Message>> {
     let (mut sink, mut stream) = ws.split();
-    // Acks and pings are read (and dropped) until the run stops, so the socket flows.
+    // Acks and pings are read (and dropped) until the run stops, so the socket flows; how
+    // the connection ended, if the server ended it, is kept for the error.
     let closed = CancellationToken::new();
     let reader_closed = closed.clone();
+    let ending = Arc::new(std::sync::Mutex::new(None::<String>));
+    let reader_ending = ending.clone();
     tokio::spawn(async move {
-        loop {
+        let why = loop {
             tokio::select! {
-                _ = stop.cancelled() => break,
-                m = stream.next() => if !matches!(m, Some(Ok(_))) { break },
+                _ = stop.cancelled() => break None,
+                m = stream.next() => match m {
+                    Some(Ok(Message::Close(Some(frame)))) => {
+                        break Some(format!("close {} \"{}\"", u16::from(frame.code), frame.reason));
+                    }
+                    Some(Ok(Message::Close(None))) | None => break Some("closed".to_string()),
+                    Some(Err(e)) => break Some(e.to_string()),
+                    Some(Ok(_)) => {}
+                },
             }
-        }
+        };
+        *reader_ending.lock().unwrap_or_else(|p| p.into_inner()) = why;
         reader_closed.cancel();
     });
+    // The server cut the publisher: say how, with what that usually means.
+    let gone = |i: usize| {
+        let why = ending.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let why = why.unwrap_or_else(|| "closed".into());
+        let hint = if why.starts_with("close 4000") {
+            ": the server fell behind this rate (its slow-consumer policy cut the publisher, which also receives every signal)"
+        } else {
+            ""
+        };
+        anyhow::anyhow!(
+            "the server ended the publisher's connection after {i} broadcasts ({why}){hint}"
+        )
+    };
     let start = tokio::time::Instant::now();
     let step = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
     for i in 0..count {
         tokio::time::sleep_until(start + step * i as u32).await;
         if closed.is_cancelled() {
-            anyhow::bail!("the publisher's connection closed after {i} broadcasts");
+            return Err(gone(i));
         }
         let emit = now_ns();
         recorder.emitted(i, emit);
@@ -346,7 +370,14 @@ async fn publish(
             r#"{{"type":"publish","signal":{{"type":"buy","content":{{"symbol":"BTCUSDT","price":75000.5,"timestamp":{},"strategy":"bench","reason":"bench:{i}:{emit}"}},"is_test":false}}}}"#,
             crate::auth::unix_now(),
         );
-        sink.send(Message::text(body)).await?;
+        if let Err(e) = sink.send(Message::text(body)).await {
+            // The reader sees the close frame a moment after the sink refuses to send.
+            let _ = tokio::time::timeout(Duration::from_secs(1), closed.cancelled()).await;
+            if closed.is_cancelled() {
+                return Err(gone(i));
+            }
+            return Err(e.into());
+        }
     }
     Ok(sink)
 }
