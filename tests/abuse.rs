@@ -11,8 +11,6 @@ use sigcast::strategy::Side;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 /// A client connected before the abuse, checked after it: still open, still delivered to.
 struct Bystander(Client);
@@ -237,18 +235,11 @@ async fn oversized_request_lines_and_heads_get_414_and_431() {
 async fn connect_from(server: &TestServer, from: &str) -> Result<Client, u16> {
     let socket = TcpSocket::new_v4().unwrap();
     socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
-    let tcp = socket.connect(server.addr).await.unwrap();
-    let tls = tls_over(tcp, &server.material.path("cert.pem"), None).await;
-    let mut request = server.url().into_client_request().unwrap();
-    let bearer = format!("Bearer {}", server.token("flood"));
-    request
-        .headers_mut()
-        .insert("authorization", HeaderValue::from_str(&bearer).unwrap());
-    match tokio_tungstenite::client_async(request, tls).await {
-        Ok((ws, _)) => Ok(ws),
-        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err(r.status().as_u16()),
-        Err(e) => panic!("unexpected handshake error: {e}"),
-    }
+    let token = server.token("flood");
+    server
+        .connect_socket(socket, &token)
+        .await
+        .map_err(|refusal| refusal.status)
 }
 
 #[tokio::test]

@@ -10,22 +10,27 @@ use common::TestServer;
 use sigcast::auth::KeyRing;
 use sigcast::loadgen::{Options, run};
 
+/// A run against `server`: `clients` at `rate` broadcasts a second for `duration`.
+fn options(server: &TestServer, clients: usize, rate: u32, duration: Duration) -> Options {
+    Options {
+        url: server.url(),
+        publish_url: None,
+        ca: Some(server.material.path("cert.pem")),
+        clients,
+        concurrency: 8,
+        rate,
+        duration,
+        // The server runs in this process.
+        server_pids: vec![std::process::id()],
+        settle: Duration::from_millis(100),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_generator_measures_a_real_server() {
     let server = TestServer::start(&[]).await;
     let keys = KeyRing::from_settings(&server.config.auth).unwrap();
-    let options = Options {
-        url: server.url(),
-        publish_url: None,
-        ca: Some(server.material.path("cert.pem")),
-        clients: 40,
-        concurrency: 8,
-        rate: 50,
-        duration: Duration::from_secs(1),
-        // The server runs in this process.
-        server_pids: vec![std::process::id()],
-        settle: Duration::from_millis(100),
-    };
+    let options = options(&server, 40, 50, Duration::from_secs(1));
     let report = common::within(Duration::from_secs(60), run(&options, &keys))
         .await
         .unwrap();
@@ -60,17 +65,7 @@ async fn load_generator_measures_a_real_server() {
 async fn a_publisher_cut_by_the_server_is_reported_with_the_close() {
     let server = TestServer::start(&[]).await;
     let keys = KeyRing::from_settings(&server.config.auth).unwrap();
-    let options = Options {
-        url: server.url(),
-        publish_url: None,
-        ca: Some(server.material.path("cert.pem")),
-        clients: 4,
-        concurrency: 4,
-        rate: 50,
-        duration: Duration::from_secs(20),
-        server_pids: vec![std::process::id()],
-        settle: Duration::from_millis(100),
-    };
+    let options = options(&server, 4, 50, Duration::from_secs(20));
     let shutdown = server.shutdown.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(2)).await;

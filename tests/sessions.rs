@@ -10,7 +10,6 @@ use serde_json::Value;
 use sigcast::strategy::Side;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 #[tokio::test]
 async fn valid_token_receives_broadcasts_in_the_contract_shape() {
@@ -272,14 +271,8 @@ async fn a_client_losing_signals_while_a_write_waits_is_cut_then() {
     // A small receive buffer the kernel does not grow: the client's socket is soon full.
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
-    let tcp = socket.connect(server.addr).await.unwrap();
-    let tls = tls_over(tcp, &server.material.path("cert.pem"), None).await;
-    let mut request = server.url().into_client_request().unwrap();
-    let bearer = format!("Bearer {}", server.token("stalled"));
-    request
-        .headers_mut()
-        .insert("authorization", bearer.parse().unwrap());
-    let (ws, _) = tokio_tungstenite::client_async(request, tls).await.unwrap();
+    let token = server.token("stalled");
+    let ws = server.connect_socket(socket, &token).await.unwrap();
     server.wait_listeners(1).await;
     // 2,000 signals a second, which the session drains easily until the client's socket
     // is full; from then on, its ring overflows within 130 ms.

@@ -170,9 +170,31 @@ impl TestServer {
         .await
     }
 
+    /// Connects with a token over `socket`, set up by the caller (bound to another loopback
+    /// address, or with a small receive buffer).
+    pub async fn connect_socket(
+        &self,
+        socket: tokio::net::TcpSocket,
+        token: &str,
+    ) -> Result<Client, Refusal> {
+        let tcp = socket.connect(self.addr).await.unwrap();
+        let headers = [("authorization", format!("Bearer {token}"))];
+        self.connect_headers_over(tcp, &headers).await
+    }
+
     /// Connects with these headers.
     pub async fn connect_headers(&self, headers: &[(&str, String)]) -> Result<Client, Refusal> {
-        let tls = tls_connect(self.addr, &self.material.path("cert.pem")).await;
+        let tcp = TcpStream::connect(self.addr).await.unwrap();
+        self.connect_headers_over(tcp, headers).await
+    }
+
+    /// Connects over `tcp` with these headers.
+    async fn connect_headers_over(
+        &self,
+        tcp: TcpStream,
+        headers: &[(&str, String)],
+    ) -> Result<Client, Refusal> {
+        let tls = tls_over(tcp, &self.material.path("cert.pem"), None).await;
         let mut request = self.url().into_client_request().unwrap();
         for (name, value) in headers {
             let name =
