@@ -321,14 +321,10 @@ async fn publish(
     stop: CancellationToken,
 ) -> anyhow::Result<futures_util::stream::SplitSink<Ws, Message>> {
     let (mut sink, mut stream) = ws.split();
-    // Acks and pings are read (and dropped) until the run stops, so the socket flows; how
-    // the connection ended, if the server ended it, is kept for the error.
-    let closed = CancellationToken::new();
-    let reader_closed = closed.clone();
-    let ending = Arc::new(std::sync::Mutex::new(None::<String>));
-    let reader_ending = ending.clone();
-    tokio::spawn(async move {
-        let why = loop {
+    // Acks and pings are read (and dropped) until the run stops, so the socket flows; the
+    // reader ends with how the connection ended, if the server ended it.
+    let mut reader = tokio::spawn(async move {
+        loop {
             tokio::select! {
                 _ = stop.cancelled() => break None,
                 m = stream.next() => match m {
@@ -340,13 +336,10 @@ async fn publish(
                     Some(Ok(_)) => {}
                 },
             }
-        };
-        *reader_ending.lock().unwrap_or_else(|p| p.into_inner()) = why;
-        reader_closed.cancel();
+        }
     });
     // The server cut the publisher: say how, with what that usually means.
-    let gone = |i: usize| {
-        let why = ending.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let gone = |i: usize, why: Option<String>| {
         let why = why.unwrap_or_else(|| "closed".into());
         let hint = if why.starts_with("close 4000") {
             ": the server fell behind this rate (its slow-consumer policy cut the publisher, which also receives every signal)"
@@ -361,8 +354,8 @@ async fn publish(
     let step = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
     for i in 0..count {
         tokio::time::sleep_until(start + step * i as u32).await;
-        if closed.is_cancelled() {
-            return Err(gone(i));
+        if reader.is_finished() {
+            return Err(gone(i, (&mut reader).await.ok().flatten()));
         }
         let emit = now_ns();
         recorder.emitted(i, emit);
@@ -372,11 +365,10 @@ async fn publish(
         );
         if let Err(e) = sink.send(Message::text(body)).await {
             // The reader sees the close frame a moment after the sink refuses to send.
-            let _ = tokio::time::timeout(Duration::from_secs(1), closed.cancelled()).await;
-            if closed.is_cancelled() {
-                return Err(gone(i));
-            }
-            return Err(e.into());
+            return match tokio::time::timeout(Duration::from_secs(1), &mut reader).await {
+                Ok(why) => Err(gone(i, why.ok().flatten())),
+                Err(_) => Err(e.into()),
+            };
         }
     }
     Ok(sink)

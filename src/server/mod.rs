@@ -50,8 +50,8 @@ pub mod close_code {
     /// The client sent a message over `server.max_message_size`.
     pub const MESSAGE_TOO_BIG: u16 = 1009;
     /// The client fell more than `server.queue_capacity` signals behind (noticed also while
-    /// a write to it waits), or was silent for
-    /// `server.idle_timeout` while what it was sent piled up unread (its pong waits in it).
+    /// a write to it waits), or was silent for `server.idle_timeout` while what it was sent
+    /// piled up unread (its pong waits in it).
     pub const SLOW_CONSUMER: u16 = 4000;
     /// Nothing (not even a pong) heard from the client within `server.idle_timeout`, and
     /// nothing piling up unread either: a vanished peer.
