@@ -133,8 +133,25 @@ fn decode<'a, T: serde::Deserialize<'a>>(data: &'a str) -> Result<T, String> {
 }
 
 /// An exact decimal from Binance's decimal string.
+/// The longest number sigcast reads from Binance. Its prices and quantities are at most about
+/// 30 characters. The limit matters: rust_decimal parses one byte per call and relies on the
+/// compiler turning those into jumps, so a long enough number (leading zeros, `_` separators)
+/// overflowed the stack of a build that keeps the frames.
+pub(crate) const MAX_DECIMAL_LEN: usize = 64;
+
+/// An exact decimal from Binance's text, refused if it is longer than [`MAX_DECIMAL_LEN`].
+pub(crate) fn decimal(s: &str) -> Result<Decimal, String> {
+    if s.len() > MAX_DECIMAL_LEN {
+        return Err(format!(
+            "a {}-byte number is too long (at most {MAX_DECIMAL_LEN})",
+            s.len()
+        ));
+    }
+    Decimal::from_str_exact(s).map_err(|_| format!("{s:?} is not a decimal"))
+}
+
 fn dec(field: &'static str, s: &str) -> Result<Decimal, String> {
-    Decimal::from_str_exact(s).map_err(|_| format!("field {field}: {s:?} is not a decimal"))
+    decimal(s).map_err(|e| format!("field {field}: {e}"))
 }
 
 fn levels(raw: &[[&str; 2]]) -> Result<Vec<Level>, String> {

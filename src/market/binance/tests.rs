@@ -293,6 +293,28 @@ fn bad_input_is_an_error_never_a_panic() {
     );
 }
 
+/// rust_decimal parses one byte per (tail) call; where the compiler keeps the frames (debug
+/// builds, fuzzing instrumentation) a long number overflowed the stack and killed the process.
+/// A number longer than any price Binance sends is refused before it reaches the parser.
+#[test]
+fn an_overlong_number_is_refused_without_overflowing_the_stack() {
+    for digits in [
+        format!("{}1", "0".repeat(200_000)),
+        format!("1{}", "_0".repeat(100_000)),
+        format!("0.{}", "0".repeat(200_000)),
+    ] {
+        let text = format!(
+            r#"{{"stream":"btcusdt@trade","data":{{"e":"trade","E":1,"s":"X","t":1,"p":"{digits}","q":"1","T":1,"m":true}}}}"#
+        );
+        let error = parse(Market::Spot, &text, SystemTime::UNIX_EPOCH).unwrap_err();
+        assert!(error.to_string().contains("too long"), "{error}");
+    }
+    // The limit leaves room for every exact decimal: leading zeros up to it are fine.
+    let longest = format!("{}1", "0".repeat(MAX_DECIMAL_LEN - 1));
+    assert_eq!(dec("p", &longest), Ok(d("1")));
+    assert!(dec("p", &format!("0{longest}")).is_err());
+}
+
 /// `../shared/data/binance`, beside the project.
 pub(crate) fn recordings_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/binance")

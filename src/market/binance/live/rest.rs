@@ -2,8 +2,7 @@
 
 use std::time::Duration;
 
-use rust_decimal::Decimal;
-
+use super::super::decimal;
 use super::super::wire::{RestAggTrade, RestKline};
 use crate::market::{AggTrade, Interval, Kline, Market};
 
@@ -167,8 +166,4 @@ impl Rest {
             })
             .collect()
     }
-}
-
-fn decimal(s: &str) -> Result<Decimal, String> {
-    Decimal::from_str_exact(s).map_err(|_| format!("{s:?} is not a decimal"))
 }
