@@ -12,12 +12,15 @@ use proptest::prelude::*;
 use sigcast::config::{Config, Overrides};
 use sigcast::hub::feed::MarketTopic;
 use sigcast::hub::{encode, encode_seq, inbound};
-use sigcast::market::Market;
 use sigcast::market::binance;
 use sigcast::market::recording::RecordingReader;
+use sigcast::market::{
+    AggTrade, BookTicker, Decimal, DepthUpdate, Interval, Kline, Market, MarketEvent,
+    MarketEventKind, Trade,
+};
 use sigcast::server::command;
 use sigcast::server::filter::Topic;
-use sigcast::strategy::{Side, Signal};
+use sigcast::strategy::{Engine, Side, Signal, definition};
 
 const NOW: i64 = 1_720_000_000;
 
@@ -56,6 +59,185 @@ fn signal() -> impl Strategy<Value = Signal> {
                 reason,
             },
         )
+}
+
+/// One instance of every built-in kind on one futures symbol, both book sources included.
+const EVERY_STRATEGY: &str = r#"
+[[strategy]]
+name = "ma"
+kind = "ma_cross"
+market = "futures"
+symbol = "X"
+interval = "1s"
+[strategy.params]
+fast = 2
+slow = 3
+[[strategy]]
+name = "rsi"
+kind = "rsi"
+market = "futures"
+symbol = "X"
+interval = "1s"
+[strategy.params]
+period = 2
+[[strategy]]
+name = "bb"
+kind = "bollinger"
+market = "futures"
+symbol = "X"
+interval = "1s"
+[strategy.params]
+period = 2
+[[strategy]]
+name = "macd"
+kind = "macd"
+market = "futures"
+symbol = "X"
+interval = "1s"
+[strategy.params]
+fast = 2
+slow = 3
+signal = 2
+[[strategy]]
+name = "dc"
+kind = "donchian"
+market = "futures"
+symbol = "X"
+interval = "1s"
+[strategy.params]
+period = 2
+[[strategy]]
+name = "book"
+kind = "book_imbalance"
+market = "futures"
+symbol = "X"
+interval = "1s"
+[[strategy]]
+name = "depth"
+kind = "book_imbalance"
+market = "futures"
+symbol = "X"
+interval = "1s"
+[strategy.params]
+source = "depth"
+levels = 3
+"#;
+
+/// Decimals upstream could send, the edges of the type among them.
+fn decimal() -> impl Strategy<Value = Decimal> {
+    prop_oneof![
+        Just(Decimal::MAX),
+        Just(Decimal::MIN),
+        Just(Decimal::ZERO),
+        (any::<i64>(), 0u32..=28).prop_map(|(m, scale)| Decimal::new(m, scale)),
+        (1i64..1_000_000).prop_map(|m| Decimal::new(m, 2)),
+    ]
+}
+
+/// A market event for symbol X at `time` (ms), of any kind the strategies read.
+fn market_event(time: i64) -> impl Strategy<Value = MarketEvent> {
+    let kind = prop_oneof![
+        (any::<u64>(), decimal(), decimal(), any::<bool>()).prop_map(
+            move |(id, price, quantity, m)| {
+                MarketEventKind::Trade(Trade {
+                    id,
+                    price,
+                    quantity,
+                    time_ms: time,
+                    buyer_is_maker: m,
+                })
+            }
+        ),
+        (
+            any::<u64>(),
+            decimal(),
+            decimal(),
+            any::<u64>(),
+            any::<u64>()
+        )
+            .prop_map(
+                move |(id, price, quantity, first_trade_id, last_trade_id)| {
+                    MarketEventKind::AggTrade(AggTrade {
+                        id,
+                        price,
+                        quantity,
+                        first_trade_id,
+                        last_trade_id,
+                        time_ms: time,
+                        buyer_is_maker: false,
+                    })
+                }
+            ),
+        (decimal(), decimal(), any::<bool>()).prop_map(move |(price, volume, closed)| {
+            MarketEventKind::Kline(Kline {
+                interval: Interval::S1,
+                open_time_ms: time,
+                close_time_ms: time.saturating_add(999),
+                first_trade_id: 0,
+                last_trade_id: 0,
+                open: price,
+                high: price,
+                low: price,
+                close: price,
+                volume,
+                quote_volume: volume,
+                trades: 1,
+                taker_buy_volume: volume,
+                taker_buy_quote_volume: volume,
+                closed,
+                contract: None,
+            })
+        }),
+        (decimal(), decimal(), decimal(), decimal()).prop_map(move |(bp, bq, ap, aq)| {
+            MarketEventKind::BookTicker(BookTicker {
+                update_id: time as u64,
+                bid_price: bp,
+                bid_quantity: bq,
+                ask_price: ap,
+                ask_quantity: aq,
+            })
+        }),
+        proptest::collection::vec((decimal(), decimal()), 0..4).prop_map(move |levels| {
+            MarketEventKind::Depth(DepthUpdate {
+                first_update_id: time as u64,
+                final_update_id: time as u64,
+                previous_final_update_id: None,
+                bids: levels.clone(),
+                asks: levels,
+            })
+        }),
+    ];
+    kind.prop_map(move |kind| MarketEvent {
+        market: Market::Futures,
+        symbol: "X".into(),
+        exchange_time_ms: time,
+        received_at: SystemTime::UNIX_EPOCH,
+        kind,
+    })
+}
+
+/// Runs of events a second or so apart, starting anywhere, the ends of i64 included.
+fn market_events() -> impl Strategy<Value = Vec<MarketEvent>> {
+    (
+        prop_oneof![
+            Just(i64::MIN),
+            Just(i64::MAX - 60_000),
+            Just(0i64),
+            any::<i64>()
+        ],
+        proptest::collection::vec(0i64..2_000, 1..40),
+    )
+        .prop_flat_map(|(start, steps)| {
+            let mut time = start;
+            let events: Vec<_> = steps
+                .into_iter()
+                .map(|step| {
+                    time = time.saturating_add(step);
+                    market_event(time)
+                })
+                .collect();
+            events
+        })
 }
 
 proptest! {
@@ -115,6 +297,20 @@ proptest! {
         if let Ok(body) = serde_json::from_str::<serde_json::Value>(&text) {
             let _ = inbound::parse(&body, NOW);
         }
+    }
+
+    /// Market events at the edges of their types (the largest decimals, i64's ends for
+    /// times) reach every built-in strategy without a panic; signals may or may not come.
+    #[test]
+    fn strategies_never_panic_on_extreme_market_data(events in market_events()) {
+        let mut engine = Engine::new(definition::from_text(EVERY_STRATEGY).unwrap());
+        engine.mark_fed(Market::Futures, "X");
+        let mut out = Vec::new();
+        for event in &events {
+            engine.on_event(event, &mut out);
+        }
+        engine.finish(&mut out);
+        prop_assert!(out.iter().all(|s| s.symbol == "X"));
     }
 
     /// A signal sigcast serializes (test reply or numbered broadcast) reads back as itself.

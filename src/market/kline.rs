@@ -54,7 +54,10 @@ impl KlineBuilder {
 
     /// Adds an aggregate trade; returns the previous kline, closed, when this one starts a new one.
     pub fn push_agg(&mut self, t: &AggTrade) -> Option<Kline> {
-        let trades = t.last_trade_id.saturating_sub(t.first_trade_id) + 1;
+        let trades = t
+            .last_trade_id
+            .saturating_sub(t.first_trade_id)
+            .saturating_add(1);
         self.push(
             t.time_ms,
             t.price,
@@ -90,8 +93,10 @@ impl KlineBuilder {
         trades: u64,
         buyer_is_maker: bool,
     ) -> Option<Kline> {
-        let open_time = time_ms - time_ms.rem_euclid(self.millis);
-        let quote = price * quantity;
+        // Arithmetic saturates: numbers at the edges of their types are nonsense from
+        // upstream, and must not panic the task that builds klines.
+        let open_time = time_ms.saturating_sub(time_ms.rem_euclid(self.millis));
+        let quote = price.saturating_mul(quantity);
         // The taker bought when the buyer was not the maker.
         let (taker_base, taker_quote) = if buyer_is_maker {
             (Decimal::ZERO, Decimal::ZERO)
@@ -104,11 +109,11 @@ impl KlineBuilder {
                 k.high = k.high.max(price);
                 k.low = k.low.min(price);
                 k.close = price;
-                k.volume += quantity;
-                k.quote_volume += quote;
-                k.trades += trades;
-                k.taker_buy_volume += taker_base;
-                k.taker_buy_quote_volume += taker_quote;
+                k.volume = k.volume.saturating_add(quantity);
+                k.quote_volume = k.quote_volume.saturating_add(quote);
+                k.trades = k.trades.saturating_add(trades);
+                k.taker_buy_volume = k.taker_buy_volume.saturating_add(taker_base);
+                k.taker_buy_quote_volume = k.taker_buy_quote_volume.saturating_add(taker_quote);
                 k.last_trade_id = last_id as i64;
                 return None;
             }
@@ -116,7 +121,7 @@ impl KlineBuilder {
         let next = Kline {
             interval: self.interval,
             open_time_ms: open_time,
-            close_time_ms: open_time + self.millis - 1,
+            close_time_ms: open_time.saturating_add(self.millis - 1),
             first_trade_id: first_id as i64,
             last_trade_id: last_id as i64,
             open: price,
@@ -158,6 +163,32 @@ mod tests {
             time_ms: t,
             buyer_is_maker: m,
         }
+    }
+
+    /// Upstream numbers at the edges of their types (the largest decimals, trade ids and
+    /// times) saturate instead of panicking on overflow: a kline of such trades is nonsense,
+    /// but the market task that builds it must keep running.
+    #[test]
+    fn extreme_trades_saturate_instead_of_panicking() {
+        let max = Decimal::MAX.to_string();
+        for (time, price, quantity) in [
+            (60_000, max.as_str(), max.as_str()),
+            (i64::MIN, "1", "1"),
+            (i64::MAX, "1", "1"),
+            (i64::MAX, max.as_str(), "-2"),
+        ] {
+            let mut b = KlineBuilder::new(Interval::M1).unwrap();
+            for id in 0..3 {
+                b.push_agg(&agg(id, 0, u64::MAX, time, price, quantity, id % 2 == 0));
+            }
+            let k = b.current().unwrap();
+            assert_eq!(k.trades, u64::MAX, "{time} {price} {quantity}");
+            assert!(k.open_time_ms <= time && k.close_time_ms >= k.open_time_ms);
+        }
+        let mut b = KlineBuilder::new(Interval::M1).unwrap();
+        b.push_agg(&agg(1, 1, 1, 0, &max, &max, false));
+        b.push_agg(&agg(2, 2, 2, 1, &max, &max, false));
+        assert_eq!(b.current().unwrap().volume, Decimal::MAX);
     }
 
     #[test]

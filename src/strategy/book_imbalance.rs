@@ -72,8 +72,15 @@ impl Book {
 
     /// Imbalance over the top `levels` and the mid price.
     fn imbalance(&self, levels: usize) -> Option<(f64, f64)> {
-        let bid: Decimal = self.bids.iter().rev().take(levels).map(|(_, q)| *q).sum();
-        let ask: Decimal = self.asks.iter().take(levels).map(|(_, q)| *q).sum();
+        // Saturating: two of the largest quantities upstream could send overflow a plain sum.
+        let sum = |a: Decimal, q: &Decimal| a.saturating_add(*q);
+        let bid = self
+            .bids
+            .values()
+            .rev()
+            .take(levels)
+            .fold(Decimal::ZERO, sum);
+        let ask = self.asks.values().take(levels).fold(Decimal::ZERO, sum);
         let best_bid = self.bids.keys().next_back()?.to_f64()?;
         let best_ask = self.asks.keys().next()?.to_f64()?;
         let (bid, ask) = (bid.to_f64()?, ask.to_f64()?);
@@ -156,7 +163,7 @@ impl Strategy for BookImbalance {
                 .first_bucket
                 .is_some_and(|first| last_bucket <= first + 1);
             if bucket > last_bucket && !partial {
-                let end_ms = (last_bucket + 1) * self.interval_ms;
+                let end_ms = (last_bucket + 1).saturating_mul(self.interval_ms);
                 let threshold = self.params.threshold;
                 let side = if imbalance > threshold {
                     Some(Side::Buy)
@@ -231,6 +238,18 @@ mod tests {
         // Second 0 ended bid-heavy (9 vs 1), second 1 ask-heavy (1 vs 9).
         assert_eq!(got, vec![(Side::Buy, 101.0, 1), (Side::Sell, 101.0, 2)]);
         assert_eq!(s.streams(), vec!["btcusdt@bookTicker".to_string()]);
+    }
+
+    /// Two of the largest quantities a decimal holds overflowed the plain sum, a panic.
+    #[test]
+    fn the_largest_quantities_saturate_the_sum() {
+        let mut book = Book::default();
+        let max = Decimal::MAX;
+        Book::apply(&mut book.bids, &[(Decimal::ONE, max), (Decimal::TWO, max)]);
+        Book::apply(&mut book.asks, &[(Decimal::TEN, Decimal::ONE)]);
+        let (imbalance, mid) = book.imbalance(2).unwrap();
+        assert!(imbalance > 0.99, "{imbalance}");
+        assert_eq!(mid, 6.0);
     }
 
     fn depth(t_ms: i64, bids: &[(i64, i64)], asks: &[(i64, i64)]) -> MarketEvent {

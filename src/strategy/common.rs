@@ -138,7 +138,7 @@ impl<L: CandleLogic> Strategy for OnCandles<L> {
         }
         if kline.closed {
             self.candle(kline, false, &mut Vec::new());
-            self.history_end_ms = kline.close_time_ms + 1;
+            self.history_end_ms = kline.close_time_ms.saturating_add(1);
         } else {
             // The candle still open when history was taken: live trades continue it (its
             // high and low take the max and min, so a trade counted twice changes neither).
@@ -177,6 +177,6 @@ fn to_candle(k: &Kline) -> Option<Candle> {
         high: k.high.to_f64()?,
         low: k.low.to_f64()?,
         close: k.close.to_f64()?,
-        end_ms: k.close_time_ms + 1,
+        end_ms: k.close_time_ms.saturating_add(1),
     })
 }

@@ -114,7 +114,7 @@ impl Sequencer {
                         from_id: id + 1,
                         before_id: t.id,
                     }
-                } else if t.first_trade_id != last_trade + 1 {
+                } else if last_trade.checked_add(1) != Some(t.first_trade_id) {
                     gap("aggTrade", *last_trade, t.first_trade_id)
                 } else {
                     Admit::Emit
@@ -128,7 +128,7 @@ impl Sequencer {
             (Some(Last::Id(last)), MarketEventKind::Depth(d)) => {
                 let follows = match (event.market, d.previous_final_update_id) {
                     (Market::Futures, Some(pu)) => pu == *last,
-                    _ => d.first_update_id == last + 1,
+                    _ => last.checked_add(1) == Some(d.first_update_id),
                 };
                 if d.final_update_id <= *last {
                     Admit::Duplicate
@@ -180,7 +180,9 @@ impl Sequencer {
             .last
             .iter()
             .filter_map(|((symbol, key), last)| match (key, last) {
-                (Key::AggTrade, Last::AggTrade { id, .. }) => Some((symbol.clone(), id + 1)),
+                (Key::AggTrade, Last::AggTrade { id, .. }) => {
+                    Some((symbol.clone(), id.saturating_add(1)))
+                }
                 _ => None,
             })
             .collect();
@@ -300,6 +302,30 @@ mod tests {
         assert_eq!(s.admit(&agg(14, 110, 110)), Admit::Emit);
         // Contiguous `a` but trades missing between `l` and `f`.
         assert!(matches!(s.admit(&agg(15, 115, 115)), Admit::Gap(_)));
+    }
+
+    /// Ids at u64::MAX are nonsense from upstream; they are judged, never an overflow panic.
+    #[test]
+    fn ids_at_the_top_of_their_range_do_not_overflow() {
+        let mut s = Sequencer::default();
+        assert_eq!(s.admit(&agg(u64::MAX - 1, 0, u64::MAX)), Admit::Emit);
+        assert!(matches!(s.admit(&agg(u64::MAX, 0, 0)), Admit::Gap(_)));
+        assert_eq!(
+            s.agg_trade_resume_points(),
+            vec![("BTCUSDT".into(), u64::MAX)]
+        );
+        let depth = ev(
+            Market::Spot,
+            MarketEventKind::Depth(DepthUpdate {
+                first_update_id: 0,
+                final_update_id: u64::MAX,
+                previous_final_update_id: None,
+                bids: vec![],
+                asks: vec![],
+            }),
+        );
+        assert_eq!(s.admit(&depth), Admit::Emit);
+        assert_eq!(s.admit(&depth), Admit::Duplicate);
     }
 
     #[test]
