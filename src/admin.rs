@@ -205,6 +205,12 @@ pub fn render(observed: &Observed) -> String {
         "sigcast_build_info{{version=\"{}\"}} 1",
         env!("CARGO_PKG_VERSION")
     );
+    counter(
+        &mut out,
+        "sigcast_log_lines_dropped_total",
+        "Log lines dropped because stderr's reader fell behind (the server never waits for it).",
+        crate::logging::dropped_lines(),
+    );
     family(
         &mut out,
         "sigcast_connections",

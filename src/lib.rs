@@ -29,7 +29,8 @@
 //! - [`tls`] and [`devcert`]: loading PEM material and making development certificates.
 //! - [`config`]: layered settings (file, `SIGCAST_*` environment, flags); [`db`]: the data
 //!   directory's SQLite database (journal and token registry).
-//! - [`admin`]: the operators' plain-HTTP listener (`/metrics`, `/healthz`).
+//! - [`admin`]: the operators' plain-HTTP listener (`/metrics`, `/healthz`); [`logging`]: log
+//!   lines written off the serving threads.
 //! - [`loadgen`]: the load generator of `sigcast bench` (a client-side tool, no room).
 //! - [`cli`]: the `sigcast` command line.
 
@@ -44,6 +45,7 @@ pub mod db;
 pub mod devcert;
 pub mod hub;
 pub mod loadgen;
+pub mod logging;
 pub mod market;
 pub mod server;
 pub mod strategy;

@@ -1143,3 +1143,92 @@ fn readme_lists_every_key_as_config_keys_prints_it() {
         assert!(readme.contains(row), "README lacks (or differs on):\n{row}");
     }
 }
+
+/// A log nobody reads any more (a stalled collector, a paused terminal) does not stall the
+/// server: its serving threads only queue lines, and the lines are all there once the reader
+/// comes back (far fewer than the queue holds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_reader_that_stops_reading_does_not_stall_the_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    assert!(sigcast(tmp.path(), &["init"]).status.success());
+    let token = String::from_utf8(sigcast(tmp.path(), &["token", "issue", "--sub", "logs"]).stdout)
+        .unwrap();
+    let mut child = common::sigcast_command()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--set",
+            "log.format=json",
+        ])
+        .current_dir(tmp.path())
+        .env_remove("SIGCAST_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = BufReader::new(child.stderr.take().unwrap());
+    let port: u16 = loop {
+        let mut line = String::new();
+        assert!(log.read_line(&mut line).unwrap() > 0, "serve exited early");
+        let listen = serde_json::from_str::<Value>(&line).ok().and_then(|v| {
+            let listen = v["fields"]["listen"].as_str()?.to_string();
+            listen.rsplit(':').next()?.parse().ok()
+        });
+        if let Some(port) = listen {
+            break port;
+        }
+    };
+
+    // From here nobody reads the log. Each session writes two lines of about 200 bytes, so
+    // the pipe (64 KiB) is full after about 160 sessions; a server writing its log on its
+    // serving threads stops there.
+    let ca = tmp.path().join("certs/cert.pem");
+    const SESSIONS: usize = 400;
+    for i in 0..SESSIONS {
+        within(Duration::from_secs(10), async {
+            let mut ws = connect(port, &ca, token.trim()).await;
+            ws.close(None).await.unwrap();
+            while let Some(Ok(_)) = ws.next().await {}
+        })
+        .await;
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "server exited at session {i}"
+        );
+    }
+    let mut ws = within(Duration::from_secs(10), connect(port, &ca, token.trim())).await;
+    send_text(&mut ws, "test").await;
+    let reply = within(Duration::from_secs(10), async {
+        loop {
+            let v: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+            if v["is_test"] == true {
+                return v;
+            }
+        }
+    })
+    .await;
+    assert!(["buy", "sell"].contains(&reply["type"].as_str().unwrap()));
+
+    // The reader is back: every session's lines come out, none were dropped.
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut opened = 0;
+        for line in log.lines().map_while(Result::ok) {
+            if line.contains("session opened") {
+                opened += 1;
+                let _ = tx.send(opened);
+            }
+        }
+    });
+    let mut opened = 0;
+    while opened < SESSIONS + 1 {
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(n) => opened = n,
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    assert_eq!(opened, SESSIONS + 1, "every session opened is in the log");
+}

@@ -422,7 +422,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Serve(args) => {
             let config = args.load()?;
-            serve::init_logging(&config);
+            let _logging = crate::logging::init(&config);
             // SIGHUP reads the configuration again (file, env, flags) for the keys it names.
             let reread: serve::Reread = Arc::new(move || args.load());
             runtime_with(config.server.worker_threads)?.block_on(serve::serve(config, reread))?;
@@ -441,7 +441,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             settings,
         } => {
             let config = settings.load(Overrides::default())?;
-            serve::init_logging(&config);
+            let _logging = crate::logging::init(&config);
             let window = backtest::Window {
                 from: from
                     .map(|t| backtest::parse_time("--from", &t))
@@ -470,7 +470,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             settings,
         } => {
             let config = settings.load(Overrides::default())?;
-            serve::init_logging(&config);
+            let _logging = crate::logging::init(&config);
             let summary = runtime()?.block_on(serve::record(
                 &config,
                 &streams,

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::KeyRing;
 use crate::auth::registry::{Registry, Revoked};
-use crate::config::{Config, LogFormat, Overrides, Role, SourceKind};
+use crate::config::{Config, Overrides, Role, SourceKind};
 use crate::hub::Hub;
 use crate::hub::journal::{Journal, Retention};
 use crate::market::binance::live;
@@ -20,20 +20,6 @@ use crate::server::{self, Shared};
 use crate::strategy::{Instance, definition};
 use crate::tls;
 use tokio::sync::watch;
-
-/// Sets up `tracing` on stderr (stdout carries tokens and the demo banner).
-pub fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let _ = match config.log.format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
-}
 
 /// Every problem of `config`'s keys, certificate, strategies and recordings, one line each
 /// (for `config check`; `serve` stops at the first, in [`check`]).
@@ -421,7 +407,7 @@ pub async fn demo(dir: &Path, port: u16, signals: Option<&Path>) -> anyhow::Resu
         overrides.set("signals.dir", signals.to_string_lossy());
     }
     let config = Config::load(Some(&config_file), &Default::default(), &overrides)?;
-    init_logging(&config);
+    let _logging = crate::logging::init(&config);
     let shared = build_shared(&config)?;
     let listener = match TcpListener::bind(("127.0.0.1", port)).await {
         Ok(l) => l,
