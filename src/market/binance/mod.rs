@@ -132,7 +132,6 @@ fn decode<'a, T: serde::Deserialize<'a>>(data: &'a str) -> Result<T, String> {
     serde_json::from_str(data).map_err(|e| e.to_string())
 }
 
-/// An exact decimal from Binance's decimal string.
 /// The longest number sigcast reads from Binance. Its prices and quantities are at most about
 /// 30 characters. The limit matters: rust_decimal parses one byte per call and relies on the
 /// compiler turning those into jumps, so a long enough number (leading zeros, `_` separators)
@@ -150,6 +149,7 @@ pub(crate) fn decimal(s: &str) -> Result<Decimal, String> {
     Decimal::from_str_exact(s).map_err(|_| format!("{s:?} is not a decimal"))
 }
 
+/// [`decimal`], its error naming the field.
 fn dec(field: &'static str, s: &str) -> Result<Decimal, String> {
     decimal(s).map_err(|e| format!("field {field}: {e}"))
 }
