@@ -240,8 +240,45 @@ async fn handle_connection(
     };
     // Spawned as the run future itself: wrapping it in another async block would store the
     // session twice. The session holds its slot (`admission`) until it ends.
-    let session = session::Session::new(accepted, peer, shared, &endings, admission);
-    tasks.spawn(Box::new(session).run());
+    let publisher = accepted.claims.is_publisher();
+    let session = Box::new(session::Session::new(
+        accepted, peer, shared, &endings, admission,
+    ));
+    match publisher.then(inlet).flatten() {
+        Some(inlet) => tasks.spawn_on(session.run(), inlet),
+        None => tasks.spawn(session.run()),
+    };
+}
+
+/// The runtime publisher sessions run on: one thread of their own, beside the runtime that
+/// serves the subscribers. A publish then reaches the hub as soon as it arrives, rather than
+/// after every subscriber session woken by the signals before it (at 10k clients x 20/s
+/// that wait was 52 ms at the median and 125 ms at p99, half of what clients saw). Their
+/// sockets stay with the runtime that accepted them, whose I/O driver wakes them here.
+/// `None` (publishers then share the serving runtime) if the thread cannot be started.
+fn inlet() -> Option<&'static tokio::runtime::Handle> {
+    static INLET: std::sync::OnceLock<Option<tokio::runtime::Handle>> = std::sync::OnceLock::new();
+    INLET
+        .get_or_init(|| {
+            let started = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .and_then(|runtime| {
+                    let handle = runtime.handle().clone();
+                    std::thread::Builder::new()
+                        .name("sigcast-inlet".into())
+                        .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
+                    Ok(handle)
+                });
+            match started {
+                Ok(handle) => Some(handle),
+                Err(e) => {
+                    tracing::warn!(error = %e, "publisher sessions share the serving runtime: their own thread did not start");
+                    None
+                }
+            }
+        })
+        .as_ref()
 }
 
 /// Fixes a client socket's kernel send buffer (`SO_SNDBUF`; the kernel doubles the value for
