@@ -50,6 +50,11 @@ async fn load_generator_measures_a_real_server() {
     assert!(report.deliveries_per_sec > 0.0);
     assert!(report.rss_kib_total.is_some());
     assert!(report.server_cpu_us_per_delivery.is_some());
+    let (ack_p50, ack_p99) = (report.publish_ack_p50_ms, report.publish_ack_p99_ms);
+    assert!(
+        matches!((ack_p50, ack_p99), (Some(a), Some(b)) if a > 0.0 && b >= a),
+        "every publish acked: {ack_p50:?} / {ack_p99:?}"
+    );
     assert_eq!(
         server.hub.last_seq(),
         50,
@@ -57,6 +62,7 @@ async fn load_generator_measures_a_real_server() {
     );
     let text = sigcast::loadgen::describe(&report);
     assert!(text.contains("delivered: 2000 of 2000 (100.00%)"), "{text}");
+    assert!(text.contains("publish acks: p50 "), "{text}");
 }
 
 /// A server that ends the publisher's connection mid-run stops the run with an error that

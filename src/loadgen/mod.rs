@@ -90,6 +90,10 @@ pub struct Report {
     pub completion_max_ms: f64,
     pub deliveries_per_sec: f64,
     pub server_cpu_us_per_delivery: Option<f64>,
+    /// From each publish's emit to the publisher's ack: how long the server took to take a
+    /// signal in while it fanned out the ones before (none when a publish was refused).
+    pub publish_ack_p50_ms: Option<f64>,
+    pub publish_ack_p99_ms: Option<f64>,
 }
 
 /// Connects the clients, drives the broadcasts and measures.
@@ -244,6 +248,11 @@ pub async fn run(options: &Options, keys: &KeyRing) -> anyhow::Result<Report> {
         report.completion_p50_ms = ms(quantile(&completions, 0.5));
         report.completion_p99_ms = ms(quantile(&completions, 0.99));
         report.completion_max_ms = ms(completions.last().copied().unwrap_or(0));
+        if let Some(acks) = recorder.ack_latencies().filter(|a| !a.is_empty()) {
+            let ms = |us: u32| us as f64 / 1000.0;
+            report.publish_ack_p50_ms = Some(ms(quantile(&acks, 0.5)));
+            report.publish_ack_p99_ms = Some(ms(quantile(&acks, 0.99)));
+        }
     }
     stop.cancel();
     Ok(report)
@@ -317,12 +326,13 @@ async fn publish(
     ws: Ws,
     rate: u32,
     count: usize,
-    recorder: &Recorder,
+    recorder: &Arc<Recorder>,
     stop: CancellationToken,
 ) -> anyhow::Result<futures_util::stream::SplitSink<Ws, Message>> {
     let (mut sink, mut stream) = ws.split();
-    // Acks and pings are read (and dropped) until the run stops, so the socket flows; the
+    // Acks are timed and the rest dropped until the run stops, so the socket flows; the
     // reader ends with how the connection ended, if the server ended it.
+    let acks = recorder.clone();
     let mut reader = tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -333,6 +343,11 @@ async fn publish(
                     }
                     Some(Ok(Message::Close(None))) | None => break Some("closed".to_string()),
                     Some(Err(e)) => break Some(e.to_string()),
+                    Some(Ok(Message::Text(text))) => {
+                        if let Some(ack) = reply_kind(text.as_str()) {
+                            acks.answered(ack, now_ns());
+                        }
+                    }
                     Some(Ok(_)) => {}
                 },
             }
@@ -495,6 +510,37 @@ pub fn describe(r: &Report) -> String {
         if let Some(cpu) = r.server_cpu_us_per_delivery {
             out += &format!("server CPU: {cpu:.2} µs per delivery\n");
         }
+        if let (Some(p50), Some(p99)) = (r.publish_ack_p50_ms, r.publish_ack_p99_ms) {
+            out += &format!("publish acks: p50 {p50:.2} ms, p99 {p99:.2} ms\n");
+        }
     }
     out
+}
+
+/// What a message to the publisher answers: `Some(true)` an ack, `Some(false)` a refused
+/// publish (an `error` reply), `None` anything else (the broadcasts it receives too, whose
+/// `type` is a side). A server that does not ack (the peers) leaves the figure out.
+fn reply_kind(text: &str) -> Option<bool> {
+    if text.contains(r#""type":"publish_ack""#) {
+        Some(true)
+    } else if text.contains(r#""type":"error""#) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_to_a_publisher_are_told_from_the_broadcasts_it_receives() {
+        let ack = serde_json::json!({"type": "publish_ack", "seq": 7, "timestamp": 1}).to_string();
+        let refused = serde_json::json!({"type": "error", "error_code": "x"}).to_string();
+        let signal = r#"{"type":"buy","content":{"symbol":"BTCUSDT","price":1.0,"timestamp":1,"reason":"bench:3:9"},"is_test":false,"seq":8}"#;
+        assert_eq!(reply_kind(&ack), Some(true));
+        assert_eq!(reply_kind(&refused), Some(false));
+        assert_eq!(reply_kind(signal), None);
+    }
 }

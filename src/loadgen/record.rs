@@ -1,7 +1,7 @@
 //! What clients observe during a run: per-delivery latencies and each broadcast's completion.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// Latency samples are kept exactly (µs as `u32`), in shards so clients rarely contend.
 const SHARDS: usize = 16;
@@ -16,6 +16,13 @@ pub struct Recorder {
     last_arrival: Vec<AtomicU64>,
     /// Per broadcast: clients that received it.
     arrivals: Vec<AtomicU32>,
+    /// Per broadcast: when the publisher had its ack, ns since the epoch.
+    acked: Vec<AtomicU64>,
+    /// Acks so far: the server answers publishes in order, so the n-th ack is the n-th
+    /// broadcast's.
+    acks: AtomicUsize,
+    /// Publishes answered with an error: the acks after one no longer line up.
+    refused: AtomicU64,
     /// Messages received that were not the benchmark's signals (acks, pings aside).
     pub other: AtomicU64,
 }
@@ -27,6 +34,9 @@ impl Recorder {
             emitted: (0..broadcasts).map(|_| AtomicU64::new(0)).collect(),
             last_arrival: (0..broadcasts).map(|_| AtomicU64::new(0)).collect(),
             arrivals: (0..broadcasts).map(|_| AtomicU32::new(0)).collect(),
+            acked: (0..broadcasts).map(|_| AtomicU64::new(0)).collect(),
+            acks: AtomicUsize::new(0),
+            refused: AtomicU64::new(0),
             other: AtomicU64::new(0),
         }
     }
@@ -64,6 +74,36 @@ impl Recorder {
             last.fetch_max(now_ns, Ordering::Relaxed);
             count.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Notes a reply to a publish that reached the publisher at `now_ns`: an ack (the next
+    /// broadcast's) or a refusal.
+    pub fn answered(&self, ack: bool, now_ns: u64) {
+        if !ack {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let index = self.acks.fetch_add(1, Ordering::Relaxed);
+        if let Some(a) = self.acked.get(index) {
+            a.store(now_ns, Ordering::Relaxed);
+        }
+    }
+
+    /// Each acked broadcast's time from its emit to its ack (µs), sorted; `None` when a
+    /// publish was refused, since the acks then no longer line up with the broadcasts.
+    pub fn ack_latencies(&self) -> Option<Vec<u32>> {
+        if self.refused.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        let mut all: Vec<u32> = (0..self.acked.len())
+            .filter_map(|i| {
+                let acked = self.acked[i].load(Ordering::Relaxed);
+                let emit = self.emitted_at(i)?;
+                (acked > 0).then(|| (acked.saturating_sub(emit) / 1000).min(u32::MAX as u64) as u32)
+            })
+            .collect();
+        all.sort_unstable();
+        Some(all)
     }
 
     /// Moves a client's buffered latencies into its shard.
@@ -155,5 +195,22 @@ mod tests {
         assert_eq!(r.latencies(), vec![4, 8]);
         assert_eq!((r.completed_at(1), r.completed_at(0)), (Some(9_000), None));
         assert_eq!(r.delivered(), 2);
+    }
+
+    #[test]
+    fn acks_line_up_with_broadcasts_in_order_until_one_is_refused() {
+        let r = Recorder::new(3);
+        r.emitted(0, 1_000_000);
+        r.emitted(1, 2_000_000);
+        r.emitted(2, 3_000_000);
+        r.answered(true, 1_500_000);
+        r.answered(true, 4_000_000);
+        assert_eq!(
+            r.ack_latencies(),
+            Some(vec![500, 2_000]),
+            "the third is not acked yet"
+        );
+        r.answered(false, 5_000_000);
+        assert_eq!(r.ack_latencies(), None);
     }
 }
