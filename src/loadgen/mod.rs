@@ -237,6 +237,10 @@ pub async fn run(options: &Options, keys: &KeyRing) -> anyhow::Result<Report> {
         report.latency_p99_ms = ms(quantile(&latencies, 0.99));
         report.latency_p999_ms = ms(quantile(&latencies, 0.999));
         report.latency_max_ms = ms(latencies.last().copied().unwrap_or(0));
+        if let Some(acks) = recorder.ack_latencies().filter(|a| !a.is_empty()) {
+            report.publish_ack_p50_ms = Some(ms(quantile(&acks, 0.5)));
+            report.publish_ack_p99_ms = Some(ms(quantile(&acks, 0.99)));
+        }
         let mut completions: Vec<u64> = (0..broadcasts)
             .filter_map(|i| {
                 let emit = recorder.emitted_at(i)?;
@@ -248,11 +252,6 @@ pub async fn run(options: &Options, keys: &KeyRing) -> anyhow::Result<Report> {
         report.completion_p50_ms = ms(quantile(&completions, 0.5));
         report.completion_p99_ms = ms(quantile(&completions, 0.99));
         report.completion_max_ms = ms(completions.last().copied().unwrap_or(0));
-        if let Some(acks) = recorder.ack_latencies().filter(|a| !a.is_empty()) {
-            let ms = |us: u32| us as f64 / 1000.0;
-            report.publish_ack_p50_ms = Some(ms(quantile(&acks, 0.5)));
-            report.publish_ack_p99_ms = Some(ms(quantile(&acks, 0.99)));
-        }
     }
     stop.cancel();
     Ok(report)

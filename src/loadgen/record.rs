@@ -95,11 +95,14 @@ impl Recorder {
         if self.refused.load(Ordering::Relaxed) > 0 {
             return None;
         }
-        let mut all: Vec<u32> = (0..self.acked.len())
-            .filter_map(|i| {
-                let acked = self.acked[i].load(Ordering::Relaxed);
-                let emit = self.emitted_at(i)?;
-                (acked > 0).then(|| (acked.saturating_sub(emit) / 1000).min(u32::MAX as u64) as u32)
+        let mut all: Vec<u32> = self
+            .acked
+            .iter()
+            .enumerate()
+            .filter_map(|(i, acked)| {
+                let acked = acked.load(Ordering::Relaxed);
+                let emit = self.emitted_at(i).filter(|_| acked > 0)?;
+                Some((acked.saturating_sub(emit) / 1000).min(u32::MAX as u64) as u32)
             })
             .collect();
         all.sort_unstable();
