@@ -293,6 +293,90 @@ async fn a_client_losing_signals_while_a_write_waits_is_cut_then() {
     drop(ws);
 }
 
+/// Publishes a signal and keeps the runtime from running meanwhile (the tests here run the
+/// server on their own one-thread runtime): the session gets to it late, as when it shares
+/// a busy runtime.
+fn publish_while_busy(server: &TestServer, price: f64) {
+    server.hub.publish(&signal("BTCUSDT", Side::Buy, price));
+    std::thread::sleep(Duration::from_millis(5));
+}
+
+fn price_of(text: &str) -> f64 {
+    let v: Value = serde_json::from_str(text).unwrap();
+    v["content"]["price"].as_f64().unwrap()
+}
+
+/// While the runtime is busy, a client's writes are `server.coalesce` apart: a signal that
+/// comes sooner after the last write waits for that time, and what follows it goes with it,
+/// every signal in order.
+#[tokio::test]
+async fn a_busy_runtime_coalesces_a_clients_writes() {
+    let server = TestServer::start(&[("server.coalesce", "400ms")]).await;
+    let mut ws = server.connect(Some(&server.token("busy"))).await.unwrap();
+    server.wait_listeners(1).await;
+    publish_while_busy(&server, 1.0);
+    assert_eq!(price_of(&next_text(&mut ws).await), 1.0);
+    let first_written = std::time::Instant::now();
+    publish_while_busy(&server, 2.0);
+    server.hub.publish(&signal("BTCUSDT", Side::Buy, 3.0));
+    assert_eq!(price_of(&next_text(&mut ws).await), 2.0);
+    let waited = first_written.elapsed();
+    assert!(
+        waited >= Duration::from_millis(300),
+        "the second write followed the first after {waited:?}, within server.coalesce"
+    );
+    assert_eq!(price_of(&next_text(&mut ws).await), 3.0);
+}
+
+/// `server.coalesce = 0` turns it off: a busy runtime's sessions write each signal as
+/// soon as they get to it.
+#[tokio::test]
+async fn coalescing_off_writes_at_once_however_busy() {
+    let server = TestServer::start(&[("server.coalesce", "0s")]).await;
+    let mut ws = server.connect(Some(&server.token("busy"))).await.unwrap();
+    server.wait_listeners(1).await;
+    publish_while_busy(&server, 1.0);
+    assert_eq!(price_of(&next_text(&mut ws).await), 1.0);
+    let first_written = std::time::Instant::now();
+    publish_while_busy(&server, 2.0);
+    assert_eq!(price_of(&next_text(&mut ws).await), 2.0);
+    let waited = first_written.elapsed();
+    assert!(
+        waited < Duration::from_millis(300),
+        "the second signal waited {waited:?} with coalescing off"
+    );
+}
+
+/// An idle runtime sends each signal at once, whatever `server.coalesce` is: a session is
+/// held only while the signals it gets to have waited for it.
+#[tokio::test]
+async fn an_idle_runtime_does_not_coalesce() {
+    let server = TestServer::start(&[("server.coalesce", "1s")]).await;
+    let mut ws = server.connect(Some(&server.token("idle"))).await.unwrap();
+    server.wait_listeners(1).await;
+    // A busy moment first: the session coalesces, then sees the runtime idle again.
+    publish_while_busy(&server, 0.0);
+    assert_eq!(price_of(&next_text(&mut ws).await), 0.0);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Held, each would wait out the window (about a second). A machine busy elsewhere may
+    // hold one now and then; the next one is sent at once again.
+    let mut waits = Vec::new();
+    for i in 1..=6 {
+        let published = std::time::Instant::now();
+        server
+            .hub
+            .publish(&signal("BTCUSDT", Side::Buy, f64::from(i)));
+        assert_eq!(price_of(&next_text(&mut ws).await), f64::from(i));
+        waits.push(published.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let held = waits
+        .iter()
+        .filter(|w| **w >= Duration::from_millis(700))
+        .count();
+    assert!(held <= 2, "signals waited {waits:?}");
+}
+
 /// A client whose connection ends without a close frame was dropped by the network: the
 /// server counts it so, and does not answer it as a protocol violation (1002).
 #[tokio::test]

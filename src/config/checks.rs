@@ -120,6 +120,12 @@ impl Config {
                 p.push(invalid(key, "must be greater than zero"));
             }
         }
+        if s.coalesce > Duration::from_secs(1) {
+            p.push(invalid(
+                "server.coalesce",
+                "must be at most 1s (0 turns it off)",
+            ));
+        }
         if s.idle_timeout <= s.ping_interval {
             p.push(invalid(
                 "server.idle_timeout",

@@ -41,6 +41,7 @@ keys! {
     "server.ping_interval", Duration, "server ping period";
     "server.idle_timeout", Duration, "close after this long without client traffic";
     "server.write_timeout", Duration, "a write that takes longer ends the session";
+    "server.coalesce", Duration, "while the runtime is busy, a client's writes are at least this far apart (0: off)";
     "server.queue_capacity", Integer, "signals a client may lag before close 4000";
     "server.max_message_size", Integer, "largest client message (bytes); bigger is closed 1009";
     "server.read_buffer_size", Integer, "per-connection WebSocket read buffer (bytes; grows for a bigger message)";

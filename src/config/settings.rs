@@ -29,6 +29,12 @@ pub struct ServerSettings {
     /// A write to a client that cannot complete in this time ends the session.
     #[serde(with = "duration")]
     pub write_timeout: Duration,
+    /// While the serving runtime is busy (a session gets to a signal 1 ms or more after the
+    /// hub numbered it), a client's writes of live signals are at least this far apart, so
+    /// each carries more signals in one TLS record and one `send` (0: off). An idle runtime
+    /// sends each signal at once.
+    #[serde(with = "duration")]
+    pub coalesce: Duration,
     /// Signals a client may fall behind before it is closed as a slow consumer (code 4000).
     pub queue_capacity: usize,
     /// Largest client message accepted; bigger ones are closed with 1009.
@@ -69,6 +75,7 @@ impl Default for ServerSettings {
             ping_interval: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(10),
+            coalesce: Duration::from_millis(10),
             queue_capacity: 1024,
             max_message_size: 4096,
             read_buffer_size: 64,

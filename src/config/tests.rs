@@ -54,6 +54,15 @@ fn errors_name_the_key() {
     assert!(err.to_string().contains("server.nope"), "{err}");
 
     let mut o = Overrides::default();
+    o.set("server.coalesce", "2s");
+    let err = Config::load(None, &BTreeMap::new(), &o).unwrap_err();
+    assert!(err.to_string().starts_with("server.coalesce"), "{err}");
+    let mut o = Overrides::default();
+    o.set("server.coalesce", "0s");
+    let off = Config::load(None, &BTreeMap::new(), &o).unwrap();
+    assert!(off.server.coalesce.is_zero());
+
+    let mut o = Overrides::default();
     o.set("server.worker_threads", "5000");
     let err = Config::load(None, &BTreeMap::new(), &o).unwrap_err();
     assert!(
@@ -186,6 +195,7 @@ fn every_key_is_a_real_setting() {
             "cluster.role" => o.set("cluster.nats", "nats://127.0.0.1:4222"),
             "cluster.replicas" => o.set(key.name, "3"),
             "server.worker_threads" => o.set(key.name, "2"),
+            "server.coalesce" => o.set(key.name, "20ms"),
             "cluster.duplicate_window" => o.set("cluster.lease", "1s"),
             _ => {}
         }

@@ -107,7 +107,39 @@ pub struct Session {
     /// Cluster mode: publishes waiting for the stream to store them, answered in order as
     /// it does, while the session reads on (made at a publisher's first publish).
     confirming: Option<Box<Confirming>>,
+    /// While `coalescing`, the next write of live signals waits until then (the last write
+    /// plus `server.coalesce`): a signal that comes sooner is held, and what follows it piles
+    /// up behind it, to go in the same TLS record and `send`.
+    next_write: Option<std::time::Instant>,
+    /// The runtime is busy: signals wait in its queue before this session gets to them, so
+    /// its writes are coalesced (see `hold_back`).
+    coalescing: bool,
+    /// A signal held back until `next_write`, and its timer (made when first needed).
+    hold: Option<Box<Hold>>,
 }
+
+/// A signal held back for coalescing, and the timer that releases it.
+struct Hold {
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    frame: Option<Published>,
+}
+
+/// The held signal, once its time has come; never when none is held.
+async fn released(hold: &mut Option<Box<Hold>>) -> Published {
+    match hold {
+        Some(h) if h.frame.is_some() => {
+            h.timer.as_mut().await;
+            match h.frame.take() {
+                Some(frame) => frame,
+                None => std::future::pending().await,
+            }
+        }
+        _ => std::future::pending().await,
+    }
+}
+
+/// A session that gets to a signal this long after the hub numbered it shares a busy runtime.
+const BUSY: Duration = Duration::from_millis(1);
 
 /// Publish acks on their way, oldest first.
 type Confirming = FuturesOrdered<BoxFuture<'static, Message>>;
@@ -190,6 +222,9 @@ impl Session {
             tests_served: 0,
             observed: Observations::default(),
             confirming: None,
+            next_write: None,
+            coalescing: false,
+            hold: None,
             shared,
         }
     }
@@ -289,7 +324,11 @@ impl Session {
                 // Boxed, as every write: a write's state lives only while it waits, so a
                 // session waiting for its next signal carries none of it (a heap block per
                 // write costs far less than the write's own syscall).
-                frame = self.frames.recv() => Box::pin(self.on_frame(frame)).await?,
+                frame = self.frames.recv(), if !self.holding() => match self.hold_back(frame) {
+                    Some(frame) => Box::pin(self.on_frame(frame)).await?,
+                    None => Flow::Continue,
+                },
+                frame = released(&mut self.hold) => Box::pin(self.on_frame(Ok(frame))).await?,
                 () = market_ready(self.market.as_ref()) => Box::pin(self.on_market()).await?,
                 reply = next_confirmed(&mut self.confirming) => {
                     Box::pin(self.write([reply])).await?;
@@ -620,6 +659,47 @@ impl Session {
         self.filter.allows(p)
     }
 
+    /// A signal is held back (see `hold_back`): the ring is not read until it goes.
+    fn holding(&self) -> bool {
+        self.hold.as_ref().is_some_and(|h| h.frame.is_some())
+    }
+
+    /// Holds a live signal back while the runtime is busy and it came sooner than
+    /// `server.coalesce` after this client's last write; gives it back to be sent now
+    /// otherwise. Busy is judged afresh at each signal, by how long it waited for this
+    /// session, so a session is held only while the runtime is behind.
+    fn hold_back(
+        &mut self,
+        frame: Result<Published, RecvError>,
+    ) -> Option<Result<Published, RecvError>> {
+        let Ok(p) = &frame else {
+            return Some(frame);
+        };
+        if self.shared.settings.coalesce.is_zero() {
+            return Some(frame);
+        }
+        self.coalescing = p.at.elapsed() >= BUSY;
+        let at = match self.next_write {
+            Some(at) if self.coalescing && std::time::Instant::now() < at => at,
+            _ => return Some(frame),
+        };
+        let deadline = tokio::time::Instant::from_std(at);
+        let p = frame.ok()?;
+        match &mut self.hold {
+            Some(h) => {
+                h.timer.as_mut().reset(deadline);
+                h.frame = Some(p);
+            }
+            None => {
+                self.hold = Some(Box::new(Hold {
+                    timer: Box::pin(tokio::time::sleep_until(deadline)),
+                    frame: Some(p),
+                }))
+            }
+        }
+        None
+    }
+
     /// Delivers a frame from the hub, then drains what else is queued before one flush.
     async fn on_frame(&mut self, frame: Result<Published, RecvError>) -> Result<Flow, WsError> {
         let first = match frame {
@@ -664,6 +744,9 @@ impl Session {
             waiting += self.frames.len();
         }
         self.write_frames(&batch).await?;
+        self.next_write = self
+            .coalescing
+            .then(|| std::time::Instant::now() + self.shared.settings.coalesce);
         self.observed.write(&self.shared.stats, waiting, oldest);
         Ok(lagged.map(slow_consumer).unwrap_or(Flow::Continue))
     }
@@ -692,6 +775,9 @@ impl Session {
         self.write([Message::Ping(Default::default())]).await?;
         if !std::mem::take(&mut self.sent_since_tick) {
             self.ws.get_mut().get_mut().release_keys();
+            if !self.holding() {
+                self.hold = None; // its timer too: made again when the session is busy again
+            }
         }
         Ok(Flow::Continue)
     }
