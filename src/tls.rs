@@ -157,9 +157,5 @@ pub fn reloadable_server_config(
         .with_cert_resolver(store.clone());
     config.ignore_client_order = true;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    // After a TLS 1.3 handshake rustls hands the keys to sigcast's record layer
-    // (server/records.rs), which keeps a fraction of rustls' per-connection state.
-    config.enable_secret_extraction = true;
-    config.key_log = Arc::new(crate::server::records::Handover);
     Ok((Arc::new(config), store))
 }

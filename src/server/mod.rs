@@ -15,7 +15,6 @@ pub mod histogram;
 pub mod http;
 mod per_ip;
 mod prefixed;
-pub(crate) mod records;
 mod session;
 pub mod stats;
 pub mod tls_stream;

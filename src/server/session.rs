@@ -92,8 +92,8 @@ pub struct Session {
     /// client's frame arrived. Hub frames bypass tungstenite, so it is flushed before them,
     /// but only then: a flush through tungstenite costs as much as the frames' own work.
     owes_reply: bool,
-    /// Signals were written since the last ping tick; a quiet session frees its TLS sending
-    /// key at the tick (about 560 bytes, rebuilt at the next write).
+    /// Signals were written since the last ping tick; a quiet session drops its coalescing
+    /// timer at the tick.
     sent_since_tick: bool,
     /// The client's socket and the ping timer (rarely ready) are polled only after one of
     /// them woke the session, not on every signal (see `gate`).
@@ -261,6 +261,7 @@ impl Session {
             Ok(Flow::Continue) => Ended::ByClient(None),
             Err(e) => Ended::Transport(e),
         };
+        wire::goodbye(&mut self.ws).await;
         stats.stats.sessions.fetch_sub(1, Ordering::Relaxed);
         stats.stats.ended(match &ended {
             Ended::ByClient(_) => Ending::Client,
@@ -292,8 +293,6 @@ impl Session {
         let mut ping = tokio::time::interval(self.shared.settings.ping_interval);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         ping.tick().await; // the first tick is immediate
-        // Quiet until its first signal: the key that sealed the upgrade response goes.
-        self.ws.get_mut().get_mut().release_keys();
         if let Some(since) = self.resume_after.take() {
             // Boxed, here and below: rare and large, so idle sessions do not carry its state.
             let flow = Box::pin(self.resume(since)).await?;
@@ -773,11 +772,8 @@ impl Session {
             ));
         }
         self.write([Message::Ping(Default::default())]).await?;
-        if !std::mem::take(&mut self.sent_since_tick) {
-            self.ws.get_mut().get_mut().release_keys();
-            if !self.holding() {
-                self.hold = None; // its timer too: made again when the session is busy again
-            }
+        if !std::mem::take(&mut self.sent_since_tick) && !self.holding() {
+            self.hold = None; // its timer too: made again when the session is busy again
         }
         Ok(Flow::Continue)
     }

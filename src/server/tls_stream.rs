@@ -1,12 +1,11 @@
-//! TLS over a client's TCP socket with rustls' unbuffered API, so an idle session holds no
-//! buffer of its own: rustls' buffered connection keeps a 4 KiB read buffer per connection
-//! even when nothing is pending. Here TLS bytes are read into a buffer that is freed once
-//! every complete record in it is processed; only a partial record is kept between reads,
-//! and encrypted output only until the socket takes it.
+//! A server-side TLS connection on rustls' unbuffered API, so an idle session holds no buffer of its own.
 //!
-//! Once a TLS 1.3 handshake is done, rustls hands the keys over and [`Records`] protects
-//! the records (rustls' connection state, about 3 KB a client, is freed); TLS 1.2 sessions
-//! stay with rustls throughout.
+//! rustls' buffered connection keeps a 4 KiB read buffer per connection even when nothing is
+//! pending. Here TLS bytes are read into a buffer that is freed once every complete record in
+//! it is processed; only a partial record is kept between reads, and encrypted output only
+//! until the socket takes it. rustls handles every record for the whole session, TLS 1.2 and
+//! 1.3 alike: record and plaintext limits, key updates (at most one answer queued, and a flood
+//! of them refused), alerts and close_notify. Its secrets never leave it.
 
 use std::io;
 use std::pin::Pin;
@@ -19,12 +18,12 @@ use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedS
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use super::records::{Handover, Records};
-
 /// Room made for each read. Clients send little (a handshake flight, a request, pongs); a
 /// bigger record arrives over several reads, each adding room.
 const READ_SIZE: usize = 4 * 1024;
-/// Encrypted bytes a writer may queue before it waits for the socket.
+/// Encrypted bytes a writer may queue before it waits for the socket. Reading waits for the
+/// socket too once this much is queued, so a client that sends without reading the answers
+/// rustls owes it cannot grow the queue.
 const MAX_PENDING: usize = 256 * 1024;
 
 /// Where processing the bytes at hand stopped.
@@ -41,7 +40,9 @@ enum Stop {
 /// A server-side TLS connection; see the module documentation.
 pub struct TlsStream {
     tcp: TcpStream,
-    protection: Protection,
+    /// rustls' connection state, boxed: a session moves its stream around, and the state is
+    /// the larger part of it.
+    conn: Box<UnbufferedServerConnection>,
     /// TLS bytes read and not yet processed (a partial record); unallocated when empty.
     incoming: Vec<u8>,
     /// Decrypted bytes the reader has not taken yet, from `plaintext_at`.
@@ -54,19 +55,8 @@ pub struct TlsStream {
     eof: bool,
     /// close_notify is queued: writes end.
     closing: bool,
-}
-
-/// Who protects the records.
-// The record layer inline: nearly every session is TLS 1.3, and a box would add an
-// allocation and its overhead to each; the rare TLS 1.2 session boxes rustls instead.
-#[allow(clippy::large_enum_variant)]
-enum Protection {
-    /// rustls: during the handshake, and for a whole TLS 1.2 session.
-    Rustls(Box<UnbufferedServerConnection>),
-    /// sigcast's own record layer, after a TLS 1.3 handshake.
-    Records(Records),
-    /// Only while the keys are handed over; a failed handover leaves it, and ends the session.
-    HandingOver,
+    /// rustls refused the connection; the alert it owed the client is queued in `outgoing`.
+    failed: bool,
 }
 
 fn tls_error(e: rustls::Error) -> io::Error {
@@ -96,12 +86,13 @@ fn encode<Data>(
     }
 }
 
-/// Runs the TLS handshake on `tcp`; the caller bounds it with its handshake timeout.
+/// Runs the TLS handshake on `tcp`; the caller bounds it with its handshake timeout. A
+/// refused handshake sends rustls' alert before it ends.
 pub async fn accept(tcp: TcpStream, config: Arc<ServerConfig>) -> io::Result<TlsStream> {
     let conn = UnbufferedServerConnection::new(config).map_err(tls_error)?;
     let mut stream = TlsStream {
         tcp,
-        protection: Protection::Rustls(Box::new(conn)),
+        conn: Box::new(conn),
         incoming: Vec::new(),
         plaintext: Vec::new(),
         plaintext_at: 0,
@@ -109,21 +100,14 @@ pub async fn accept(tcp: TcpStream, config: Arc<ServerConfig>) -> io::Result<Tls
         outgoing_at: 0,
         eof: false,
         closing: false,
+        failed: false,
     };
-    // The key log keeps this handshake's secrets under the client random until the handover
-    // takes them; a handshake that fails or times out drops them with this guard.
-    let mut logged = Logged(None);
     loop {
-        if logged.0.is_none() {
-            logged.0 = client_random(&stream.incoming);
-        }
-        let stop = stream.process()?;
+        let stop = stream.process();
+        // What rustls answered, an alert included, goes out before a refusal ends the stream.
         std::future::poll_fn(|cx| stream.poll_send(cx)).await?;
-        match stop {
-            Stop::Traffic => {
-                stream.take_over(logged.0.take())?;
-                return Ok(stream);
-            }
+        match stop? {
+            Stop::Traffic => return Ok(stream),
             Stop::Closed => return Err(io::ErrorKind::UnexpectedEof.into()),
             Stop::Handshaking => {}
         }
@@ -134,89 +118,41 @@ pub async fn accept(tcp: TcpStream, config: Arc<ServerConfig>) -> io::Result<Tls
     }
 }
 
-/// The client random of the ClientHello at the front of `incoming`, once its first 43 bytes
-/// are there: record header (5), handshake header (4), legacy version (2), random (32).
-fn client_random(incoming: &[u8]) -> Option<[u8; 32]> {
-    match incoming {
-        [22, _, _, _, _, 1, _, _, _, _, _, random @ ..] => random.get(..32)?.try_into().ok(),
-        _ => None,
-    }
-}
-
-/// A handshake's place in the key log, forgotten unless the handover took it.
-struct Logged(Option<[u8; 32]>);
-
-impl Drop for Logged {
-    fn drop(&mut self) {
-        if let Some(random) = self.0 {
-            Handover::forget(&random);
-        }
-    }
-}
-
 impl TlsStream {
-    /// After a TLS 1.3 handshake: takes the keys from rustls and frees its connection. Without
-    /// logged secrets (a TLS 1.2 session) rustls goes on protecting the records.
-    fn take_over(&mut self, client_random: Option<[u8; 32]>) -> io::Result<()> {
-        let Protection::Rustls(conn) = &self.protection else {
-            return Ok(());
-        };
-        let Some(random) = client_random else {
-            return Ok(());
-        };
-        let Some(secrets) = Handover::take(&random) else {
-            return Ok(());
-        };
-        if conn.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
-            return Ok(());
-        }
-        let Protection::Rustls(conn) =
-            std::mem::replace(&mut self.protection, Protection::HandingOver)
-        else {
-            unreachable!("checked above");
-        };
-        // rustls' kernel connection would keep its key schedule (about 800 bytes); the
-        // record layer derives key updates from the logged secrets instead.
-        let (extracted, _schedule) = conn.dangerous_into_kernel_connection().map_err(tls_error)?;
-        self.protection = Protection::Records(Records::new(extracted, secrets)?);
-        // Records the client sent right behind its Finished, if rustls left any.
-        self.process().map(drop)
-    }
-
     /// Bytes sent to the client and not yet taken by it: ciphertext waiting here, plus what
     /// the kernel holds unsent or unacknowledged.
     pub fn unread(&self) -> usize {
         self.outgoing.len() - self.outgoing_at + super::kernel_unsent(&self.tcp)
     }
 
-    /// Frees the expanded sending key of a quiet session; the next write rebuilds it.
-    pub fn release_keys(&mut self) {
-        if let Protection::Records(records) = &mut self.protection {
-            records.release();
-        }
+    /// The TLS version the handshake agreed on.
+    pub fn protocol_version(&self) -> Option<rustls::ProtocolVersion> {
+        self.conn.protocol_version()
     }
 
     /// Processes the bytes at hand: decrypted data goes to `plaintext`, TLS messages the
-    /// protocol wants sent (handshake, alerts, key updates) to `outgoing`.
+    /// protocol wants sent (handshake, alerts, key updates) to `outgoing`. On an error,
+    /// the alert rustls owes the client is queued too.
     fn process(&mut self) -> io::Result<Stop> {
-        let conn = match &mut self.protection {
-            Protection::Rustls(conn) => conn,
-            Protection::Records(records) => {
-                let opened =
-                    records.open(&mut self.incoming, &mut self.plaintext, &mut self.outgoing)?;
-                self.incoming.drain(..opened.consumed);
-                if self.incoming.is_empty() && self.incoming.capacity() > 0 {
-                    self.incoming = Vec::new();
-                }
-                self.eof |= opened.closed;
-                return Ok(Stop::Traffic);
-            }
-            Protection::HandingOver => return Err(io::Error::other("TLS handover failed")),
-        };
+        if self.failed {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "TLS connection already refused",
+            ));
+        }
         loop {
-            let UnbufferedStatus { discard, state } = conn.process_tls_records(&mut self.incoming);
+            let UnbufferedStatus { discard, state } =
+                self.conn.process_tls_records(&mut self.incoming);
+            let state = match state {
+                Ok(state) => state,
+                Err(e) => {
+                    self.incoming.drain(..discard);
+                    self.fail();
+                    return Err(tls_error(e));
+                }
+            };
             let mut stop = None;
-            match state.map_err(tls_error)? {
+            match state {
                 ConnectionState::ReadTraffic(mut records) => {
                     while let Some(record) = records.next_record() {
                         let record = record.map_err(tls_error)?;
@@ -253,14 +189,27 @@ impl TlsStream {
         }
     }
 
+    /// After rustls refused the connection: queues the alert it holds for the client, and
+    /// drops whatever else the client sent.
+    fn fail(&mut self) {
+        self.failed = true;
+        self.eof = true;
+        self.plaintext = Vec::new();
+        self.plaintext_at = 0;
+        // rustls queued its alert when it refused; the next call hands it out before it looks
+        // at any input. Only that call: a further one would read on past the bad record and
+        // refuse again. (Earlier messages went out as `process` met them, so the alert is
+        // all there is.) The same buffer as before: a message rustls was still joining
+        // points into it.
+        let UnbufferedStatus { state, .. } = self.conn.process_tls_records(&mut self.incoming);
+        if let Ok(ConnectionState::EncodeTlsData(mut message)) = state {
+            let _ = encode(&mut message, &mut self.outgoing);
+        }
+        self.incoming = Vec::new();
+    }
+
     /// Encrypts `data` (or, with `None`, a close_notify) into `outgoing`.
     fn encrypt(&mut self, data: Option<&[u8]>) -> io::Result<()> {
-        if let Protection::Records(records) = &mut self.protection {
-            return match data {
-                Some(d) => records.seal(d, &mut self.outgoing),
-                None => records.seal_close_notify(&mut self.outgoing),
-            };
-        }
         // Whatever rustls has first (decrypted data, its own messages) is handled by
         // `process`, which stops where encryption may begin.
         match self.process()? {
@@ -268,10 +217,7 @@ impl TlsStream {
             Stop::Handshaking => return Err(io::Error::other("TLS handshake not complete")),
             Stop::Closed => return Err(io::ErrorKind::BrokenPipe.into()),
         }
-        let Protection::Rustls(conn) = &mut self.protection else {
-            return Err(io::Error::other("TLS handover failed"));
-        };
-        let UnbufferedStatus { discard, state } = conn.process_tls_records(&mut self.incoming);
+        let UnbufferedStatus { discard, state } = self.conn.process_tls_records(&mut self.incoming);
         let ConnectionState::WriteTraffic(mut traffic) = state.map_err(tls_error)? else {
             return Err(io::Error::other("unexpected TLS state"));
         };
@@ -365,19 +311,25 @@ impl AsyncRead for TlsStream {
             if this.eof {
                 return Poll::Ready(Ok(()));
             }
+            // A client that makes rustls answer (key updates) and never reads the answers
+            // waits here with the rest of its bytes unread, instead of growing `outgoing`.
+            if this.pending_output() >= MAX_PENDING {
+                ready!(this.poll_send(cx))?;
+            }
             if ready!(this.poll_fill(cx))? == 0 {
                 // The socket closed without close_notify: the end of the stream all the same.
                 this.eof = true;
                 continue;
             }
-            this.process()?;
-            // rustls may have answered something (a key update): send it if the socket
-            // takes it now; otherwise the next write or flush does.
+            let processed = this.process();
+            // rustls may have answered something (a key update, an alert): send it if the
+            // socket takes it now; otherwise the next write or flush does.
             if this.pending_output() > 0 {
                 if let Poll::Ready(Err(e)) = this.poll_send(cx) {
-                    return Poll::Ready(Err(e));
+                    return Poll::Ready(Err(processed.err().unwrap_or(e)));
                 }
             }
+            processed?;
         }
     }
 }
@@ -413,8 +365,11 @@ impl AsyncWrite for TlsStream {
         let this = self.get_mut();
         if !this.closing {
             this.closing = true;
-            // A session ending after the client vanished cannot say goodbye: go on closing.
-            let _ = this.encrypt(None);
+            // A session ending after the client vanished, or after rustls refused it (its
+            // alert is queued), cannot say goodbye: go on closing.
+            if !this.failed {
+                let _ = this.encrypt(None);
+            }
         }
         ready!(this.poll_send(cx))?;
         Pin::new(&mut this.tcp).poll_shutdown(cx)
@@ -489,9 +444,8 @@ mod tests {
         assert_eq!(server.await.unwrap(), sent);
     }
 
-    /// Key updates both ways after the handover to sigcast's record layer: the client's
-    /// (which asks for the server's too), and the server's own when its sending key has
-    /// sealed its share of records.
+    /// Key updates from the client (which ask for the server's too) in the middle of a
+    /// session: rustls answers them, and data keeps flowing both ways.
     #[tokio::test]
     async fn key_updates_both_ways() {
         let (material, config, listener) = served().await;
@@ -499,11 +453,10 @@ mod tests {
         let server = tokio::spawn(async move {
             let (tcp, _) = listener.accept().await.unwrap();
             let mut tls = accept(tcp, config).await.unwrap();
-            let Protection::Records(records) = &mut tls.protection else {
-                panic!("a TLS 1.3 session is handed over to the record layer");
-            };
-            // Three records under the first key, then the server moves on by itself.
-            records.tx_left = 3;
+            assert_eq!(
+                tls.protocol_version(),
+                Some(rustls::ProtocolVersion::TLSv1_3)
+            );
             let mut buf = vec![0u8; 1024];
             loop {
                 let n = tls.read(&mut buf).await.unwrap();
@@ -521,7 +474,7 @@ mod tests {
             .await
             .unwrap();
         for round in 0..10u8 {
-            if round == 4 {
+            if round % 3 == 1 {
                 tls.get_mut().1.refresh_traffic_keys().unwrap();
             }
             let data = [round; 100];
@@ -534,34 +487,24 @@ mod tests {
         server.await.unwrap();
     }
 
-    /// A client that vanishes mid-handshake, after the server has logged the session's
-    /// secrets: they are dropped with the failed handshake; a finished one takes its own.
+    /// A handshake rustls refuses (a TLS 1.1-only ClientHello, answered by no shared
+    /// version) ends with rustls' alert on the wire, not a silent close.
     #[tokio::test]
-    async fn secrets_of_failed_and_finished_handshakes_are_not_kept() {
-        let (material, config, listener) = served().await;
+    async fn a_refused_handshake_is_answered_with_an_alert() {
+        let (_material, config, listener) = served().await;
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
             let (tcp, _) = listener.accept().await.unwrap();
-            accept(tcp, config.clone()).await.map(drop)
+            accept(tcp, config).await.map(drop)
         });
-        // The ClientHello by hand, to know its random; then the server's flight, then gone.
-        let mut client = rustls::ClientConnection::new(
-            client_config(&material.cert_pem),
-            "localhost".try_into().unwrap(),
-        )
-        .unwrap();
-        let mut hello = Vec::new();
-        client.write_tls(&mut hello).unwrap();
-        let random: [u8; 32] = client_random(&hello).expect("a ClientHello");
         let mut tcp = TcpStream::connect(addr).await.unwrap();
-        tcp.write_all(&hello).await.unwrap();
-        let mut flight = [0u8; 4096];
-        let n = tcp.read(&mut flight).await.unwrap();
-        assert!(n > 0, "the server answered");
-        assert!(Handover::holds(&random), "the server logged the secrets");
-        drop(tcp);
+        // Not a ClientHello at all: a handshake record of another type.
+        tcp.write_all(&[22, 3, 1, 0, 4, 2, 0, 0, 0]).await.unwrap();
+        let mut answer = Vec::new();
+        tcp.read_to_end(&mut answer).await.unwrap();
         assert!(server.await.unwrap().is_err(), "the handshake failed");
-        assert!(!Handover::holds(&random), "and its secrets went with it");
+        assert_eq!(answer.first(), Some(&21), "an alert record: {answer:?}");
+        assert_eq!(answer.get(5), Some(&2), "a fatal one: {answer:?}");
     }
 
     fn client_config(cert_pem: &str) -> Arc<rustls::ClientConfig> {

@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 pub mod binance_mock;
+pub mod hostile;
 pub mod proxy;
+pub mod served;
 pub mod socks5;
 
 use std::collections::BTreeMap;
@@ -422,9 +424,12 @@ pub fn sigcast_command() -> std::process::Command {
     command
 }
 
-/// The path of the built `sigcast` binary.
+/// The path of the built `sigcast` binary; `SIGCAST_TEST_BIN` names another build instead,
+/// to check that a test of a fix fails on the build before it.
 pub fn sigcast_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_sigcast"))
+    std::env::var_os("SIGCAST_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_sigcast")))
 }
 
 /// Prints a hardening check's summary and keeps it in `target/tmp/reports/<name>.txt`, which
