@@ -140,6 +140,24 @@ async fn hs256_rejection_matrix() {
             "token not yet valid",
         ),
         (
+            "iat an hour ahead",
+            bearer(&hs256(
+                &secret,
+                &with(claims(), "iat", json!(now + 3600)),
+                None,
+            )),
+            "token issued in the future",
+        ),
+        (
+            "iat past the leeway",
+            bearer(&hs256(
+                &secret,
+                &with(claims(), "iat", json!(now + 30)),
+                None,
+            )),
+            "token issued in the future",
+        ),
+        (
             "wrong aud",
             bearer(&hs256(
                 &secret,

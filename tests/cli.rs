@@ -819,6 +819,58 @@ async fn revoked_tokens_are_refused_and_their_sessions_closed() {
     assert_eq!(code, 1008);
     let list = String::from_utf8(sigcast(tmp.path(), &["token", "list"]).stdout).unwrap();
     assert_eq!(list.matches(" revoked ").count(), 2, "{list}");
+
+    // `token verify` refuses what the server refuses: a revoked token exits 1.
+    let out = sigcast(tmp.path(), &["token", "verify", &token]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("token revoked"), "{}", stderr(&out));
+}
+
+/// A token dated ahead of the clock is refused (401, and by `token verify`); one dated as far
+/// ahead as the leeway allows is taken, and a revocation of its subject still reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_dated_ahead_cannot_escape_its_subjects_revocation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_server, port, _) = serve_quick(tmp.path(), "2s");
+    let ca = tmp.path().join("certs/cert.pem");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let dated = |ahead: u64| {
+        signed(
+            tmp.path(),
+            serde_json::json!({"sub": "mallory", "jti": format!("ahead-{ahead}"), "iat": now + ahead, "exp": now + 86_400}),
+        )
+    };
+    for ahead in [3600, 86_400] {
+        let token = dated(ahead);
+        match try_connect(port, &ca, &token).await {
+            Err(WsError::Http(r)) => assert_eq!(r.status(), 401),
+            other => panic!(
+                "iat {ahead}s ahead: expected 401, got {:?}",
+                other.map(|_| ())
+            ),
+        }
+        let out = sigcast(tmp.path(), &["token", "verify", &token]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            stderr(&out).contains("issued in the future"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let within_leeway = dated(4);
+    let mut ws = connect(port, &ca, &within_leeway).await;
+    signal_from(&mut ws, "quick").await;
+    let out = sigcast(tmp.path(), &["token", "revoke", "--sub", "mallory"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (code, reason) = expect_close(&mut ws, Duration::from_secs(3)).await;
+    assert_eq!((code, reason.as_str()), (1008, "token revoked"));
+    match try_connect(port, &ca, &within_leeway).await {
+        Err(WsError::Http(r)) => assert_eq!(r.status(), 401),
+        other => panic!("expected 401, got {:?}", other.map(|_| ())),
+    }
 }
 
 /// A token signed with the init'd secret, with the claims given (iss and aud filled in).

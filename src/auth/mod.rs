@@ -2,7 +2,7 @@
 //!
 //! A token is accepted only when it is signed by a ring key with that key's algorithm and
 //! carries `sub`, `exp`, `iat`, `jti`, `iss` and `aud`, with `iss`/`aud` as configured and
-//! `exp`/`nbf` within the leeway. Its `kid`, when present, is looked up in the ring only.
+//! `exp`/`nbf` within the leeway and `iat` no later than now plus the leeway. Its `kid`, when present, is looked up in the ring only.
 
 mod keyring;
 pub mod registry;
@@ -16,6 +16,12 @@ pub use keyring::{KeyError, KeyRing, Keys};
 
 /// Longest token accepted; a bigger header is refused before any parsing.
 pub const MAX_TOKEN_LEN: usize = 8192;
+
+/// The largest clock leeway `auth.leeway` may be: how far `exp`, `nbf` and `iat` may miss.
+pub const MAX_LEEWAY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The refusal reason of a token whose `iat` is later than now plus the leeway.
+pub const ISSUED_IN_FUTURE: &str = "token issued in the future";
 
 /// The claims of a sigcast token.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -116,8 +122,9 @@ pub const EXPIRED: &str = "token expired";
 pub const REVOKED: &str = "token revoked";
 /// Refusals that jsonwebtoken gives only after the signature checked out, so the token's
 /// `sub` and `jti` can be trusted enough to name in a log line.
-const SIGNED_BUT_REFUSED: [&str; 4] = [
+const SIGNED_BUT_REFUSED: [&str; 5] = [
     EXPIRED,
+    ISSUED_IN_FUTURE,
     "token not yet valid",
     "wrong audience",
     "wrong issuer",
@@ -277,6 +284,11 @@ impl KeyRing {
         }
         if claims.jti.is_empty() {
             return Err(AuthError::invalid("empty jti claim"));
+        }
+        // jsonwebtoken checks `exp` and `nbf` but not `iat`. A token issued "later" would
+        // outlive a revocation of its subject, which covers tokens by their issue time.
+        if claims.iat > unix_now().saturating_add(key.validation().leeway) {
+            return Err(AuthError::invalid(ISSUED_IN_FUTURE));
         }
         Ok(claims)
     }

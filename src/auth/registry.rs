@@ -45,8 +45,9 @@ impl TokenRecord {
     }
 }
 
-/// What is revoked: token ids, and subjects with the time they were revoked (every token of
-/// that subject issued at or before then).
+/// What is revoked: token ids, and subjects with the time they were revoked: every token of
+/// that subject issued at or before then, and up to [`MAX_LEEWAY`](super::MAX_LEEWAY) after,
+/// since a token may be accepted with an `iat` that much ahead of the clock.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Revoked {
     pub jtis: HashSet<String>,
@@ -59,7 +60,7 @@ impl Revoked {
             || self
                 .subs
                 .get(&claims.sub)
-                .is_some_and(|at| claims.iat <= *at)
+                .is_some_and(|at| claims.iat <= at.saturating_add(super::MAX_LEEWAY.as_secs()))
     }
 }
 
@@ -292,6 +293,10 @@ mod tests {
         assert!(
             revoked.covers(&claims("zzz", "bob", now)),
             "any older token of bob"
+        );
+        assert!(
+            revoked.covers(&claims("ahead", "bob", now + 5)),
+            "a token dated as far ahead as the leeway lets one in"
         );
         assert!(
             !revoked.covers(&claims("new", "bob", now + 10)),

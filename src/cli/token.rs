@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::kv;
 
-use crate::auth::registry::{Registry, TokenRecord};
+use crate::auth::registry::{Registry, Revoked, TokenRecord};
 use crate::auth::{KeyRing, Scope, unix_now};
 use crate::cluster::{Cluster, tokens};
 use crate::config::Config;
@@ -105,6 +105,19 @@ pub fn list(config: &Config) -> anyhow::Result<()> {
     super::emit(&out)
 }
 
+/// The revocations the server would apply: the cluster's, or the data directory's (none when
+/// the server has not made its database yet).
+fn revocations(config: &Config) -> anyhow::Result<Revoked> {
+    if let Some(revoked) = in_cluster(config, async |bucket| tokens::revoked(bucket).await) {
+        return revoked;
+    }
+    let path = config.data.journal_path();
+    if !path.exists() {
+        return Ok(Revoked::default());
+    }
+    Ok(Registry::open(&path)?.revoked()?)
+}
+
 /// Revokes a token by id, or every token of a subject; running servers act within 2 s.
 pub fn revoke(config: &Config, jti: Option<&str>, sub: Option<&str>) -> anyhow::Result<()> {
     let now = unix_now();
@@ -124,7 +137,8 @@ pub fn revoke(config: &Config, jti: Option<&str>, sub: Option<&str>) -> anyhow::
         (None, Some(sub)) => {
             tokens::revoke_subject(bucket, sub, now).await?;
             Ok(format!(
-                "revoked every token of {sub} issued until now, in the cluster"
+                "revoked every token of {sub} issued until now, and for {}s after, in the cluster",
+                crate::auth::MAX_LEEWAY.as_secs()
             ))
         }
         _ => Err("name a token id (JTI) or --sub NAME, not both".into()),
@@ -148,7 +162,10 @@ pub fn revoke(config: &Config, jti: Option<&str>, sub: Option<&str>) -> anyhow::
         }
         (None, Some(sub)) => {
             let n = registry.revoke_sub(sub)?;
-            println!("revoked every token of {sub} issued until now ({n} recorded)");
+            println!(
+                "revoked every token of {sub} issued until now, and for {}s after ({n} recorded)",
+                crate::auth::MAX_LEEWAY.as_secs()
+            );
         }
         _ => anyhow::bail!("name a token id (JTI) or --sub NAME, not both"),
     }
@@ -156,9 +173,20 @@ pub fn revoke(config: &Config, jti: Option<&str>, sub: Option<&str>) -> anyhow::
 }
 
 /// Prints the claims and exits 0 when the server would accept `token`; else says why, exit 1.
+/// A revoked token is refused as the server refuses it: the revocations are read where the
+/// server reads them (the cluster's bucket, or the data directory's registry).
 pub fn verify(config: &Config, token: &str) -> anyhow::Result<ExitCode> {
     let ring = KeyRing::from_settings(&config.auth)?;
-    match ring.verify(token.trim()) {
+    let verified = ring.verify(token.trim()).and_then(|claims| {
+        let revoked = revocations(config).map_err(|e| {
+            crate::auth::AuthError::Invalid(format!("cannot read revocations: {e:#}"))
+        })?;
+        if revoked.covers(&claims) {
+            return Err(crate::auth::AuthError::Invalid(crate::auth::REVOKED.into()));
+        }
+        Ok(claims)
+    });
+    match verified {
         Ok(claims) => {
             println!("{}", serde_json::to_string_pretty(&claims)?);
             Ok(ExitCode::SUCCESS)

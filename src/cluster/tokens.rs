@@ -73,24 +73,10 @@ pub async fn record(store: &kv::Store, claims: &Claims) -> Result<(), String> {
 
 /// Every recorded token, with its revocation, by issue time.
 pub async fn list(store: &kv::Store) -> Result<Vec<TokenRecord>, String> {
-    let mut keys: Vec<String> = store
-        .keys()
-        .await
-        .map_err(|e| e.to_string())?
-        .filter_map(|k| async move { k.ok() })
-        .collect()
-        .await;
-    keys.sort();
     let mut revoked = Revoked::default();
     let mut recorded = Vec::new();
-    for key in keys {
-        let Ok(Some(entry)) = store.entry(key.clone()).await else {
-            continue;
-        };
-        if entry.operation != kv::Operation::Put {
-            continue;
-        }
-        match key.split_once('.') {
+    for entry in entries(store).await? {
+        match entry.key.split_once('.') {
             Some(("tok", jti)) => {
                 if let (Some(jti), Ok(r)) =
                     (unhex(jti), serde_json::from_slice::<Recorded>(&entry.value))
@@ -128,6 +114,36 @@ pub async fn list(store: &kv::Store) -> Result<Vec<TokenRecord>, String> {
         .collect();
     records.sort_by(|a, b| (a.issued_at, &a.jti).cmp(&(b.issued_at, &b.jti)));
     Ok(records)
+}
+
+/// What the bucket revokes now.
+pub async fn revoked(store: &kv::Store) -> Result<Revoked, String> {
+    let mut revoked = Revoked::default();
+    for entry in entries(store).await? {
+        apply(&mut revoked, &entry);
+    }
+    Ok(revoked)
+}
+
+/// The bucket's current entries, by key.
+async fn entries(store: &kv::Store) -> Result<Vec<kv::Entry>, String> {
+    let mut keys: Vec<String> = store
+        .keys()
+        .await
+        .map_err(|e| e.to_string())?
+        .filter_map(|k| async move { k.ok() })
+        .collect()
+        .await;
+    keys.sort();
+    let mut entries = Vec::with_capacity(keys.len());
+    for key in keys {
+        if let Ok(Some(entry)) = store.entry(key).await {
+            if entry.operation == kv::Operation::Put {
+                entries.push(entry);
+            }
+        }
+    }
+    Ok(entries)
 }
 
 /// Revokes one token (by its `jti`) in every node.

@@ -132,7 +132,7 @@ impl Config {
                 "must be longer than server.ping_interval, or every client idles out",
             ));
         }
-        if self.auth.leeway > Duration::from_secs(5) {
+        if self.auth.leeway > crate::auth::MAX_LEEWAY {
             p.push(invalid("auth.leeway", "must be at most 5s"));
         }
         if self.auth.issuer.is_empty() {

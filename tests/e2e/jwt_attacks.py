@@ -112,6 +112,10 @@ out("empty HMAC secret", hs(VALID, b""))
 # Time: the server's leeway is 5 s.
 out("expired beyond leeway", hs(claims(exp=now - 60)))
 out("nbf in the future", hs(claims(nbf=now + 120)))
+# A token dated ahead would outlive a revocation of its subject, which covers by iat.
+out("iat an hour ahead", hs(claims(iat=now + 3600)))
+out("iat a day ahead", hs(claims(iat=now + 86400)))
+out("iat beyond leeway", hs(claims(iat=now + 60)))
 out("iat and exp in the past", hs(claims(iat=now - 7200, exp=now - 3600)))
 
 # Claims.
