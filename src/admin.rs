@@ -353,7 +353,7 @@ fn upstream(out: &mut String, observed: &Observed) {
     counter(
         out,
         "sigcast_upstream_connects_total",
-        "Successful market source connects, first ones included.",
+        "Successful market source connects: first ones, reconnects and rotations.",
         s.connects,
     );
     counter(

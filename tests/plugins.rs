@@ -202,3 +202,30 @@ async fn a_plugin_without_output_gets_every_event_and_its_exit_is_noticed() {
     assert!(killed.success());
     run_beside(&mut engine, tmp.path(), 2).await;
 }
+
+/// A reconnect of the market source reaches an exec plugin as `{"type":"reconnected"}`, as
+/// the README's plugin table says (the engine routes reconnects apart from other events).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_hears_of_a_reconnect() {
+    let tmp = tempfile::tempdir().unwrap();
+    let body = "exec cat >> events.jsonl";
+    let mut engine = load(tmp.path(), "s.toml", &broken(tmp.path(), body, ""));
+    let mut out = Vec::new();
+    engine.on_event(&trade(0, 100.0), &mut out);
+    let reconnected = MarketEvent {
+        kind: MarketEventKind::Reconnected,
+        ..trade(1, 100.0)
+    };
+    engine.on_event(&reconnected, &mut out);
+    let file = tmp.path().join("events.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains("\"reconnected\"")) {
+            assert!(line.contains("\"BTCUSDT\""), "names its symbol: {line}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no reconnected line: {text:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

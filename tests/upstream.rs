@@ -272,7 +272,7 @@ async fn rotation_loses_and_doubles_nothing() {
     let mock = MockBinance::start(futures_tape(), Settings::default()).await;
     let mut settings = upstream(&mock);
     settings.rotate_after = Duration::from_millis(600);
-    let (mut rx, stop, _stats) = start(&mock, settings);
+    let (mut rx, stop, source) = start(&mock, settings);
     wait_connections(&mock, 2).await;
     mock.play(1000); // ~5 s of feed: several rotations per shard
     let seen = collect(&mut rx, &mock).await;
@@ -280,6 +280,14 @@ async fn rotation_loses_and_doubles_nothing() {
 
     let stats = mock.stats();
     assert!(stats.connections >= 6, "shards rotated: {stats:?}");
+    // Every connection the mock accepted is counted, but for one per shard that may have
+    // been on its way when the source stopped.
+    let counted = source.snapshot().connects;
+    assert!(
+        counted + 2 >= stats.connections as u64,
+        "sigcast_upstream_connects_total counts rotations: {counted} of {}",
+        stats.connections
+    );
     assert_exact(&seen, &mock);
     assert_eq!(seen.reconnects, 0, "a rotation is not a reconnect");
     assert!(

@@ -26,7 +26,7 @@ pub struct SourceStats {
     planned: AtomicI64,
     /// Of those, connected and subscribed now.
     connected: AtomicI64,
-    /// Successful connects, first ones included.
+    /// Successful connects: first ones, reconnects and rotations' new connections.
     connects: AtomicU64,
     /// Connects that followed a lost connection.
     reconnects: AtomicU64,
@@ -72,6 +72,12 @@ impl SourceStats {
         if again {
             self.reconnects.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// A rotation's fresh connection is subscribed: a connect, though the connection it
+    /// replaces was not lost (it closes after the overlap), so `connected` does not change.
+    pub fn rotated(&self) {
+        self.connects.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A connection went down.

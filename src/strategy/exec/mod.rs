@@ -216,10 +216,16 @@ impl Strategy for Exec {
                 protocol::trade(event)
             }
             MarketEventKind::BookTicker(_) if self.params.book => protocol::book(event),
-            MarketEventKind::Reconnected => protocol::marker("reconnected", &event.symbol),
             _ => None,
         };
         if let Some(line) = line {
+            self.send(line);
+        }
+    }
+
+    /// The engine routes a reconnect here, not to `on_event`: the plugin hears of it.
+    fn on_reconnect(&mut self) {
+        if let Some(line) = protocol::marker("reconnected", &self.common.symbol) {
             self.send(line);
         }
     }

@@ -340,6 +340,7 @@ impl Shard {
                     next = None;
                     match result {
                         Ok(mut fresh) => {
+                            self.stats.rotated();
                             held.extend(fresh.pending.drain(..));
                             rotate_at = fresh.opened + settings.rotate_after;
                             old = Some(std::mem::replace(&mut conn, fresh));
