@@ -146,6 +146,10 @@ async fn slowloris_and_stalled_tls_are_cut_at_the_handshake_timeout() {
             .load(std::sync::atomic::Ordering::Relaxed),
         0
     );
+    // Both cuts are counted, so a flood of stalled handshakes shows on /metrics.
+    server
+        .metrics_with("sigcast_handshakes_total{outcome=\"timed_out\"} 2")
+        .await;
 }
 
 #[tokio::test]

@@ -845,6 +845,149 @@ async fn a_nats_restart_is_caught_up_by_every_node() {
     assert_no_duplicate_signal(&frames);
 }
 
+/// One publish by WebSocket (`{"type":"publish","id":...}`); the reply's JSON.
+async fn publish_once(ws: &mut common::Client, id: &str, price: f64) -> Value {
+    let signal = json!({"type": "publish", "id": id, "signal": {"type": "buy", "content": {
+        "symbol": "PUBUSDT", "price": price, "timestamp": sigcast::auth::unix_now(),
+        "strategy": "pub", "reason": id}}});
+    ws.send(Message::text(signal.to_string())).await.unwrap();
+    loop {
+        let m = common::within(Duration::from_secs(20), ws.next()).await;
+        let Some(Ok(Message::Text(t))) = m else {
+            panic!("publisher lost its connection: {m:?}");
+        };
+        let v: Value = serde_json::from_str(t.as_str()).unwrap();
+        if v["type"] != "buy" && v["type"] != "sell" && v["type"] != "pong" {
+            return v;
+        }
+    }
+}
+
+/// `POST /v1/signals` with an `Idempotency-Key`; the status, the `Retry-After` header and the
+/// JSON body. Fails the test if the server closes without an answer.
+async fn http_publish(
+    node: SocketAddr,
+    ca: &Path,
+    token: &str,
+    key: &str,
+    price: f64,
+) -> (u16, Option<String>, Value) {
+    let mut tls = common::tls_connect(node, ca).await;
+    let body = json!({"type": "buy", "content": {"symbol": "PUBUSDT", "price": price,
+        "timestamp": sigcast::auth::unix_now(), "strategy": "pub", "reason": key}})
+    .to_string();
+    let request = format!(
+        "POST /v1/signals HTTP/1.1\r\nHost: sigcast\r\nAuthorization: Bearer {token}\r\nIdempotency-Key: {key}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    let _ = common::within(Duration::from_secs(30), tls.read_to_end(&mut response)).await;
+    let text = String::from_utf8_lossy(&response).to_string();
+    let status: u16 = text
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("no answer to the HTTP publish: {text:?}"))
+        .parse()
+        .unwrap();
+    let retry_after = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Retry-After: "))
+        .map(str::to_string);
+    let json = text.split("\r\n\r\n").nth(1).unwrap_or("null");
+    (
+        status,
+        retry_after,
+        serde_json::from_str(json).unwrap_or(Value::Null),
+    )
+}
+
+/// A NATS outage longer than a publish's confirmation wait: WebSocket and HTTP publishes are
+/// answered as pending (HTTP with 503 and Retry-After, before its connection's deadline),
+/// never as failed; retried by their key, during the outage and after it, each is stored
+/// exactly once and the retry learns the first one's seq.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_through_an_outage_are_pending_then_stored_once() {
+    let Some(bin) = nats_bin() else { return };
+    let material = Material::new();
+    let mut nats = Nats::start(&bin, material.dir.path(), true);
+    let extra = [("server.handshake_timeout", "3s")];
+    let (producer, edge) = producer_and_edge(&material, &nats.url(), &extra).await;
+    let (token, publisher) = tokens(&material);
+    let ca = material.path("cert.pem");
+    let stop = CancellationToken::new();
+    let on_producer = read_on(&producer, &material, &token, &stop);
+    let mut ws = connect(edge.listen, &ca, &publisher, None).await.unwrap();
+
+    nats.kill();
+    edge.wait_ready("not ready without NATS", |c, t| {
+        c == 503 && t.contains("disconnected")
+    })
+    .await;
+    let began = Instant::now();
+    let pending = publish_once(&mut ws, "ws-1", 501.0).await;
+    assert_eq!(pending["type"], "publish_pending", "{pending}");
+    assert_eq!(pending["id"], "ws-1");
+    assert!(
+        began.elapsed() >= Duration::from_secs(9),
+        "waited its confirmation time"
+    );
+    let (status, retry_after, body) =
+        http_publish(edge.listen, &ca, &publisher, "http-1", 502.0).await;
+    assert_eq!(
+        (status, body["type"].as_str()),
+        (503, Some("publish_pending")),
+        "{body}"
+    );
+    assert_eq!(body["id"], "http-1");
+    assert!(retry_after.is_some(), "503 says when to retry");
+    // Retried while NATS is still away: pending again, nothing stored twice later.
+    let (status, _, body) = http_publish(edge.listen, &ca, &publisher, "http-1", 502.0).await;
+    assert_eq!(
+        (status, body["type"].as_str()),
+        (503, Some("publish_pending")),
+        "{body}"
+    );
+
+    nats.run();
+    edge.wait_ready("ready again", |c, _| c == 200).await;
+    producer.wait_ready("ready again", |c, _| c == 200).await;
+    let ws_ack = publish_once(&mut ws, "ws-1", 501.0).await;
+    assert_eq!(ws_ack["type"], "publish_ack", "{ws_ack}");
+    let (status, _, http_ack) = http_publish(edge.listen, &ca, &publisher, "http-1", 502.0).await;
+    assert_eq!(
+        (status, http_ack["type"].as_str()),
+        (200, Some("publish_ack")),
+        "{http_ack}"
+    );
+    let last = ws_ack["seq"]
+        .as_u64()
+        .unwrap()
+        .max(http_ack["seq"].as_u64().unwrap());
+    // A fresh publish after them all, so every earlier copy has surely been offered.
+    let after = publish_once(&mut ws, "ws-2", 503.0).await;
+    let after = after["seq"].as_u64().unwrap();
+    assert!(after > last);
+    wait_for("caught up", Duration::from_secs(20), || {
+        on_producer.lock().unwrap().last() >= after
+    })
+    .await;
+    stop.cancel();
+    let frames = assert_same_sequence(std::slice::from_ref(&on_producer));
+    for (key, seq) in [("ws-1", &ws_ack), ("http-1", &http_ack)] {
+        let stored: Vec<&u64> = frames
+            .iter()
+            .filter(|(_, f)| f.contains(&format!("\"reason\":\"{key}\"")))
+            .map(|(s, _)| s)
+            .collect();
+        assert_eq!(
+            stored,
+            vec![&seq["seq"].as_u64().unwrap()],
+            "{key} stored exactly once"
+        );
+    }
+}
+
 /// A token revoked through the cluster (`sigcast token revoke` with cluster.nats) closes its
 /// session on an edge within 2 s, and the edge refuses it afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -250,7 +250,7 @@ proptest! {
                 let _ = MarketTopic::parse(&t);
                 let _ = Topic::parse(&t);
             }
-            command::Command::Publish(Some(body)) => {
+            command::Command::Publish { signal: Some(body), .. } => {
                 let _ = inbound::parse(&body, NOW);
             }
             _ => {}

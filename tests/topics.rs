@@ -147,6 +147,64 @@ async fn scopes_filter_and_refuse_subscriptions_outside_them() {
     expect_silence(&mut again, Duration::from_millis(300)).await;
 }
 
+/// `test` answers within the token's scope: only its symbols (at their latest price), under
+/// its strategies; a scope with no tracked symbol gets a clear error, never another symbol.
+/// A resume asked by message is scoped as the handshake's is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_signals_and_resumes_stay_in_scope() {
+    let server = TestServer::start(&[("server.test_burst", "10")]).await;
+    server.hub.mark_price("BTCUSDT", 75000.0);
+    server.hub.mark_price("ETHUSDT", 3456.5);
+    publish_mix(&server);
+    let eth = Scope {
+        symbols: Some(vec!["ETHUSDT".into()]),
+        strategies: Some(vec!["fast".into()]),
+        publisher: false,
+    };
+    let mut ws = server
+        .connect(Some(&server.token_scoped("eth", &eth)))
+        .await
+        .unwrap();
+    for round in 0..3 {
+        send_text(&mut ws, "test").await;
+        for side in ["buy", "sell"] {
+            let v: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+            assert_eq!(v["type"], side, "round {round}: {v}");
+            assert_eq!(v["is_test"], true);
+            assert_eq!(v["content"]["symbol"], "ETHUSDT", "round {round}: {v}");
+            assert_eq!(v["content"]["price"], 3456.5);
+            assert_eq!(v["content"]["strategy"], "fast");
+        }
+    }
+    // Resume by message: ETHUSDT from `fast` only (seq 2 of the mix).
+    send_text(&mut ws, r#"{"type":"resume","since":0}"#).await;
+    let v: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+    assert_eq!(
+        (v["seq"].as_u64(), v["content"]["symbol"].as_str()),
+        (Some(2), Some("ETHUSDT"))
+    );
+    expect_silence(&mut ws, Duration::from_millis(300)).await;
+
+    let doge = Scope {
+        symbols: Some(vec!["DOGEUSDT".into()]),
+        ..Scope::default()
+    };
+    let mut ws = server
+        .connect(Some(&server.token_scoped("doge", &doge)))
+        .await
+        .unwrap();
+    let refused = reply(&mut ws, "test").await;
+    assert_eq!(refused["error_code"], "test_unavailable", "{refused}");
+    assert!(
+        refused["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("DOGEUSDT"),
+        "{refused}"
+    );
+    expect_silence(&mut ws, Duration::from_millis(300)).await;
+}
+
 /// A publisher's signal reaches subscribers with a seq; a subscriber cannot publish; a bad
 /// signal is refused with the field named.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -202,13 +260,24 @@ async fn http_post(
     auth: Option<&str>,
     body: &str,
 ) -> (u16, Value) {
+    http_post_with(server, path, auth, "", body).await
+}
+
+/// [`http_post`] with `extra` header lines (each ending in CRLF).
+async fn http_post_with(
+    server: &TestServer,
+    path: &str,
+    auth: Option<&str>,
+    extra: &str,
+    body: &str,
+) -> (u16, Value) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut tls = tls_connect(server.addr, &server.material.path("cert.pem")).await;
     let auth = auth
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
     let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: sigcast\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST {path} HTTP/1.1\r\nHost: sigcast\r\n{auth}{extra}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     tls.write_all(request.as_bytes()).await.unwrap();
@@ -257,6 +326,32 @@ async fn http_publish_on_the_client_port() {
     );
     let (status, ack) = http_post(&server, "/v1/signals", None, &tv).await;
     assert_eq!((status, ack["seq"].as_u64()), (200, Some(2)), "{ack}");
+
+    // A retry named by its key, in the Idempotency-Key header or an "id" in the body, is
+    // answered with the first one's seq and stored once.
+    let key = "Idempotency-Key: order-7\r\n";
+    let (status, first) =
+        http_post_with(&server, "/v1/signals", Some(&publisher), key, &body).await;
+    assert_eq!(
+        (status, first["seq"].as_u64(), first["id"].as_str()),
+        (200, Some(3), Some("order-7")),
+        "{first}"
+    );
+    let (status, again) =
+        http_post_with(&server, "/v1/signals", Some(&publisher), key, &body).await;
+    assert_eq!((status, again["seq"].as_u64()), (200, Some(3)), "{again}");
+    let with_id = body.replacen('{', r#"{"id":"order-7","#, 1);
+    let (status, again) = http_post(&server, "/v1/signals", Some(&publisher), &with_id).await;
+    assert_eq!((status, again["seq"].as_u64()), (200, Some(3)), "{again}");
+    assert_eq!(server.hub.last_seq(), 3, "stored once");
+    let bad_key = "Idempotency-Key: has space\r\n";
+    let (status, e) =
+        http_post_with(&server, "/v1/signals", Some(&publisher), bad_key, &body).await;
+    assert_eq!(
+        (status, e["error_code"].as_str()),
+        (400, Some("invalid_message")),
+        "{e}"
+    );
 
     let (status, e) = http_post(&server, "/v1/signals", Some(&reader), &body).await;
     assert_eq!(

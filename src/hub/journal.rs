@@ -17,6 +17,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
+use std::collections::HashMap;
+
 use rusqlite::{Connection, OpenFlags, params};
 use tokio::sync::{broadcast, watch};
 
@@ -58,6 +60,8 @@ pub enum JournalError {
     },
     #[error("journal: the writer has stopped")]
     Stopped,
+    #[error("journal: signal {0} could not be committed")]
+    NotStored(u64),
 }
 
 /// How much history to keep.
@@ -73,6 +77,8 @@ pub struct Retention {
 struct Entry {
     at_unix: i64,
     signal: Published,
+    /// The publish key of a publisher's signal (see `hub::keys`), committed with it.
+    key: Option<String>,
 }
 
 /// What the writer thread is told.
@@ -91,14 +97,25 @@ pub struct Footprint {
     pub oldest_seq: AtomicU64,
 }
 
+/// Batches whose commit failed lately, remembered so that a publisher waiting on one is told
+/// its signal was not stored; a waiter is answered within moments, so a few suffice.
+const FAILED_KEPT: usize = 64;
+
+/// The `seq` ranges (first, last) of batches that could not be committed, newest last.
+type Failed = Arc<std::sync::Mutex<std::collections::VecDeque<(u64, u64)>>>;
+
 /// Handle on the journal; cheap to share behind the hub.
 pub struct Journal {
     path: PathBuf,
     /// Size on disk and oldest signal kept, for the metrics.
     footprint: Arc<Footprint>,
     writer: std_mpsc::Sender<Command>,
-    /// The highest `seq` committed to disk.
+    /// The highest `seq` the writer is done with: committed, or given up on (`failed`).
     flushed: watch::Receiver<u64>,
+    /// Batches the writer gave up on, so [`Journal::wait_committed`] never acks one.
+    failed: Failed,
+    /// The publish keys the journal held at open, until the hub takes them.
+    keys: std::sync::Mutex<HashMap<String, u64>>,
     /// Places for resume reads ([`READERS`]).
     readers: Arc<tokio::sync::Semaphore>,
 }
@@ -125,9 +142,14 @@ impl Journal {
                 strategy TEXT NOT NULL,
                 frame TEXT NOT NULL
             );
-            CREATE INDEX IF NOT EXISTS signals_at ON signals(at);",
+            CREATE INDEX IF NOT EXISTS signals_at ON signals(at);
+            CREATE TABLE IF NOT EXISTS publish_keys (
+                key TEXT PRIMARY KEY,
+                seq INTEGER NOT NULL
+            ) WITHOUT ROWID;",
         )
         .map_err(sql)?;
+        let keys = load_keys(&conn).map_err(sql)?;
         let last: u64 = conn
             .query_row("SELECT COALESCE(MAX(seq), 0) FROM signals", [], |r| {
                 r.get::<_, i64>(0)
@@ -141,9 +163,11 @@ impl Journal {
             source,
         };
         let owned = path.to_path_buf();
+        let failed = Failed::default();
+        let failures = failed.clone();
         std::thread::Builder::new()
             .name("sigcast-journal".into())
-            .spawn(move || write_loop(conn, &owned, entries, flushed_tx, retention))
+            .spawn(move || write_loop(conn, &owned, entries, flushed_tx, &failures, retention))
             .map_err(thread_error)?;
         let owned = path.to_path_buf();
         let writer_alive = flushed.clone();
@@ -160,18 +184,26 @@ impl Journal {
                 footprint,
                 writer,
                 flushed,
+                failed,
+                keys: std::sync::Mutex::new(keys),
                 readers: Arc::new(tokio::sync::Semaphore::new(READERS)),
             },
             last,
         ))
     }
 
-    /// Queues a signal for writing, and for broadcasting once written; never blocks.
-    pub fn append(&self, at_unix: i64, signal: Published) {
+    /// Queues a signal for writing, with its publish key if it has one, and for
+    /// broadcasting once written; never blocks.
+    pub fn append(&self, at_unix: i64, signal: Published, key: Option<&str>) {
         let seq = signal.seq;
+        let key = key.map(str::to_string);
         if self
             .writer
-            .send(Command::Append(Entry { at_unix, signal }))
+            .send(Command::Append(Entry {
+                at_unix,
+                signal,
+                key,
+            }))
             .is_err()
         {
             tracing::error!(seq, "journal writer stopped; signal not journaled");
@@ -191,6 +223,31 @@ impl Journal {
             .await
             .map(|_| ())
             .map_err(|_| JournalError::Stopped)
+    }
+
+    /// Waits until `seq` is committed to disk: what a publisher's ack promises. An error
+    /// when the writer gave up on its batch (the signal went out unjournaled) or stopped.
+    pub async fn wait_committed(&self, seq: u64) -> Result<(), JournalError> {
+        self.wait_flushed(seq).await?;
+        let failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        if failed
+            .iter()
+            .any(|(first, last)| (*first..=*last).contains(&seq))
+        {
+            return Err(JournalError::NotStored(seq));
+        }
+        Ok(())
+    }
+
+    /// The publish keys of the signals the journal held when it was opened, with their
+    /// `seq` (once: the hub keeps them from then on).
+    pub fn take_keys(&self) -> HashMap<String, u64> {
+        std::mem::take(&mut *self.keys.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The oldest `seq` kept, as of the last measurement (0 while empty).
+    pub fn oldest_seq(&self) -> u64 {
+        self.footprint.oldest_seq.load(Ordering::Relaxed)
     }
 
     /// Size on disk and oldest signal kept, as of the last measurement.
@@ -260,6 +317,7 @@ fn write_loop(
     path: &Path,
     commands: std_mpsc::Receiver<Command>,
     flushed: watch::Sender<u64>,
+    failed: &Failed,
     retention: Retention,
 ) {
     let mut last_prune = Instant::now();
@@ -285,6 +343,11 @@ fn write_loop(
             if attempt == WRITE_ATTEMPTS {
                 // Live clients come first: the batch goes out unjournaled (not resumable).
                 tracing::error!(path = %path.display(), error = %e, signals = batch.len(), first_seq = batch[0].signal.seq, "journal write failed; broadcasting without journaling");
+                let mut failed = failed.lock().unwrap_or_else(|p| p.into_inner());
+                if failed.len() == FAILED_KEPT {
+                    failed.pop_front();
+                }
+                failed.push_back((batch[0].signal.seq, top));
                 break;
             }
             tracing::warn!(path = %path.display(), error = %e, attempt, "journal write failed; retrying");
@@ -355,6 +418,8 @@ fn write_batch(conn: &mut Connection, batch: &[Entry]) -> rusqlite::Result<()> {
             "INSERT OR REPLACE INTO signals (seq, at, symbol, strategy, frame)
              VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
+        let mut keep_key =
+            tx.prepare_cached("INSERT OR REPLACE INTO publish_keys (key, seq) VALUES (?1, ?2)")?;
         for e in batch {
             let s = &e.signal;
             insert.execute(params![
@@ -364,6 +429,9 @@ fn write_batch(conn: &mut Connection, batch: &[Entry]) -> rusqlite::Result<()> {
                 &*s.strategy,
                 s.frame.as_str()
             ])?;
+            if let Some(key) = &e.key {
+                keep_key.execute(params![key, s.seq as i64])?;
+            }
         }
     }
     tx.commit()
@@ -393,7 +461,24 @@ fn prune(conn: &Connection, retention: Retention) -> rusqlite::Result<()> {
         "DELETE FROM signals WHERE seq <= (SELECT MAX(seq) FROM signals) - ?1",
         params![retention.max_count.min(i64::MAX as u64) as i64],
     )?;
+    // A publish key lives as long as its signal.
+    conn.execute(
+        "DELETE FROM publish_keys WHERE seq < (SELECT COALESCE(MIN(seq), 0) FROM signals)",
+        [],
+    )?;
     Ok(())
+}
+
+/// The publish keys of the signals held, with their `seq`.
+fn load_keys(conn: &Connection) -> rusqlite::Result<HashMap<String, u64>> {
+    let mut stmt = conn.prepare(
+        "SELECT key, seq FROM publish_keys
+         WHERE seq >= (SELECT COALESCE(MIN(seq), 0) FROM signals)",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+    })?;
+    rows.collect()
 }
 
 #[cfg(test)]
@@ -427,6 +512,7 @@ mod tests {
             journal.append(
                 crate::auth::unix_now() as i64,
                 entry(seq, &format!("f{seq}")),
+                (seq == 2).then_some("key-2"),
             );
         }
         journal.wait_flushed(5).await.unwrap();
@@ -436,9 +522,19 @@ mod tests {
         assert_eq!(seqs, vec![3, 4, 5]);
         assert_eq!(page[0].frame.as_str(), "f3");
         assert_eq!(&*page[0].symbol, "BTCUSDT");
+        assert_eq!(
+            journal.take_keys(),
+            HashMap::new(),
+            "none at the first open"
+        );
         drop(journal);
-        let (_again, last) = Journal::open(&path, keep_all()).unwrap();
+        let (again, last) = Journal::open(&path, keep_all()).unwrap();
         assert_eq!(last, 5);
+        assert_eq!(
+            again.take_keys(),
+            HashMap::from([("key-2".to_string(), 2)]),
+            "publish keys survive a restart with their seq"
+        );
     }
 
     /// Write-ahead: whatever a session receives is already committed, so it can be resumed,
@@ -482,7 +578,7 @@ mod tests {
         let path = dir.path().join("sigcast.db");
         let (journal, _) = Journal::open(&path, keep_all()).unwrap();
         for seq in 1..=3u64 {
-            journal.append(0, entry(seq, "old")); // 1970: far past any max_age
+            journal.append(0, entry(seq, "old"), None); // 1970: far past any max_age
         }
         journal.wait_flushed(3).await.unwrap();
         drop(journal); // the writer applies retention as it stops
@@ -506,7 +602,7 @@ mod tests {
         let path = dir.path().join("sigcast.db");
         let (journal, _) = Journal::open(&path, keep_all()).unwrap();
         for seq in 1..=10u64 {
-            journal.append(0, entry(seq, "x"));
+            journal.append(0, entry(seq, "x"), None);
         }
         journal.wait_flushed(10).await.unwrap();
         prune_file(

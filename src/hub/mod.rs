@@ -14,9 +14,11 @@ pub mod feed;
 pub mod history;
 pub mod inbound;
 pub mod journal;
+pub mod keys;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -103,17 +105,41 @@ pub struct Outgoing {
     pub ack: Option<oneshot::Sender<u64>>,
 }
 
-/// Why a publish was not confirmed.
+/// Why a publish was not confirmed. Only [`PublishError::Pending`] may still be stored.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
+    /// Not queued: it will not be stored.
     #[error("the signal stream is not keeping up: too many signals waiting to be stored")]
     Full,
-    #[error("the signal stream did not confirm the signal within {0:?}")]
-    Unconfirmed(std::time::Duration),
+    /// Cluster mode: queued, and still being offered to the stream, which has not stored it
+    /// yet. It may be stored later: retry with the same key, which stores it once.
+    #[error(
+        "the signal stream has not stored the signal within {within:?}; it may still be: retry with the same id {id:?} to learn its seq"
+    )]
+    Pending { id: String, within: Duration },
+    /// Single node: the journal could not commit it (it was broadcast, but not stored).
+    #[error("{0}")]
+    NotStored(String),
 }
 
-/// How long a publish through the API waits for the cluster's stream to store it.
-const CONFIRM_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a publish through the API waits for the cluster's stream to store it before it
+/// is answered as pending.
+pub const CONFIRM_WITHIN: Duration = Duration::from_secs(10);
+
+/// A publish through the API, numbered (or queued for the stream) and not yet durable.
+pub struct Submitted {
+    /// The publish key: the publisher's `id`, or one made for it; a retry that names it is
+    /// answered with this publish's `seq`, and stores nothing new.
+    pub id: String,
+    state: SubmitState,
+}
+
+enum SubmitState {
+    /// Single node: numbered `seq`; durable once the journal has committed it.
+    Numbered { seq: u64, listeners: usize },
+    /// Cluster mode: stored once the stream says so, with the `seq` it gave.
+    Queued(oneshot::Receiver<u64>),
+}
 
 impl Published {
     /// `signal` numbered `seq`, serialized once.
@@ -139,15 +165,18 @@ pub struct Hub {
     /// journal, which broadcasts it once committed, or straight to the ring), so both see
     /// signals in `seq` order (nothing inside waits).
     seq: Mutex<u64>,
+    /// Single node: the publish keys given out and their `seq`, so a retried publish is
+    /// answered with the first one's `seq` and stored once (see [`keys::Keys`]).
+    keys: Mutex<keys::Keys>,
     /// The SQLite journal (single node); `None` in cluster mode, tools and benchmarks.
     journal: Option<Arc<journal::Journal>>,
     /// Where resumes read: the journal, or the cluster's stream.
     history: Option<Arc<dyn History>>,
     /// Cluster mode: signals go to the stream through this and come back numbered.
     outbox: Option<mpsc::Sender<Outgoing>>,
-    /// Names this process in the ids of the signals it publishes through the API.
+    /// Names this process in the keys it makes for publishes that came without one.
     instance: u64,
-    /// Signals published through the API so far, for their ids.
+    /// Publishes without a key so far, for the keys made for them.
     published: std::sync::atomic::AtomicU64,
     /// Latest prices and the symbols `test` replies pick from.
     prices: RwLock<Prices>,
@@ -213,6 +242,9 @@ impl Hub {
             tx,
             ring,
             seq: Mutex::new(last_seq),
+            keys: Mutex::new(keys::Keys::new(
+                journal.as_ref().map(|j| j.take_keys()).unwrap_or_default(),
+            )),
             history: journal.clone().map(|j| j as Arc<dyn History>),
             journal,
             outbox: None,
@@ -233,7 +265,7 @@ impl Hub {
     /// once.
     pub fn publish(&self, signal: &Signal) -> usize {
         let Some(outbox) = &self.outbox else {
-            return self.publish_numbered(signal).1;
+            return self.publish_numbered(signal, None).1;
         };
         let id = format!(
             "{}|{}|{}|{}|{}",
@@ -254,26 +286,94 @@ impl Hub {
         self.tx.receiver_count()
     }
 
-    /// Publishes a signal from a publisher (the publish API) and returns its `seq` and how
-    /// many listen: at once on a single node, once the stream has stored it in cluster mode.
-    pub async fn publish_confirmed(&self, signal: &Signal) -> Result<(u64, usize), PublishError> {
-        let Some(outbox) = &self.outbox else {
-            return Ok(self.publish_numbered(signal));
+    /// Takes a signal from a publisher (the publish API): numbers it (single node) or queues
+    /// it for the stream (cluster mode), at once, so that publishes keep their order. `id`
+    /// is the publisher's idempotency key: a publish whose `sub` and `id` came before gets
+    /// the first one's `seq` and is not stored again. [`Hub::confirm`] waits until it is
+    /// durable.
+    pub fn submit(
+        &self,
+        signal: &Signal,
+        sub: &str,
+        id: Option<&str>,
+    ) -> Result<Submitted, PublishError> {
+        let id = match id {
+            Some(id) => id.to_string(),
+            None => {
+                let n = self
+                    .published
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                format!("{:016x}-{n}", self.instance)
+            }
         };
-        let n = self
-            .published
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let key = keys::key(sub, &id);
+        let Some(outbox) = &self.outbox else {
+            let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+            let (seq, listeners) = match keys.get(&key) {
+                Some(seq) => (seq, self.tx.receiver_count()),
+                None => {
+                    let (seq, listeners) = self.publish_numbered(signal, Some(&key));
+                    let oldest = self.journal.as_ref().map_or(0, |j| j.oldest_seq());
+                    keys.insert(key, seq, oldest);
+                    (seq, listeners)
+                }
+            };
+            return Ok(Submitted {
+                id,
+                state: SubmitState::Numbered { seq, listeners },
+            });
+        };
         let (ack, confirmed) = oneshot::channel();
         let out = Outgoing {
             signal: signal.clone(),
-            id: format!("api-{:016x}-{n}", self.instance),
+            id: key,
             ack: Some(ack),
         };
         outbox.try_send(out).map_err(|_| PublishError::Full)?;
-        match tokio::time::timeout(CONFIRM_WITHIN, confirmed).await {
-            Ok(Ok(seq)) => Ok((seq, self.tx.receiver_count())),
-            _ => Err(PublishError::Unconfirmed(CONFIRM_WITHIN)),
+        Ok(Submitted {
+            id,
+            state: SubmitState::Queued(confirmed),
+        })
+    }
+
+    /// Waits until a submitted publish is durable: committed to the journal (single node) or
+    /// stored by the stream (cluster mode), at most `within` for the stream. Returns its
+    /// `seq` and how many listen. An ack sent after this survives a crash.
+    pub async fn confirm(
+        &self,
+        submitted: Submitted,
+        within: Duration,
+    ) -> Result<(u64, usize), PublishError> {
+        match submitted.state {
+            SubmitState::Numbered { seq, listeners } => {
+                if let Some(journal) = &self.journal {
+                    journal
+                        .wait_committed(seq)
+                        .await
+                        .map_err(|e| PublishError::NotStored(e.to_string()))?;
+                }
+                Ok((seq, listeners))
+            }
+            SubmitState::Queued(confirmed) => match tokio::time::timeout(within, confirmed).await {
+                Ok(Ok(seq)) => Ok((seq, self.tx.receiver_count())),
+                // The outbox keeps offering it to the stream until it is stored.
+                _ => Err(PublishError::Pending {
+                    id: submitted.id,
+                    within,
+                }),
+            },
         }
+    }
+
+    /// [`Hub::submit`] then [`Hub::confirm`] within [`CONFIRM_WITHIN`].
+    pub async fn publish_confirmed(
+        &self,
+        signal: &Signal,
+        sub: &str,
+        id: Option<&str>,
+    ) -> Result<(u64, usize), PublishError> {
+        let submitted = self.submit(signal, sub, id)?;
+        self.confirm(submitted, CONFIRM_WITHIN).await
     }
 
     /// Cluster mode: offers a signal the stream numbered `seq` to every session (serialized
@@ -288,8 +388,9 @@ impl Hub {
         self.tx.send(Published::of(seq, signal)).unwrap_or(0)
     }
 
-    /// As [`Hub::publish`] on a single node, returning the `seq` given too.
-    fn publish_numbered(&self, signal: &Signal) -> (u64, usize) {
+    /// As [`Hub::publish`] on a single node, returning the `seq` given too; a publish key
+    /// is journaled with the signal, in the same commit.
+    fn publish_numbered(&self, signal: &Signal, key: Option<&str>) -> (u64, usize) {
         self.count(signal);
         let mut last = self.seq.lock().unwrap_or_else(|p| p.into_inner());
         *last += 1;
@@ -298,7 +399,7 @@ impl Hub {
         match &self.journal {
             // Write-ahead: the journal's writer broadcasts it once it is committed.
             Some(journal) => {
-                journal.append(crate::auth::unix_now() as i64, published);
+                journal.append(crate::auth::unix_now() as i64, published, key);
                 (seq, self.tx.receiver_count())
             }
             None => (seq, self.tx.send(published).unwrap_or(0)),
@@ -401,33 +502,49 @@ impl Hub {
         prices.last.get(symbol).copied()
     }
 
-    /// A buy and a sell test signal for the `n`th tracked symbol (round robin), at its latest
-    /// price when known. Sent to one session only, never through the ring.
-    pub fn test_frames(&self, n: usize, now_unix: i64) -> [Frame; 2] {
+    /// A buy and a sell test signal for the `n`th tracked symbol that `symbol_allowed`
+    /// (round robin), at its latest price when known, labelled `strategy`. Sent to one session only,
+    /// never through the ring. With no symbol tracked at all yet, an unrestricted client
+    /// gets BTCUSDT at 100; `None` when symbols are tracked but none is allowed, or when
+    /// the client is restricted and nothing is tracked: a test never shows a symbol out of
+    /// scope.
+    pub fn test_frames(
+        &self,
+        n: usize,
+        now_unix: i64,
+        symbol_allowed: Option<&dyn Fn(&str) -> bool>,
+        strategy: &str,
+    ) -> Option<[Frame; 2]> {
         let (symbol, price) = {
             let prices = self.prices.read().unwrap_or_else(|p| p.into_inner());
-            let symbol = prices
+            let allowed: Vec<&String> = prices
                 .order
-                .get(n % prices.order.len().max(1))
-                .cloned()
-                .unwrap_or_else(|| "BTCUSDT".to_string());
-            let price = prices.last.get(&symbol).copied().unwrap_or(100.0);
-            (symbol, price)
+                .iter()
+                .filter(|s| symbol_allowed.is_none_or(|allows| allows(s)))
+                .collect();
+            match allowed.get(n % allowed.len().max(1)) {
+                Some(symbol) => (
+                    (*symbol).clone(),
+                    prices.last.get(*symbol).copied().unwrap_or(100.0),
+                ),
+                None if symbol_allowed.is_none() => ("BTCUSDT".to_string(), 100.0),
+                None => return None,
+            }
         };
-        [Side::Buy, Side::Sell].map(|side| {
+        Some([Side::Buy, Side::Sell].map(|side| {
             encode(
                 &Signal {
                     side,
                     symbol: symbol.clone(),
                     price,
                     timestamp: now_unix,
-                    strategy: "test".into(),
+                    strategy: strategy.into(),
                     interval: String::new(),
                     reason: "synthetic test signal requested by this client".into(),
                 },
                 true,
             )
-        })
+        }))
     }
 }
 
@@ -483,7 +600,7 @@ mod tests {
     fn test_frames_use_latest_price() {
         let hub = Hub::new(vec!["BTCUSDT".into(), "ETHUSDT".into()], 8);
         hub.mark_price("ETHUSDT", 3456.5);
-        let [buy, sell] = hub.test_frames(1, 5);
+        let [buy, sell] = hub.test_frames(1, 5, None, "test").unwrap();
         let b: serde_json::Value = serde_json::from_str(buy.as_str()).unwrap();
         let s: serde_json::Value = serde_json::from_str(sell.as_str()).unwrap();
         assert_eq!(
@@ -492,5 +609,23 @@ mod tests {
         );
         assert_eq!(b["content"]["price"], 3456.5);
         assert_eq!(b["is_test"], true);
+    }
+
+    /// A scoped client's tests name only symbols in its scope, under the strategy given;
+    /// with none of its symbols tracked, there is no test to give.
+    #[test]
+    fn test_frames_stay_in_scope() {
+        let hub = Hub::new(vec!["BTCUSDT".into(), "ETHUSDT".into()], 8);
+        hub.mark_price("BTCUSDT", 75000.0);
+        hub.mark_price("ETHUSDT", 3456.5);
+        let eth_only = |s: &str| s == "ETHUSDT";
+        for n in 0..4 {
+            let [buy, _] = hub.test_frames(n, 5, Some(&eth_only), "ma-fast").unwrap();
+            let b: serde_json::Value = serde_json::from_str(buy.as_str()).unwrap();
+            assert_eq!(b["content"]["symbol"], "ETHUSDT", "round {n}");
+            assert_eq!(b["content"]["strategy"], "ma-fast");
+        }
+        let sol_only = |s: &str| s == "SOLUSDT";
+        assert!(hub.test_frames(0, 5, Some(&sol_only), "test").is_none());
     }
 }

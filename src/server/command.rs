@@ -14,8 +14,12 @@ pub enum Command {
     Subscribe(String),
     /// `{"type":"unsubscribe","topic":...}`.
     Unsubscribe(String),
-    /// `{"type":"publish","signal":{...}}`: the signal body, if given (publisher tokens only).
-    Publish(Option<Value>),
+    /// `{"type":"publish","id":"...","signal":{...}}`: the signal body, if given, and the
+    /// publisher's idempotency key, if given (publisher tokens only).
+    Publish {
+        signal: Option<Value>,
+        id: Option<Value>,
+    },
     /// `{"type":"resume","since":N}`: every signal after `seq` N.
     Resume(u64),
     /// Not understood: the `invalid_message` error's text.
@@ -52,7 +56,10 @@ pub fn parse(text: &str) -> Command {
             Some(topic) if kind == "subscribe" => Command::Subscribe(topic),
             Some(topic) => Command::Unsubscribe(topic),
         },
-        Some("publish") => Command::Publish(command.get("signal").cloned()),
+        Some("publish") => Command::Publish {
+            signal: command.get("signal").cloned(),
+            id: command.get("id").cloned(),
+        },
         Some("resume") => match command.get("since").and_then(Value::as_u64) {
             Some(since) => Command::Resume(since),
             None => Command::Invalid(
@@ -85,9 +92,18 @@ mod tests {
         );
         assert_eq!(
             parse(r#"{"type":"publish","signal":{"a":1}}"#),
-            Command::Publish(Some(serde_json::json!({"a":1})))
+            Command::Publish {
+                signal: Some(serde_json::json!({"a":1})),
+                id: None
+            }
         );
-        assert_eq!(parse(r#"{"type":"publish"}"#), Command::Publish(None));
+        assert_eq!(
+            parse(r#"{"type":"publish","id":"k1"}"#),
+            Command::Publish {
+                signal: None,
+                id: Some(serde_json::json!("k1"))
+            }
+        );
     }
 
     #[test]

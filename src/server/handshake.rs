@@ -38,10 +38,12 @@ pub async fn accept(
     admission: &Admission,
 ) -> Option<Accepted> {
     let budget = shared.settings.handshake_timeout;
-    match tokio::time::timeout(budget, upgrade(tcp, peer, shared, admission)).await {
+    let deadline = tokio::time::Instant::now() + budget;
+    match tokio::time::timeout_at(deadline, upgrade(tcp, peer, shared, admission, deadline)).await {
         Ok(result) => result,
         Err(_) => {
             tracing::info!(%peer, timeout = ?budget, "handshake timed out");
+            shared.stats.handshake(Outcome::TimedOut);
             None
         }
     }
@@ -63,6 +65,7 @@ async fn upgrade(
     peer: SocketAddr,
     shared: &Shared,
     admission: &Admission,
+    deadline: tokio::time::Instant,
 ) -> Option<Accepted> {
     let mut tls = match super::tls_stream::accept(tcp, shared.tls.clone()).await {
         Ok(tls) => tls,
@@ -88,7 +91,7 @@ async fn upgrade(
         return None;
     }
     if head.starts_with(b"POST ") {
-        super::http::serve(tls, head, peer, shared).await;
+        super::http::serve(tls, head, peer, shared, deadline).await;
         return None;
     }
     if super::dashboard::is_page_request(&head) {

@@ -3,8 +3,13 @@
 //! The body is the client contract (`{"type":"buy","content":{...}}`, see
 //! [`crate::hub::inbound`]). The token comes in `Authorization: Bearer`, or, for webhook
 //! senders that cannot set headers (TradingView alerts), as a `"token"` field of the body.
-//! Answers: 200 `{"type":"publish_ack","seq":N}`, 400 (bad signal, naming the field), 401,
-//! 403 (not a publisher), 404, 413 (body over 16 KiB).
+//! Answers: 200 `{"type":"publish_ack","seq":N,"id":KEY}` once the signal is durable, 400
+//! (bad signal, naming the field), 401, 403 (not a publisher), 404, 413 (body over 16 KiB),
+//! 503 with `Retry-After` (`publish_pending`: not stored yet, may still be, retry with the
+//! same key; `publish_failed`: not stored). A retry that names the first one's key, in the
+//! `Idempotency-Key` header or an `"id"` field of the body, stores nothing new and gets the
+//! first one's `seq`. The answer always goes out before `server.handshake_timeout` ends the
+//! connection.
 
 use std::net::SocketAddr;
 
@@ -13,11 +18,16 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::Shared;
 use crate::auth::{AuthError, bearer_token, unix_now};
+use crate::hub::PublishError;
 
 /// The publish endpoint's path.
 pub const PUBLISH_PATH: &str = "/v1/signals";
 /// Largest body accepted.
 const MAX_BODY: usize = 16 * 1024;
+/// Time kept back from the connection's deadline to write the answer.
+const ANSWER_MARGIN: std::time::Duration = std::time::Duration::from_millis(500);
+/// What a 503 tells the publisher to wait before it retries, in seconds.
+const RETRY_AFTER: u64 = 2;
 
 /// Answers one HTTP request whose head (and maybe part of its body) is in `head`.
 pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
@@ -25,8 +35,9 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     head: Vec<u8>,
     peer: SocketAddr,
     shared: &Shared,
+    deadline: tokio::time::Instant,
 ) {
-    let (status, body) = answer(&mut stream, &head, peer, shared).await;
+    let (status, body) = answer(&mut stream, &head, peer, shared, deadline).await;
     let reason = match status {
         200 => "OK",
         400 => "Bad Request",
@@ -39,8 +50,13 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         _ => "Error",
     };
     let text = body.to_string();
+    let retry = if status == 503 {
+        format!("Retry-After: {RETRY_AFTER}\r\n")
+    } else {
+        String::new()
+    };
     let response = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{retry}Connection: close\r\n\r\n{text}",
         text.len()
     );
     let _ = stream.write_all(response.as_bytes()).await;
@@ -56,6 +72,7 @@ async fn answer<S: AsyncRead + Unpin>(
     head: &[u8],
     peer: SocketAddr,
     shared: &Shared,
+    deadline: tokio::time::Instant,
 ) -> (u16, Value) {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut request = httparse::Request::new(&mut headers);
@@ -134,18 +151,50 @@ async fn answer<S: AsyncRead + Unpin>(
             ),
         );
     }
-    match crate::hub::inbound::parse(&value, unix_now() as i64) {
-        Ok(signal) => match shared.hub.publish_confirmed(&signal).await {
-            Ok((seq, listeners)) => {
-                tracing::info!(%peer, sub = %claims.sub, symbol = %signal.symbol, side = signal.side.as_str(), seq, listeners, "signal published over HTTP");
-                (
-                    200,
-                    json!({"type": "publish_ack", "seq": seq, "timestamp": unix_now()}),
-                )
-            }
-            // The cluster's stream did not store it: the publisher may retry.
-            Err(e) => (503, error("publish_failed", &e.to_string())),
-        },
-        Err(e) => (400, error("invalid_signal", &e)),
+    let id = header("idempotency-key")
+        .next()
+        .map(|v| std::str::from_utf8(v).map_err(|_| "Idempotency-Key: not text".to_string()))
+        .or_else(|| {
+            value.get("id").map(|id| {
+                id.as_str()
+                    .ok_or_else(|| "id: expected a string".to_string())
+            })
+        })
+        .map(|id| id.and_then(|id| crate::hub::keys::check_id(id.trim()).map(str::to_string)))
+        .transpose();
+    let id = match id {
+        Ok(id) => id,
+        Err(e) => return (400, error("invalid_message", &e)),
+    };
+    let signal = match crate::hub::inbound::parse(&value, unix_now() as i64) {
+        Ok(signal) => signal,
+        Err(e) => return (400, error("invalid_signal", &e)),
+    };
+    let submitted = match shared.hub.submit(&signal, &claims.sub, id.as_deref()) {
+        Ok(submitted) => submitted,
+        Err(e) => return (503, error("publish_failed", &e.to_string())),
+    };
+    let id = submitted.id.clone();
+    // Answered before the connection's deadline, pending if the stream is slow to store it.
+    let within = deadline
+        .saturating_duration_since(tokio::time::Instant::now())
+        .saturating_sub(ANSWER_MARGIN)
+        .min(crate::hub::CONFIRM_WITHIN);
+    match shared.hub.confirm(submitted, within).await {
+        Ok((seq, listeners)) => {
+            tracing::info!(%peer, sub = %claims.sub, symbol = %signal.symbol, side = signal.side.as_str(), seq, listeners, "signal published over HTTP");
+            (
+                200,
+                json!({"type": "publish_ack", "seq": seq, "id": id, "timestamp": unix_now()}),
+            )
+        }
+        Err(e @ PublishError::Pending { .. }) => {
+            tracing::warn!(%peer, sub = %claims.sub, %id, error = %e, "publish over HTTP pending");
+            (
+                503,
+                json!({"type": "publish_pending", "id": id, "message": e.to_string(), "timestamp": unix_now()}),
+            )
+        }
+        Err(e) => (503, error("publish_failed", &e.to_string())),
     }
 }

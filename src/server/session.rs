@@ -141,6 +141,24 @@ async fn released(hold: &mut Option<Box<Hold>>) -> Published {
 /// A session that gets to a signal this long after the hub numbered it shares a busy runtime.
 const BUSY: Duration = Duration::from_millis(1);
 
+/// The answer to a publish that was not confirmed: `publish_pending` with the key to retry
+/// by when it may still be stored, `publish_failed` when it will not be.
+fn publish_refusal(sub: &str, e: &crate::hub::PublishError) -> Message {
+    match e {
+        crate::hub::PublishError::Pending { id, .. } => {
+            tracing::warn!(%sub, %id, error = %e, "publish pending");
+            Message::text(
+                serde_json::json!({"type": "publish_pending", "id": id, "message": e.to_string(), "timestamp": unix_now()})
+                    .to_string(),
+            )
+        }
+        _ => {
+            tracing::warn!(%sub, error = %e, "publish not stored");
+            error_reply("publish_failed", &e.to_string())
+        }
+    }
+}
+
 /// Publish acks on their way, oldest first.
 type Confirming = FuturesOrdered<BoxFuture<'static, Message>>;
 
@@ -371,10 +389,12 @@ impl Session {
             ),
             Command::Subscribe(topic) => self.on_topic("subscribe", &topic),
             Command::Unsubscribe(topic) => self.on_topic("unsubscribe", &topic),
-            Command::Publish(signal) => match self.on_publish(signal.as_ref()).await {
-                Some(reply) => reply,
-                None => return Ok(Flow::Continue),
-            },
+            Command::Publish { signal, id } => {
+                match self.on_publish(signal.as_ref(), id.as_ref()) {
+                    Some(reply) => reply,
+                    None => return Ok(Flow::Continue),
+                }
+            }
             Command::Invalid(message) => error_reply("invalid_message", &message),
         };
         self.write([reply]).await?;
@@ -396,19 +416,47 @@ impl Session {
             self.write([reply]).await?;
             return Ok(Flow::Continue);
         }
-        let frames = self
+        let n = self.tests_served;
+        self.tests_served += 1;
+        // Only symbols and strategies the token may see: a test shows no other data.
+        let scope = self.filter.scope();
+        let strategy = match &scope.strategies {
+            Some(list) if !list.is_empty() => list[n % list.len()].as_str(),
+            _ => "test",
+        };
+        let allows = |symbol: &str| scope.allows_symbol(symbol);
+        let allowed = scope
+            .symbols
+            .is_some()
+            .then_some(&allows as &dyn Fn(&str) -> bool);
+        let reply = match self
             .shared
             .hub
-            .test_frames(self.tests_served, unix_now() as i64);
-        self.tests_served += 1;
-        self.write(frames.map(Message::Text)).await?;
+            .test_frames(n, unix_now() as i64, allowed, strategy)
+        {
+            Some(frames) => frames.map(Message::Text),
+            None => {
+                let symbols = scope.symbols.as_deref().unwrap_or_default().join(", ");
+                let reply = error_reply(
+                    "test_unavailable",
+                    &format!("no symbol of this token's scope ({symbols}) is tracked here yet"),
+                );
+                return self.write([reply]).await.map(|()| Flow::Continue);
+            }
+        };
+        self.write(reply).await?;
         Ok(Flow::Continue)
     }
 
-    /// A publisher's signal: checked, numbered, journaled and broadcast; answered with its
-    /// `seq`. In cluster mode the answer comes once the stream has stored it (`None` here:
-    /// the session reads on meanwhile, and acks go out in order).
-    async fn on_publish(&mut self, body: Option<&serde_json::Value>) -> Option<Message> {
+    /// A publisher's signal: checked, numbered (or queued for the stream) at once, so
+    /// publishes keep their order; answered with its `seq` once durable (`None` here: the
+    /// session reads on meanwhile, and acks go out in order). A publish the stream has not
+    /// stored in time is answered as pending, with the key to retry it by.
+    fn on_publish(
+        &mut self,
+        body: Option<&serde_json::Value>,
+        id: Option<&serde_json::Value>,
+    ) -> Option<Message> {
         if !self.claims.is_publisher() {
             return Some(error_reply(
                 "publish_denied",
@@ -421,37 +469,43 @@ impl Session {
                 "publish: give the signal in \"signal\"",
             ));
         };
+        let id = match id.map(|id| id.as_str().ok_or("id: expected a string".to_string())) {
+            Some(Ok(id)) => match crate::hub::keys::check_id(id) {
+                Ok(id) => Some(id),
+                Err(e) => return Some(error_reply("invalid_message", &e)),
+            },
+            Some(Err(e)) => return Some(error_reply("invalid_message", &e)),
+            None => None,
+        };
         let signal = match crate::hub::inbound::parse(body, unix_now() as i64) {
             Ok(signal) => signal,
             Err(e) => return Some(error_reply("invalid_signal", &e)),
         };
-        let (hub, sub) = (self.shared.hub.clone(), self.claims.sub.clone());
-        let confirm = async move {
-            match hub.publish_confirmed(&signal).await {
-                Ok((seq, listeners)) => {
-                    tracing::info!(%sub, symbol = %signal.symbol, side = signal.side.as_str(), seq, listeners, "signal published");
-                    Message::text(
-                        serde_json::json!({"type": "publish_ack", "seq": seq, "timestamp": unix_now()})
-                            .to_string(),
-                    )
-                }
-                Err(e) => {
-                    tracing::warn!(%sub, error = %e, "publish not confirmed");
-                    error_reply("publish_failed", &e.to_string())
-                }
-            }
-        };
-        if !self.shared.hub.is_clustered() {
-            return Some(confirm.await);
-        }
         let queue = self.confirming.get_or_insert_with(Default::default);
         if queue.len() >= MAX_CONFIRMING {
             return Some(error_reply(
                 "publish_failed",
-                "too many publishes waiting for the signal stream; wait for their acks",
+                "too many publishes waiting to be stored; wait for their acks",
             ));
         }
-        queue.push_back(Box::pin(confirm));
+        let (hub, sub) = (self.shared.hub.clone(), self.claims.sub.clone());
+        let submitted = match hub.submit(&signal, &sub, id) {
+            Ok(submitted) => submitted,
+            Err(e) => return Some(publish_refusal(&sub, &e)),
+        };
+        queue.push_back(Box::pin(async move {
+            let id = submitted.id.clone();
+            match hub.confirm(submitted, crate::hub::CONFIRM_WITHIN).await {
+                Ok((seq, listeners)) => {
+                    tracing::info!(%sub, symbol = %signal.symbol, side = signal.side.as_str(), seq, listeners, "signal published");
+                    Message::text(
+                        serde_json::json!({"type": "publish_ack", "seq": seq, "id": id, "timestamp": unix_now()})
+                            .to_string(),
+                    )
+                }
+                Err(e) => publish_refusal(&sub, &e),
+            }
+        }));
         None
     }
 

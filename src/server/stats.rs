@@ -60,10 +60,12 @@ pub enum Outcome {
     BadOrigin,
     /// TLS or the WebSocket upgrade failed, or the client left before asking.
     Failed,
+    /// The client did not finish TLS and its request within `server.handshake_timeout`.
+    TimedOut,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 10] = [
+    pub const ALL: [Outcome; 11] = [
         Outcome::Ok,
         Outcome::NoToken,
         Outcome::InvalidToken,
@@ -74,6 +76,7 @@ impl Outcome {
         Outcome::BadRequest,
         Outcome::BadOrigin,
         Outcome::Failed,
+        Outcome::TimedOut,
     ];
 
     /// The `outcome` label.
@@ -89,6 +92,7 @@ impl Outcome {
             Outcome::BadRequest => "bad_request",
             Outcome::BadOrigin => "bad_origin",
             Outcome::Failed => "failed",
+            Outcome::TimedOut => "timed_out",
         }
     }
 
