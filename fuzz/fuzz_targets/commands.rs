@@ -19,8 +19,13 @@ fuzz_target!(|data: &[u8]| {
                 let _ = Topic::parse(&topic);
             }
         }
-        Command::Publish(Some(body)) => {
-            let _ = sigcast::hub::inbound::parse(&body, 1_720_000_000);
+        Command::Publish { signal, id } => {
+            if let Some(body) = signal {
+                let _ = sigcast::hub::inbound::parse(&body, 1_720_000_000);
+            }
+            if let Some(id) = id.as_ref().and_then(|id| id.as_str()) {
+                let _ = sigcast::hub::keys::check_id(id);
+            }
         }
         _ => {}
     }
