@@ -27,6 +27,7 @@
 //! - [`server`]: the TLS WebSocket listener, handshake authentication and client sessions.
 //! - [`auth`]: JWT verification (key ring, pinned algorithms) and issuing.
 //! - [`tls`] and [`devcert`]: loading PEM material and making development certificates.
+//! - [`clock`]: wall-clock time in Unix seconds, as every room reads it.
 //! - [`config`]: layered settings (file, `SIGCAST_*` environment, flags); [`db`]: the data
 //!   directory's SQLite database (journal and token registry).
 //! - [`admin`]: the operators' plain-HTTP listener (`/metrics`, `/healthz`); [`logging`]: log
@@ -39,6 +40,7 @@ pub mod auth;
 pub mod backtest;
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod db;

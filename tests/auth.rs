@@ -7,7 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use common::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
-use sigcast::auth::unix_now;
+use sigcast::clock::unix_now;
 
 /// Claims every sigcast token needs, valid now; tests edit them to break one thing at a time.
 fn claims() -> Value {

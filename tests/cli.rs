@@ -344,7 +344,7 @@ async fn serve_broadcasts_strategy_signals_and_exits_cleanly_on_sigterm() {
     assert!(signal["content"]["price"].as_f64().unwrap() > 0.0);
     let ts = signal["content"]["timestamp"].as_i64().unwrap();
     assert!(
-        (ts - sigcast::auth::unix_now() as i64).abs() < 10,
+        (ts - sigcast::clock::unix_now() as i64).abs() < 10,
         "timestamp in Unix seconds"
     );
 

@@ -414,7 +414,7 @@ async fn publish(node: SocketAddr, ca: &Path, token: &str, from: usize, n: usize
     let mut seqs = Vec::new();
     for i in from..from + n {
         let signal = json!({"type": "publish", "signal": {"type": "buy", "content": {
-            "symbol": "PUBUSDT", "price": 100.0 + i as f64, "timestamp": sigcast::auth::unix_now() as usize + i,
+            "symbol": "PUBUSDT", "price": 100.0 + i as f64, "timestamp": sigcast::clock::unix_now() as usize + i,
             "strategy": "pub", "reason": format!("p{i}")}}});
         ws.send(Message::text(signal.to_string())).await.unwrap();
         loop {
@@ -848,7 +848,7 @@ async fn a_nats_restart_is_caught_up_by_every_node() {
 /// One publish by WebSocket (`{"type":"publish","id":...}`); the reply's JSON.
 async fn publish_once(ws: &mut common::Client, id: &str, price: f64) -> Value {
     let signal = json!({"type": "publish", "id": id, "signal": {"type": "buy", "content": {
-        "symbol": "PUBUSDT", "price": price, "timestamp": sigcast::auth::unix_now(),
+        "symbol": "PUBUSDT", "price": price, "timestamp": sigcast::clock::unix_now(),
         "strategy": "pub", "reason": id}}});
     ws.send(Message::text(signal.to_string())).await.unwrap();
     loop {
@@ -874,7 +874,7 @@ async fn http_publish(
 ) -> (u16, Option<String>, Value) {
     let mut tls = common::tls_connect(node, ca).await;
     let body = json!({"type": "buy", "content": {"symbol": "PUBUSDT", "price": price,
-        "timestamp": sigcast::auth::unix_now(), "strategy": "pub", "reason": key}})
+        "timestamp": sigcast::clock::unix_now(), "strategy": "pub", "reason": key}})
     .to_string();
     let request = format!(
         "POST /v1/signals HTTP/1.1\r\nHost: sigcast\r\nAuthorization: Bearer {token}\r\nIdempotency-Key: {key}\r\nContent-Length: {}\r\n\r\n{body}",

@@ -220,7 +220,7 @@ async fn publishers_publish_and_subscribers_cannot() {
         .unwrap();
     let mut subscriber = server.connect(Some(&server.token("reader"))).await.unwrap();
     server.wait_listeners(2).await;
-    let now = sigcast::auth::unix_now();
+    let now = sigcast::clock::unix_now();
     let body = format!(
         r#"{{"type":"publish","signal":{{"type":"buy","content":{{"symbol":"BTCUSDT","price":75000.0,"timestamp":{now},"strategy":"tv-alert","reason":"breakout"}},"is_test":false}}}}"#
     );
@@ -303,7 +303,7 @@ async fn http_publish_on_the_client_port() {
     let reader = server.token("reader");
     let mut ws = server.connect(Some(&reader)).await.unwrap();
     server.wait_listeners(1).await;
-    let now = sigcast::auth::unix_now();
+    let now = sigcast::clock::unix_now();
     let body = format!(
         r#"{{"type":"sell","content":{{"symbol":"ETHUSDT","price":3500.5,"timestamp":{now}}}}}"#
     );

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 
-use super::{Audience, Claims, Scope, unix_now};
+use super::{Audience, Claims, Scope};
+use crate::clock::unix_now;
 use crate::config::{AuthSettings, KeyAlg};
 
 /// Shortest HS256 secret accepted, in bytes (RFC 7518 §3.2: at least the hash size).

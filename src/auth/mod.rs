@@ -7,7 +7,7 @@
 mod keyring;
 pub mod registry;
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use crate::clock::unix_now;
 
 use jsonwebtoken::errors::ErrorKind;
 use serde::{Deserialize, Serialize};
@@ -137,14 +137,6 @@ pub struct Identity {
     pub sub: String,
     #[serde(default)]
     pub jti: String,
-}
-
-/// Seconds since the Unix epoch, by the system clock.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// The WebSocket subprotocol a browser offers beside `bearer.<JWT>` to authenticate (a

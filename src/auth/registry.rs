@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Claims, unix_now};
+use super::Claims;
+use crate::clock::unix_now;
 
 /// Why the registry cannot be used.
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,8 @@ use std::time::Duration;
 use async_nats::jetstream::kv;
 
 use crate::auth::registry::{Registry, Revoked, TokenRecord};
-use crate::auth::{KeyRing, Scope, unix_now};
+use crate::auth::{KeyRing, Scope};
+use crate::clock::unix_now;
 use crate::cluster::{Cluster, tokens};
 use crate::config::Config;
 

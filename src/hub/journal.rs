@@ -450,7 +450,7 @@ pub fn prune_file(path: &Path, retention: Retention) -> Result<(), JournalError>
 }
 
 fn prune(conn: &Connection, retention: Retention) -> rusqlite::Result<()> {
-    let now = crate::auth::unix_now() as i64;
+    let now = crate::clock::unix_now() as i64;
     let cutoff = now.saturating_sub(retention.max_age.as_secs().min(i64::MAX as u64) as i64);
     // The newest row always stays: numbering carries on from it after a restart.
     conn.execute(
@@ -510,7 +510,7 @@ mod tests {
         assert_eq!(last, 0);
         for seq in 1..=5u64 {
             journal.append(
-                crate::auth::unix_now() as i64,
+                crate::clock::unix_now() as i64,
                 entry(seq, &format!("f{seq}")),
                 (seq == 2).then_some("key-2"),
             );

@@ -399,7 +399,7 @@ impl Hub {
         match &self.journal {
             // Write-ahead: the journal's writer broadcasts it once it is committed.
             Some(journal) => {
-                journal.append(crate::auth::unix_now() as i64, published, key);
+                journal.append(crate::clock::unix_now() as i64, published, key);
                 (seq, self.tx.receiver_count())
             }
             None => (seq, self.tx.send(published).unwrap_or(0)),

@@ -375,7 +375,7 @@ async fn publish(
         recorder.emitted(i, emit);
         let body = format!(
             r#"{{"type":"publish","signal":{{"type":"buy","content":{{"symbol":"BTCUSDT","price":75000.5,"timestamp":{},"strategy":"bench","reason":"bench:{i}:{emit}"}},"is_test":false}}}}"#,
-            crate::auth::unix_now(),
+            crate::clock::unix_now(),
         );
         if let Err(e) = sink.send(Message::text(body)).await {
             // The reader sees the close frame a moment after the sink refuses to send.

@@ -16,8 +16,9 @@ use futures_util::task::AtomicWaker;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Claims;
 use crate::auth::registry::Revoked;
-use crate::auth::{Claims, unix_now};
+use crate::clock::unix_now;
 
 /// How often the watcher looks for expired tokens: a session outlives its token by less.
 const EXPIRY_CHECK: Duration = Duration::from_millis(250);

@@ -17,7 +17,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::Shared;
-use crate::auth::{AuthError, bearer_token, unix_now};
+use crate::auth::{AuthError, bearer_token};
+use crate::clock::unix_now;
 use crate::hub::PublishError;
 
 /// The publish endpoint's path.

@@ -27,7 +27,8 @@ use super::histogram::Local;
 use super::stats::{DEPTH_BUCKETS, Ending, LATENCY_BUCKETS, Stats};
 use super::wire::{self, Inbound, within};
 use super::{MAX_BATCH, Shared, close_code};
-use crate::auth::{Claims, Scope, unix_now};
+use crate::auth::{Claims, Scope};
+use crate::clock::unix_now;
 use crate::hub::feed::{Feed, Inbox, MarketTopic};
 use crate::hub::{Frame, Published};
 
