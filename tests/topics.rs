@@ -156,6 +156,9 @@ async fn test_signals_and_resumes_stay_in_scope() {
     server.hub.mark_price("BTCUSDT", 75000.0);
     server.hub.mark_price("ETHUSDT", 3456.5);
     publish_mix(&server);
+    // Committed, and so broadcast, before the client comes: it sees them only by resuming.
+    let journal = server.hub.journal().unwrap();
+    journal.wait_flushed(4).await.unwrap();
     let eth = Scope {
         symbols: Some(vec!["ETHUSDT".into()]),
         strategies: Some(vec!["fast".into()]),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesOrdered;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio::time::MissedTickBehavior;
 use tokio_tungstenite::tungstenite::Message;
@@ -339,24 +339,43 @@ impl Session {
                     }
                     Quiet::PingTick => Box::pin(self.on_ping_tick()).await?,
                 },
-                // Boxed, as every write: a write's state lives only while it waits, so a
-                // session waiting for its next signal carries none of it (a heap block per
-                // write costs far less than the write's own syscall).
-                frame = self.frames.recv(), if !self.holding() => match self.hold_back(frame) {
-                    Some(frame) => Box::pin(self.on_frame(frame)).await?,
-                    None => Flow::Continue,
-                },
-                frame = released(&mut self.hold) => Box::pin(self.on_frame(Ok(frame))).await?,
-                () = market_ready(self.market.as_ref()) => Box::pin(self.on_market()).await?,
+                // A publisher's ack before the signals (see `write_ready_acks`).
                 reply = next_confirmed(&mut self.confirming) => {
                     Box::pin(self.write([reply])).await?;
                     Flow::Continue
                 }
+                // Boxed, as every write: a write's state lives only while it waits, so a
+                // session waiting for its next signal carries none of it (a heap block per
+                // write costs far less than the write's own syscall).
+                frame = self.frames.recv(), if !self.holding() => {
+                    self.write_ready_acks().await?;
+                    match self.hold_back(frame) {
+                        Some(frame) => Box::pin(self.on_frame(frame)).await?,
+                        None => Flow::Continue,
+                    }
+                }
+                frame = released(&mut self.hold) => Box::pin(self.on_frame(Ok(frame))).await?,
+                () = market_ready(self.market.as_ref()) => Box::pin(self.on_market()).await?,
             };
             if !matches!(flow, Flow::Continue) {
                 return Ok(flow);
             }
         }
+    }
+
+    /// Writes the acks of publishes that are durable by now. Called before a signal is
+    /// written: the journal marks a signal committed before it hands it to the ring, so a
+    /// publisher gets its ack before its signal's own broadcast.
+    async fn write_ready_acks(&mut self) -> Result<(), WsError> {
+        while let Some(reply) = self
+            .confirming
+            .as_mut()
+            .filter(|queue| !queue.is_empty())
+            .and_then(|queue| queue.next().now_or_never().flatten())
+        {
+            Box::pin(self.write([reply])).await?;
+        }
+        Ok(())
     }
 
     /// Handles one message (or protocol violation) from the client.
