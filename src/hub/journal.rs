@@ -502,6 +502,40 @@ mod tests {
         }
     }
 
+    /// A publish the journal cannot commit in time (another process holds the database) is
+    /// answered as pending, with its key, never acked; once the database is free again the
+    /// signal is committed, and a retry by its key learns its `seq` without storing it again.
+    #[tokio::test]
+    async fn a_publish_the_journal_cannot_commit_in_time_is_pending() {
+        use crate::hub::{Hub, PublishError};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sigcast.db");
+        let (journal, last) = Journal::open(&path, keep_all()).unwrap();
+        let hub = Hub::with_journal(vec![], 8, journal, last);
+        let lock = Connection::open(&path).unwrap();
+        lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        let signal = crate::strategy::Signal {
+            side: crate::strategy::Side::Buy,
+            symbol: "BTCUSDT".into(),
+            price: 75000.0,
+            timestamp: 1720000000,
+            strategy: "external".into(),
+            interval: String::new(),
+            reason: String::new(),
+        };
+        let submitted = hub.submit(&signal, "alice", Some("k1")).unwrap();
+        let within = Duration::from_millis(300);
+        match hub.confirm(submitted, within).await {
+            Err(PublishError::Pending { id, .. }) => assert_eq!(id, "k1"),
+            other => panic!("expected pending, got {other:?}"),
+        }
+        lock.execute_batch("ROLLBACK").unwrap();
+        let retry = hub.submit(&signal, "alice", Some("k1")).unwrap();
+        let (seq, _) = hub.confirm(retry, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(seq, 1, "the first publish's seq; nothing stored twice");
+        assert_eq!(hub.last_seq(), 1);
+    }
+
     #[tokio::test]
     async fn appends_are_read_back_in_order_and_numbering_survives_reopening() {
         let dir = tempfile::tempdir().unwrap();

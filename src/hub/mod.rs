@@ -111,10 +111,11 @@ pub enum PublishError {
     /// Not queued: it will not be stored.
     #[error("the signal stream is not keeping up: too many signals waiting to be stored")]
     Full,
-    /// Cluster mode: queued, and still being offered to the stream, which has not stored it
-    /// yet. It may be stored later: retry with the same key, which stores it once.
+    /// Queued, and not stored within the wait: the stream has not taken it yet (cluster
+    /// mode) or the journal has not committed it (a stalled disk). It may be stored later:
+    /// retry with the same key, which stores it once.
     #[error(
-        "the signal stream has not stored the signal within {within:?}; it may still be: retry with the same id {id:?} to learn its seq"
+        "the signal was not stored within {within:?}; it may still be: retry with the same id {id:?} to learn its seq"
     )]
     Pending { id: String, within: Duration },
     /// Single node: the journal could not commit it (it was broadcast, but not stored).
@@ -337,7 +338,7 @@ impl Hub {
     }
 
     /// Waits until a submitted publish is durable: committed to the journal (single node) or
-    /// stored by the stream (cluster mode), at most `within` for the stream. Returns its
+    /// stored by the stream (cluster mode), at most `within`. Returns its
     /// `seq` and how many listen. An ack sent after this survives a crash.
     pub async fn confirm(
         &self,
@@ -347,10 +348,18 @@ impl Hub {
         match submitted.state {
             SubmitState::Numbered { seq, listeners } => {
                 if let Some(journal) = &self.journal {
-                    journal
-                        .wait_committed(seq)
-                        .await
-                        .map_err(|e| PublishError::NotStored(e.to_string()))?;
+                    match tokio::time::timeout(within, journal.wait_committed(seq)).await {
+                        Ok(committed) => {
+                            committed.map_err(|e| PublishError::NotStored(e.to_string()))?
+                        }
+                        // The writer still holds it and commits it when the disk lets it.
+                        Err(_) => {
+                            return Err(PublishError::Pending {
+                                id: submitted.id,
+                                within,
+                            });
+                        }
+                    }
                 }
                 Ok((seq, listeners))
             }
