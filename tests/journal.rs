@@ -47,10 +47,13 @@ async fn restart(server: TestServer, extra: &[(&str, &str)]) -> TestServer {
         shutdown,
         task,
         hub,
+        shared,
         ..
     } = server;
     shutdown.cancel();
     let _ = task.await;
+    // Every handle on the hub goes, so its journal's writer stops (and applies retention).
+    drop(shared);
     drop(hub);
     let config = material.config(extra);
     TestServer::start_with(material, config).await
@@ -163,8 +166,21 @@ async fn history_older_than_retention_gives_history_expired() {
     let server = TestServer::start(&keep3).await;
     let token = server.token("old");
     publish(&server, 10);
-    // Retention runs in the journal's writer, at the latest when it stops.
+    let db = server.material.path("data/sigcast.db");
+    // Retention runs in the journal's writer, at the latest when it stops: the new server
+    // is asked only once the old writer has applied it.
     let server = restart(server, &keep3).await;
+    let oldest = || {
+        rusqlite::Connection::open(&db)
+            .and_then(|c| c.query_row("SELECT MIN(seq) FROM signals", [], |r| r.get::<_, i64>(0)))
+            .unwrap_or(0)
+    };
+    within(Duration::from_secs(10), async {
+        while oldest() != 8 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
     let mut ws = server.connect_resuming(&token, "2").await.unwrap();
     let err: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
     assert_eq!(err["type"], "error");
