@@ -18,6 +18,23 @@ use crate::auth::{AuthError, Claims, Identity, bearer_token, protocol_offer};
 /// is replayed to the upgrade from the front of the stream).
 pub type ClientWs = WebSocketStream<Prefixed<TlsStream>>;
 
+/// The TLS stream under a client's WebSocket, for what bypasses tungstenite: hub frames
+/// written straight to TLS, the backlog check, and the TLS goodbye.
+pub trait ClientTls {
+    fn tls(&self) -> &TlsStream;
+    fn tls_mut(&mut self) -> &mut TlsStream;
+}
+
+impl ClientTls for ClientWs {
+    fn tls(&self) -> &TlsStream {
+        self.get_ref().get_ref()
+    }
+
+    fn tls_mut(&mut self) -> &mut TlsStream {
+        self.get_mut().get_mut()
+    }
+}
+
 /// The header a reconnecting client names its last seen `seq` in.
 pub const LAST_SEQ_HEADER: &str = "x-sigcast-last-seq";
 

@@ -2,6 +2,9 @@
 //!
 //! Inner steps use `?` for transport errors; [`Session::run`] triages how the session ended
 //! once, at its edge, into one log event.
+//!
+//! Over 500 lines (about 980): resume, publish, topics, coalescing and the test budget still
+//! share this file; the house issue splits them into nouns beside the loop.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,7 +25,7 @@ use super::endings::{Endings, Enrolled, Why};
 use super::filter::{Filter, Topic};
 use super::framing;
 use super::gate::Gate;
-use super::handshake::{Accepted, ClientWs};
+use super::handshake::{Accepted, ClientTls, ClientWs};
 use super::histogram::Local;
 use super::stats::{DEPTH_BUCKETS, Ending, LATENCY_BUCKETS, Stats};
 use super::wire::{self, Inbound, within};
@@ -280,7 +283,7 @@ impl Session {
             Ok(Flow::Continue) => Ended::ByClient(None),
             Err(e) => Ended::Transport(e),
         };
-        wire::goodbye(&mut self.ws).await;
+        wire::goodbye(self.ws.tls_mut()).await;
         stats.stats.sessions.fetch_sub(1, Ordering::Relaxed);
         stats.stats.ended(match &ended {
             Ended::ByClient(_) => Ending::Client,
@@ -698,7 +701,7 @@ impl Session {
                 ws.flush().await?;
                 *owes_reply = false;
             }
-            let tls = ws.get_mut().get_mut();
+            let tls = ws.tls_mut();
             framing::with_text_frames(frames, |plaintext| tls.queue(plaintext))?;
             std::future::poll_fn(|cx| tls.poll_send(cx)).await?;
             delivered.fetch_add(frames.len() as u64, Ordering::Relaxed);
@@ -829,7 +832,7 @@ impl Session {
         let idle = self.last_heard.elapsed();
         if idle >= self.shared.settings.idle_timeout {
             // Silent behind a backlog: its pong is somewhere in what it has not read.
-            let unread = self.ws.get_ref().get_ref().unread();
+            let unread = self.ws.tls().unread();
             if self.backed_up || unread >= BACKLOG {
                 return Ok(Flow::Close(
                     close_code::SLOW_CONSUMER,

@@ -221,12 +221,9 @@ where
 
 /// Ends the session's TLS as TLS asks: the server's close_notify (or, when rustls refused
 /// the client, the alert it owes), then the socket's end, within [`CLOSE_REPLY_WAIT`].
-pub async fn goodbye<S>(ws: &mut WebSocketStream<super::prefixed::Prefixed<S>>)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+pub async fn goodbye<S: AsyncWrite + Unpin>(tls: &mut S) {
     use tokio::io::AsyncWriteExt;
-    let _ = tokio::time::timeout(CLOSE_REPLY_WAIT, ws.get_mut().get_mut().shutdown()).await;
+    let _ = tokio::time::timeout(CLOSE_REPLY_WAIT, tls.shutdown()).await;
 }
 
 /// At most `max` bytes of `s`, cut on a character boundary (close reasons are limited to 123).
