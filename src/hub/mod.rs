@@ -9,6 +9,10 @@
 //! In cluster mode the hub does not number: signals go out to the cluster's stream through
 //! an outbox ([`Outgoing`]), and come back numbered by the stream ([`Hub::deliver`]), the same
 //! `seq` on every node.
+//!
+//! About 640 lines, a fifth of them tests: numbering, the publish API's submit and confirm
+//! (which must see the numbering lock and the journal together) and the test signals share
+//! the hub's state.
 
 pub mod feed;
 pub mod history;
