@@ -378,17 +378,6 @@ impl Hub {
         }
     }
 
-    /// [`Hub::submit`] then [`Hub::confirm`] within [`CONFIRM_WITHIN`].
-    pub async fn publish_confirmed(
-        &self,
-        signal: &Signal,
-        sub: &str,
-        id: Option<&str>,
-    ) -> Result<(u64, usize), PublishError> {
-        let submitted = self.submit(signal, sub, id)?;
-        self.confirm(submitted, CONFIRM_WITHIN).await
-    }
-
     /// Cluster mode: offers a signal the stream numbered `seq` to every session (serialized
     /// once here); one at or below the last delivered is dropped. Returns how many listen.
     pub fn deliver(&self, seq: u64, signal: &Signal) -> usize {
