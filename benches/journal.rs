@@ -145,7 +145,7 @@ fn resume_to_one_client(runtime: &tokio::runtime::Runtime) {
     }
     let config = sigcast::config::Config::load(None, &Default::default(), &o).unwrap();
     runtime.block_on(async {
-        let shared = sigcast::cli::build_shared(&config).unwrap();
+        let shared = sigcast::node::build(&config).unwrap();
         let signal = Signal {
             side: Side::Sell,
             symbol: "ETHUSDT".into(),

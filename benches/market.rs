@@ -117,7 +117,7 @@ average = "ema"
         let mut lat = Vec::with_capacity(n);
         let mut out = Vec::new();
         while let Some((received, event)) = rx.recv().await {
-            sigcast::cli::pump(&mut engine, &hub, &event, &mut out);
+            sigcast::node::pump(&mut engine, &hub, &event, &mut out);
             lat.push(received.elapsed());
         }
         lat

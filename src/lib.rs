@@ -1,7 +1,7 @@
 //! sigcast: an authenticated trading-signal broadcast server.
 //!
-//! Data flows one way through four rooms; nothing reaches backwards, and only
-//! [`cli`] wires the rooms together:
+//! Data flows one way through four rooms; nothing reaches backwards, and only [`node`]
+//! wires the rooms together (`tests/layers.rs` checks both):
 //!
 //! ```text
 //!  market ──MarketEvent──▶ strategy ──Signal──▶ hub ──Frame──▶ server ──▶ clients
@@ -15,6 +15,8 @@
 //! In cluster mode the hub's signals cross NATS JetStream: `hub ──▶ cluster (outbox) ──▶
 //! stream ──▶ cluster (inlet) ──▶ hub` on every node, producers and edges alike.
 //!
+//! - [`node`]: one node assembled from its configuration: the pipeline runner, the cluster
+//!   roles, hot reload of strategies and credentials, the revocation watch, the listeners.
 //! - [`market`]: typed market events and the sources that produce them (Binance live with
 //!   backfill, replay of recordings, synthetic); Binance's wire format lives in `market::binance`.
 //! - [`strategy`]: deterministic strategies that turn events into [`strategy::Signal`]s,
@@ -29,11 +31,12 @@
 //! - [`tls`] and [`devcert`]: loading PEM material and making development certificates.
 //! - [`clock`]: wall-clock time in Unix seconds, as every room reads it.
 //! - [`config`]: layered settings (file, `SIGCAST_*` environment, flags); [`db`]: the data
-//!   directory's SQLite database (journal and token registry).
+//!   directory's SQLite database (journal and token registry). With [`clock`] and [`tls`]
+//!   these are the foundation: they name no other room.
 //! - [`admin`]: the operators' plain-HTTP listener (`/metrics`, `/healthz`); [`logging`]: log
 //!   lines written off the serving threads.
 //! - [`loadgen`]: the load generator of `sigcast bench` (a client-side tool, no room).
-//! - [`cli`]: the `sigcast` command line.
+//! - [`cli`]: the `sigcast` command line: parsing, and one call per subcommand.
 
 pub mod admin;
 pub mod auth;
@@ -49,6 +52,7 @@ pub mod hub;
 pub mod loadgen;
 pub mod logging;
 pub mod market;
+pub mod node;
 pub mod server;
 pub mod strategy;
 pub mod tls;

@@ -251,7 +251,7 @@ async fn readyz_follows_the_upstream_and_the_warmup() {
     let config = mock.sigcast_config(&material, &[]);
     let server = TestServer::start_with(material, config).await;
     let stop = CancellationToken::new();
-    let pipeline = sigcast::cli::start_pipeline(
+    let pipeline = sigcast::node::start_pipeline(
         &server.config,
         definition::from_text(common::CROSS).unwrap(),
         server.hub.clone(),

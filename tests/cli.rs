@@ -1284,3 +1284,57 @@ async fn a_log_reader_that_stops_reading_does_not_stall_the_server() {
     let _ = child.kill();
     assert_eq!(opened, SESSIONS + 1, "every session opened is in the log");
 }
+
+/// `record` that gets no message (here: nothing listens where the upstream should be) fails,
+/// saying so, rather than exiting 0 with an empty file.
+#[test]
+fn record_with_no_upstream_fails_and_says_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = sigcast(
+        tmp.path(),
+        &[
+            "record",
+            "--streams",
+            "btcusdt@aggTrade",
+            "--out",
+            "capture.jsonl",
+            "--duration",
+            "2s",
+            "--set",
+            "binance.spot_ws=ws://127.0.0.1:9",
+            "--set",
+            "log.level=off",
+        ],
+    );
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("recorded nothing to capture.jsonl"), "{err}");
+}
+
+/// A missing `--data` file is one line that names it and gives the reason once; a comma
+/// separates files as a second value would.
+#[test]
+fn backtest_names_a_missing_recording_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = sigcast(tmp.path(), &["backtest", "--data", "gone.gz,other.gz"]);
+    assert_clean_failure(&out, "cannot open recording gone.gz");
+    let err = stderr(&out);
+    assert_eq!(err.matches("No such file").count(), 1, "{err}");
+}
+
+/// A backtest with no signal says why: the strategies' markets beside the data's.
+#[test]
+fn a_backtest_without_signals_names_the_markets_on_both_sides() {
+    let tmp = tempfile::tempdir().unwrap();
+    let signals = Path::new(env!("CARGO_MANIFEST_DIR")).join("signals");
+    let out = tmp.path().join("report");
+    let run = backtest(tmp.path(), &signals, &out, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let err = stderr(&run);
+    assert!(
+        err.contains("no signals")
+            && err.contains("trade spot BTCUSDT")
+            && err.contains("the data holds futures BTCUSDT"),
+        "{err}"
+    );
+}

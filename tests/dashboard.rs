@@ -19,7 +19,7 @@ async fn start(extra: &[(&str, &str)]) -> (TestServer, CancellationToken) {
     keys.extend_from_slice(extra);
     let server = TestServer::start(&keys).await;
     let stop = CancellationToken::new();
-    sigcast::cli::start_pipeline(
+    sigcast::node::start_pipeline(
         &server.config,
         definition::from_text(common::QUICK).unwrap(),
         server.hub.clone(),

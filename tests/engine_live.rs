@@ -45,7 +45,7 @@ async fn history_from_rest_klines_warms_strategies_before_live_data() {
     let hub = Arc::new(Hub::new(vec![], 64));
     let mut rx = hub.subscribe();
     let stop = CancellationToken::new();
-    let _pipeline = sigcast::cli::start_pipeline(
+    let _pipeline = sigcast::node::start_pipeline(
         &config,
         definition::from_text(common::CROSS).unwrap(),
         hub.clone(),
@@ -83,7 +83,7 @@ async fn reload_changes_subscriptions_by_the_difference() {
     let config = mock.sigcast_config(&material, &[]);
     let hub = Arc::new(Hub::new(vec![], 64));
     let stop = CancellationToken::new();
-    let pipeline = sigcast::cli::start_pipeline(
+    let pipeline = sigcast::node::start_pipeline(
         &config,
         definition::from_text(common::CROSS).unwrap(),
         hub,
@@ -195,7 +195,7 @@ async fn a_restart_continues_after_the_last_trade_the_strategies_took() {
     let run = |file: &std::path::Path| {
         let hub = Arc::new(Hub::new(vec![], 64));
         let stop = CancellationToken::new();
-        let pipeline = sigcast::cli::start_pipeline(
+        let pipeline = sigcast::node::start_pipeline(
             &config,
             definition::from_text(&recorder(file)).unwrap(),
             hub,

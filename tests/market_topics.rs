@@ -165,7 +165,8 @@ async fn replayed_klines_and_book_reach_subscribers_only() {
     let mut plain = server.connect(Some(&server.token("plain"))).await.unwrap();
 
     let stop = CancellationToken::new();
-    sigcast::cli::start_pipeline(&server.config, vec![], server.hub.clone(), stop.clone()).unwrap();
+    sigcast::node::start_pipeline(&server.config, vec![], server.hub.clone(), stop.clone())
+        .unwrap();
 
     let (mut saw_book, mut saw_kline, mut saw_closed) = (false, false, 0);
     let got = read_until(&mut market, |v| {
@@ -252,7 +253,8 @@ async fn a_slow_client_gets_conflated_market_data_and_every_signal() {
     server.wait_listeners(1).await;
 
     let stop = CancellationToken::new();
-    sigcast::cli::start_pipeline(&server.config, vec![], server.hub.clone(), stop.clone()).unwrap();
+    sigcast::node::start_pipeline(&server.config, vec![], server.hub.clone(), stop.clone())
+        .unwrap();
     const SIGNALS: u64 = 300;
     let hub = server.hub.clone();
     let publisher = tokio::spawn(async move {
@@ -317,7 +319,8 @@ async fn live_topics_subscribe_upstream_on_demand() {
     let config = mock.sigcast_config(&material, &[("market_data.symbols", "SUSHIUSDT")]);
     let server = TestServer::start_with(material, config).await;
     let stop = CancellationToken::new();
-    sigcast::cli::start_pipeline(&server.config, vec![], server.hub.clone(), stop.clone()).unwrap();
+    sigcast::node::start_pipeline(&server.config, vec![], server.hub.clone(), stop.clone())
+        .unwrap();
 
     let mut a = server.connect(Some(&server.token("a"))).await.unwrap();
     let reply = command(

@@ -714,7 +714,7 @@ async fn soak_under_faults_loses_and_doubles_nothing() {
         ("log.format", "json".into()),
         (
             "log.level",
-            std::env::var("SIGCAST_SOAK_LOG").unwrap_or_else(|_| "warn,sigcast::cli=info".into()),
+            std::env::var("SIGCAST_SOAK_LOG").unwrap_or_else(|_| "warn,sigcast::node=info".into()),
         ),
     ]
     .into_iter()

@@ -17,8 +17,7 @@ pub use keyring::{KeyError, KeyRing, Keys};
 /// Longest token accepted; a bigger header is refused before any parsing.
 pub const MAX_TOKEN_LEN: usize = 8192;
 
-/// The largest clock leeway `auth.leeway` may be: how far `exp`, `nbf` and `iat` may miss.
-pub const MAX_LEEWAY: std::time::Duration = std::time::Duration::from_secs(5);
+pub use crate::config::MAX_LEEWAY;
 
 /// The refusal reason of a token whose `iat` is later than now plus the leeway.
 pub const ISSUED_IN_FUTURE: &str = "token issued in the future";

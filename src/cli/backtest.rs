@@ -5,14 +5,111 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::Context;
+use std::process::ExitCode;
 
+use anyhow::Context;
+use clap::Args;
+
+use super::settings::SettingsArgs;
 pub use crate::backtest::Window;
 use crate::backtest::{self, Summary, report};
+use crate::config::Overrides;
 use crate::hub;
-use crate::market::Malformed;
 use crate::market::replay::Merged;
+use crate::market::{Malformed, Market};
 use crate::strategy::{Engine, definition, exec};
+
+/// Run the strategies over recordings as fast as possible: every signal, a summary per
+/// strategy and an HTML report with a chart.
+#[derive(Debug, Args)]
+pub struct Backtest {
+    /// Recordings (merged by receive time), as `serve --source replay:` takes them:
+    /// several after one flag, or comma-separated.
+    #[arg(long, required = true, num_args = 1.., value_delimiter = ',', value_name = "FILE")]
+    data: Vec<PathBuf>,
+    /// Strategy definitions (default: signals.dir from the configuration).
+    #[arg(long, value_name = "DIR")]
+    signals: Option<PathBuf>,
+    /// Window start, RFC 3339 or Unix seconds; earlier data only warms strategies up.
+    #[arg(long, value_name = "TIME")]
+    from: Option<String>,
+    /// Window end, RFC 3339 or Unix seconds.
+    #[arg(long, value_name = "TIME")]
+    to: Option<String>,
+    /// Where signals.jsonl, summary.json and report.html go.
+    #[arg(long, default_value = "backtest-report", value_name = "DIR")]
+    out: PathBuf,
+    #[command(flatten)]
+    settings: SettingsArgs,
+}
+
+/// Runs the backtest and prints its table and where the files went.
+pub fn command(args: Backtest) -> anyhow::Result<ExitCode> {
+    let config = args.settings.load(Overrides::default())?;
+    let _logging = crate::logging::init(&config);
+    let window = Window {
+        from: args.from.map(|t| parse_time("--from", &t)).transpose()?,
+        to: args.to.map(|t| parse_time("--to", &t)).transpose()?,
+    };
+    let options = Options {
+        data: args.data,
+        signals: args.signals.unwrap_or(config.signals.dir),
+        window,
+        out: args.out,
+    };
+    let summaries = run(&options)?;
+    print!("{}", table(&summaries));
+    if summaries.iter().all(|s| s.signals == 0) {
+        eprintln!("sigcast: backtest: {}", no_signals_hint(&options)?);
+    }
+    println!(
+        "signals: {0}/signals.jsonl  summary: {0}/summary.json  report: {0}/report.html",
+        options.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Why a backtest may have found no signal: the strategies' markets and symbols beside the
+/// data's (the usual cause is spot strategies over a futures recording, or the reverse).
+fn no_signals_hint(options: &Options) -> anyhow::Result<String> {
+    let engine = Engine::new(definition::load(&options.signals, None)?);
+    let mut wanted: Vec<String> = engine
+        .streams()
+        .iter()
+        .map(|(market, stream)| {
+            let symbol = stream.split('@').next().unwrap_or(stream);
+            format!("{} {}", market.as_str(), symbol.to_uppercase())
+        })
+        .collect();
+    wanted.sort();
+    wanted.dedup();
+    let mut held: Vec<(Market, String)> = Vec::new();
+    for event in Merged::open(&options.data)?.events(Malformed::new("backtest")) {
+        let seen = held
+            .iter()
+            .any(|(m, s)| *m == event.market && *s == event.symbol);
+        if !seen {
+            held.push((event.market, event.symbol));
+        }
+    }
+    let mut held: Vec<String> = held
+        .iter()
+        .map(|(m, s)| format!("{} {s}", m.as_str()))
+        .collect();
+    held.sort();
+    let list = |v: &[String]| match v.is_empty() {
+        true => "nothing".to_string(),
+        false => v.join(", "),
+    };
+    Ok(format!(
+        "no signals. The strategies in {} trade {}; the data holds {}. Strategies fire only on \
+         their own market and symbol (`market = \"futures\"` in a definition for USD-M data), \
+         and only after their warm-up.",
+        options.signals.display(),
+        list(&wanted),
+        list(&held)
+    ))
+}
 
 /// What to run.
 pub struct Options {

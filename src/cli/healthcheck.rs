@@ -5,14 +5,48 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
+use std::process::ExitCode;
+
 use anyhow::Context;
+use clap::Args;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::settings::SettingsArgs;
+use crate::config::Overrides;
+
+/// Ask a running server's admin listener for /healthz (or /readyz with --ready); exit 0
+/// only when it answers 200. For container HEALTHCHECKs and scripts.
+#[derive(Debug, Args)]
+pub struct Healthcheck {
+    /// Ask /readyz: upstream connected and subscribed, strategies warm.
+    #[arg(long)]
+    ready: bool,
+    /// Admin listener address (default: admin.listen from the configuration).
+    #[arg(long, value_name = "HOST:PORT")]
+    admin: Option<SocketAddr>,
+    #[command(flatten)]
+    settings: SettingsArgs,
+}
+
+pub fn run(args: Healthcheck) -> anyhow::Result<ExitCode> {
+    let addr = match args.admin {
+        Some(addr) => addr,
+        None => args.settings.load(Overrides::default())?.admin.listen,
+    };
+    let path = if args.ready { "/readyz" } else { "/healthz" };
+    let (status, body) = super::runtime()?.block_on(ask(target(addr), path))?;
+    print!("{body}");
+    Ok(match status {
+        200 => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    })
+}
 
 /// How long the whole check may take: connect, ask, read.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Where to ask: an unspecified listen address (`0.0.0.0:9090`) is asked on loopback.
-pub fn target(listen: SocketAddr) -> SocketAddr {
+fn target(listen: SocketAddr) -> SocketAddr {
     match listen.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, listen.port()).into(),
         IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, listen.port()).into(),
@@ -21,7 +55,7 @@ pub fn target(listen: SocketAddr) -> SocketAddr {
 }
 
 /// GETs `path` from the admin listener at `addr`; the status code and body.
-pub async fn ask(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+async fn ask(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
     let exchange = async {
         let mut tcp = tokio::net::TcpStream::connect(addr).await?;
         let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");

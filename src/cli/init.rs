@@ -4,10 +4,29 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use std::process::ExitCode;
+
 use anyhow::Context;
+use clap::Args;
 
 use crate::devcert;
 use crate::strategy::definition::DEFAULT_DEFINITIONS;
+
+/// Write a commented sigcast.toml, a development certificate and a JWT secret into DIR.
+#[derive(Debug, Args)]
+pub struct Init {
+    /// Directory to write into (created if missing).
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+    /// Overwrite existing files.
+    #[arg(long)]
+    force: bool,
+}
+
+pub fn run(args: Init) -> anyhow::Result<ExitCode> {
+    write(&args.dir, args.force)?;
+    Ok(ExitCode::SUCCESS)
+}
 
 /// The commented config `init` writes; paths are relative to the file.
 const CONFIG_TEMPLATE: &str = r#"# sigcast configuration. Every key can also be set with a SIGCAST_* environment variable

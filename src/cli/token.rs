@@ -6,12 +6,101 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use async_nats::jetstream::kv;
+use clap::Subcommand;
+
+use super::settings::SettingsArgs;
+use crate::config::Overrides;
 
 use crate::auth::registry::{Registry, Revoked, TokenRecord};
 use crate::auth::{KeyRing, Scope};
 use crate::clock::unix_now;
 use crate::cluster::{Cluster, tokens};
 use crate::config::Config;
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a new token for SUB on stdout, signed with the configured primary key.
+    Issue {
+        /// Subject: who the token is for (shown in server logs).
+        #[arg(long)]
+        sub: String,
+        /// Lifetime, e.g. 30d, 12h, 15m.
+        #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+        /// Token id; random when omitted.
+        #[arg(long)]
+        jti: Option<String>,
+        /// Scope: only signals for these symbols (comma-separated); all when omitted.
+        #[arg(long, value_delimiter = ',', value_name = "SYMBOLS")]
+        symbols: Option<Vec<String>>,
+        /// Scope: only signals from these strategies (comma-separated); all when omitted.
+        #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+        strategies: Option<Vec<String>>,
+        /// A publisher token: it may publish signals (`{"type":"publish",...}`).
+        #[arg(long)]
+        publisher: bool,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+    /// List the tokens issued here: active, expired and revoked.
+    List {
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+    /// Revoke a token by id, or every token of a subject; running servers refuse it and
+    /// close its sessions (1008 "token revoked") within 2 seconds.
+    Revoke {
+        /// The token id (`jti`) to revoke.
+        jti: Option<String>,
+        /// Revoke every token issued to this subject until now.
+        #[arg(long, value_name = "NAME")]
+        sub: Option<String>,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+    /// Print a token's claims as JSON and exit 0 if the server would accept it.
+    Verify {
+        token: String,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+}
+
+pub fn run(command: TokenCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        TokenCommand::Issue {
+            sub,
+            ttl,
+            jti,
+            symbols,
+            strategies,
+            publisher,
+            settings,
+        } => {
+            let config = settings.load(Overrides::default())?;
+            let scope = Scope {
+                symbols,
+                strategies,
+                publisher,
+            };
+            println!("{}", issue(&config, &sub, ttl, jti, &scope)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        TokenCommand::List { settings } => {
+            list(&settings.load(Overrides::default())?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        TokenCommand::Revoke { jti, sub, settings } => {
+            let config = settings.load(Overrides::default())?;
+            revoke(&config, jti.as_deref(), sub.as_deref())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        TokenCommand::Verify { token, settings } => {
+            let config = settings.load(Overrides::default())?;
+            verify(&config, &token)
+        }
+    }
+}
 
 /// In cluster mode, runs `work` on the cluster's tokens bucket.
 fn in_cluster<T>(

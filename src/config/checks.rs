@@ -132,7 +132,7 @@ impl Config {
                 "must be longer than server.ping_interval, or every client idles out",
             ));
         }
-        if self.auth.leeway > crate::auth::MAX_LEEWAY {
+        if self.auth.leeway > super::MAX_LEEWAY {
             p.push(invalid("auth.leeway", "must be at most 5s"));
         }
         if self.auth.issuer.is_empty() {
@@ -152,13 +152,6 @@ impl Config {
         }
         if self.source.tick.is_zero() {
             p.push(invalid("source.tick", "must be greater than zero"));
-        }
-        if let Err(e) = self
-            .source
-            .replay_speed
-            .parse::<crate::market::replay::Speed>()
-        {
-            p.push(invalid("source.replay_speed", e));
         }
         if self.source.kind == SourceKind::Replay && self.source.replay.is_empty() {
             p.push(invalid(

@@ -10,9 +10,11 @@
 mod checks;
 mod keys;
 mod settings;
+mod speed;
 
 pub use keys::{KEYS, Key, Kind, Overrides, key};
 pub use settings::*;
+pub use speed::Speed;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -98,6 +98,9 @@ pub struct TlsSettings {
     pub key: Option<PathBuf>,
 }
 
+/// The largest clock leeway `auth.leeway` may be: how far `exp`, `nbf` and `iat` may miss.
+pub const MAX_LEEWAY: Duration = Duration::from_secs(5);
+
 /// JWT verification (and, for `token issue`, signing) settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -168,7 +171,7 @@ pub struct SourceSettings {
     /// Recordings the replay source plays, merged by receive time.
     pub replay: Vec<PathBuf>,
     /// Replay pace: `1` is real time, `10x` ten times faster, `max` no waiting.
-    pub replay_speed: String,
+    pub replay_speed: super::Speed,
     /// Start the replay again after its end.
     pub replay_loop: bool,
     /// Wait this long before playing, so clients can connect and see every signal.
@@ -184,7 +187,7 @@ impl Default for SourceSettings {
             seed: 42,
             tick: Duration::from_millis(5),
             replay: Vec::new(),
-            replay_speed: "1".into(),
+            replay_speed: super::Speed::Factor(1.0),
             replay_loop: false,
             replay_delay: Duration::ZERO,
         }

@@ -86,6 +86,7 @@ fn load_checked_reports_every_problem_and_keeps_the_good_keys() {
     let e = env(&[("SIGCAST_LOG_FORMAT", "yaml")]);
     let mut o = Overrides::default();
     o.set("source.tick", "never");
+    o.set("source.replay_speed", "fast");
     let (config, problems) = Config::load_checked(Some(&path), &e, &o);
     let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
     let expect = [
@@ -94,6 +95,7 @@ fn load_checked_reports_every_problem_and_keeps_the_good_keys() {
         "sigcast.toml: admin.listen: ",
         "SIGCAST_LOG_FORMAT: log.format: unknown variant `yaml`",
         "flag: source.tick: expected a duration",
+        "flag: source.replay_speed: \"fast\" is not a replay speed",
         "server.max_connections: must be at least 1",
     ];
     assert_eq!(lines.len(), expect.len(), "{lines:#?}");

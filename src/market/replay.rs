@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeSet, BinaryHeap};
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
@@ -16,32 +15,7 @@ use super::binance::{self, Parsed};
 use super::recording::{Recorded, RecordingError, RecordingReader};
 use super::{Gap, Malformed, Market, MarketEvent, MarketEventKind};
 
-/// How fast to play.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Speed {
-    /// Receive-time gaps divided by this factor: 1 is real time, 10 is ten times faster.
-    Factor(f64),
-    /// No waiting at all.
-    Max,
-}
-
-impl FromStr for Speed {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        if s.eq_ignore_ascii_case("max") {
-            return Ok(Speed::Max);
-        }
-        let factor = s.strip_suffix(['x', 'X']).unwrap_or(s);
-        match factor.parse::<f64>() {
-            Ok(f) if f.is_finite() && f > 0.0 => Ok(Speed::Factor(f)),
-            _ => Err(format!(
-                "{s:?} is not a replay speed: use 1 (real time), 10x, or max"
-            )),
-        }
-    }
-}
+pub use crate::config::Speed;
 
 /// What to play and how.
 #[derive(Debug, Clone)]
@@ -308,15 +282,6 @@ fn next_valid(reader: &mut RecordingReader, malformed: &mut Malformed) -> Option
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn speeds_parse() {
-        assert_eq!("max".parse::<Speed>(), Ok(Speed::Max));
-        assert_eq!("1".parse::<Speed>(), Ok(Speed::Factor(1.0)));
-        assert_eq!("10x".parse::<Speed>(), Ok(Speed::Factor(10.0)));
-        assert!("0".parse::<Speed>().is_err());
-        assert!("fast".parse::<Speed>().is_err());
-    }
 
     #[tokio::test]
     async fn merges_files_by_receive_time_and_skips_bad_lines() {

@@ -107,7 +107,7 @@ impl TestServer {
     }
 
     pub async fn start_with(material: Material, config: Config) -> Self {
-        let shared = sigcast::cli::build_shared(&config).unwrap();
+        let shared = sigcast::node::build(&config).unwrap();
         let hub = shared.hub.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -111,12 +111,9 @@ pub fn start_reporting(
             )
         }
         SourceKind::Replay => {
-            replay::check(&config.source.replay)?;
-            let speed = config
-                .source
-                .replay_speed
-                .parse()
-                .map_err(|e: String| anyhow::anyhow!("source.replay_speed: {e}"))?;
+            // `serve` checked the recordings before it bound its ports; one that has gone
+            // since stops the replay with a logged error.
+            let speed = config.source.replay_speed;
             replay::spawn(
                 replay::ReplayOptions {
                     paths: config.source.replay.clone(),

@@ -1,21 +1,21 @@
-//! Cluster roles in `serve`: a node's hub on the signal stream, and the producers' leader
-//! lease around the pipeline (see [`crate::cluster`]).
+//! The cluster roles of a node: a hub on the signal stream, and the producers' leader lease
+//! around the pipeline (see [`crate::cluster`]).
 
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::pipeline::{self, Pipeline};
-use super::serve::{assemble, load_strategies, seed_symbols};
+use super::strategies::{load as load_strategies, seed_symbols};
+use crate::auth::registry::Revoked;
 use crate::cluster::{
     Cluster, Status, history::StreamHistory, inlet, lease::Lease, outbox, positions, tokens,
 };
 use crate::config::{Config, Role};
 use crate::hub::Hub;
 use crate::market::SourceStats;
-use crate::server::Shared;
 use crate::strategy::{Instance, Warmup};
 
 /// What a node runs besides its sessions, as `serve` reports on and stops it.
@@ -47,18 +47,18 @@ impl From<Pipeline> for Work {
 }
 
 /// A node's link to the cluster, as `serve` holds it.
-pub struct Node {
+pub struct Link {
     cluster: Cluster,
     /// The outbox task: done once the signals queued at the stop are stored.
     outbox: JoinHandle<()>,
 }
 
-/// Connects to the cluster and builds the node's shared state: a hub whose signals go to the
-/// stream and come back from it, resumes read from the stream, revocations from the bucket.
-pub async fn node(
+/// Connects to the cluster: a hub whose signals go to the stream and come back from it,
+/// resumes read from the stream, and revocations from the bucket.
+pub async fn join(
     config: &Config,
     stop: &CancellationToken,
-) -> anyhow::Result<(Arc<Shared>, Node)> {
+) -> anyhow::Result<(Arc<Hub>, watch::Receiver<Arc<Revoked>>, Link)> {
     let cluster = Cluster::connect(
         &config.cluster,
         config.journal.retention_age,
@@ -90,25 +90,27 @@ pub async fn node(
     tokio::spawn(inlet::run(cluster.clone(), hub.clone(), stop.clone()));
     let bucket = tokens::bucket(&cluster).await?;
     let revoked = tokens::watch(bucket, stop.clone());
-    let node = Node {
+    let link = Link {
         cluster,
         outbox: outbox_task,
     };
-    Ok((assemble(config, hub, revoked)?, node))
+    Ok((hub, revoked, link))
 }
 
 /// What a cluster node runs: an edge nothing (the inlet feeds its hub); a producer the
 /// pipeline, whenever it holds the leader lease.
+/// `strategies` is the set checked at the start; each term as leader loads it afresh.
 pub async fn work(
     config: &Config,
-    node: Node,
+    link: Link,
+    strategies: Vec<Instance>,
     hub: Arc<Hub>,
     stop: &CancellationToken,
 ) -> anyhow::Result<Work> {
-    let mut work = run(config, node.cluster, hub, stop).await?;
+    let mut work = run(config, link.cluster, strategies.len(), hub, stop).await?;
     // Done once the strategies (or the lease) have stopped and then the outbox has stored
     // what they sent last: a standby that takes over starts after those signals.
-    let (task, outbox) = (work.task, node.outbox);
+    let (task, outbox) = (work.task, link.outbox);
     work.task = tokio::spawn(async move {
         let _ = task.await;
         let _ = outbox.await;
@@ -119,6 +121,7 @@ pub async fn work(
 async fn run(
     config: &Config,
     cluster: Cluster,
+    instances: usize,
     hub: Arc<Hub>,
     stop: &CancellationToken,
 ) -> anyhow::Result<Work> {
@@ -136,7 +139,6 @@ async fn run(
             cluster: Some(status),
         });
     }
-    let instances = load_strategies(config)?.len();
     let lease = Lease::open(&cluster).await?;
     let bucket = positions::bucket(&cluster).await?;
     // Reloads reach whichever pipeline runs now (none while standing by: the next term

@@ -1,0 +1,58 @@
+//! Credential reload on SIGHUP: the TLS certificate and key files and the JWT key ring.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::KeyRing;
+use crate::config::Config;
+use crate::server::Shared;
+
+/// Reads the configuration again, as it was read at startup (file, env, flags).
+pub type Reread = Arc<dyn Fn() -> anyhow::Result<Config> + Send + Sync>;
+
+/// On SIGHUP, reads the TLS certificate and key files and the JWT key ring (`auth.*`, from
+/// the configuration read again) for renewal and key rotation; whatever fails to load is
+/// logged and the running one stays. The strategy set reloads on the same signal
+/// (`node::reload`); other settings take a restart.
+pub fn reload_on_sighup(reread: Reread, shared: Arc<Shared>, stop: CancellationToken) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!(
+                "cannot listen for SIGHUP; certificates and keys reload only on restart"
+            );
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                got = hangups.recv() => if got.is_none() { return },
+            }
+            let (reread, shared) = (reread.clone(), shared.clone());
+            let reloaded = tokio::task::spawn_blocking(move || reload(&*reread, &shared)).await;
+            if let Err(e) = reloaded {
+                tracing::error!(error = %e, "credential reload failed");
+            }
+        }
+    });
+}
+
+/// Blocking file reads: runs on the blocking pool.
+fn reload(reread: &(dyn Fn() -> anyhow::Result<Config> + Send + Sync), shared: &Shared) {
+    match shared.certificates.reload() {
+        Ok(()) => tracing::info!("TLS certificate reloaded"),
+        Err(e) => {
+            tracing::error!(error = %e, "TLS certificate not reloaded; serving the previous one")
+        }
+    }
+    let ring = reread().and_then(|config| Ok(KeyRing::from_settings(&config.auth)?));
+    match ring {
+        Ok(ring) => {
+            shared.keys.replace(ring);
+            tracing::info!("JWT keys reloaded");
+        }
+        Err(e) => tracing::error!(error = %e, "JWT keys not reloaded; the previous ones stay"),
+    }
+}
