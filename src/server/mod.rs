@@ -3,6 +3,7 @@
 //! [`run`] takes its listener, its shared parts and a shutdown token, so `serve`, `demo` and
 //! the tests all drive the same code with their own inputs.
 
+mod authorize;
 pub mod command;
 mod dashboard;
 mod endings;
