@@ -1177,23 +1177,39 @@ async fn sighup_reloads_the_certificate_and_jwt_keys() {
     connect(port, &new_ca, &new_token).await; // still served
 }
 
-/// The README's configuration reference is `sigcast config keys`, row for row.
+/// docs/configuration.md's key table is exactly what `sigcast config keys` prints; with
+/// `SIGCAST_BLESS=1` the test writes it there instead.
 #[test]
-fn readme_lists_every_key_as_config_keys_prints_it() {
+fn docs_configuration_is_what_config_keys_prints() {
     let tmp = tempfile::tempdir().unwrap();
     let keys = sigcast(tmp.path(), &["config", "keys"]);
     assert!(keys.status.success());
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let rows: Vec<&str> = std::str::from_utf8(&keys.stdout)
-        .unwrap()
-        .lines()
-        .filter(|l| l.starts_with("| `"))
-        .collect();
-    assert_eq!(rows.len(), sigcast::config::KEYS.len());
-    for row in rows {
-        assert!(readme.contains(row), "README lacks (or differs on):\n{row}");
+    let table = String::from_utf8(keys.stdout).unwrap();
+    let rows = table.lines().filter(|l| l.starts_with("| `")).count();
+    assert_eq!(rows, sigcast::config::KEYS.len());
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md");
+    let doc = std::fs::read_to_string(&path).unwrap();
+    let (begin, end) = ("-->\n", "<!-- end of sigcast config keys -->");
+    let start = doc
+        .find("| key |")
+        .expect("docs/configuration.md has the key table");
+    let stop = doc
+        .find(end)
+        .expect("docs/configuration.md marks the table's end");
+    let shown = &doc[start..stop];
+    if shown != table && std::env::var_os("SIGCAST_BLESS").is_some() {
+        std::fs::write(&path, format!("{}{table}{}", &doc[..start], &doc[stop..])).unwrap();
+        return;
     }
+    assert!(
+        doc[..start].ends_with(begin),
+        "the table follows its comment"
+    );
+    assert!(
+        shown == table,
+        "docs/configuration.md differs from `sigcast config keys`; \
+         SIGCAST_BLESS=1 cargo test --test cli docs_configuration writes it anew"
+    );
 }
 
 /// A log nobody reads any more (a stalled collector, a paused terminal) does not stall the

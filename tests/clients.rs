@@ -158,7 +158,7 @@ async fn wscat_with_bearer_header_gets_test_signals() {
     let server = TestServer::start(&[]).await;
     server.hub.mark_price("BTCUSDT", 73000.5);
     let token = server.token("wscat");
-    // Exactly the README's line, plus -x test (type `test` after connecting) and a wait.
+    // Exactly the line `sigcast demo` prints (README, docs/protocol.md), plus -x test (type `test` after connecting) and a wait.
     let mut cmd = Command::new(modules.join(".bin/wscat"));
     cmd.args([
         "-c",

@@ -204,7 +204,7 @@ async fn a_plugin_without_output_gets_every_event_and_its_exit_is_noticed() {
 }
 
 /// A reconnect of the market source reaches an exec plugin as `{"type":"reconnected"}`, as
-/// the README's plugin table says (the engine routes reconnects apart from other events).
+/// docs/strategies.md's plugin table says (the engine routes reconnects apart from other events).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_hears_of_a_reconnect() {
     let tmp = tempfile::tempdir().unwrap();

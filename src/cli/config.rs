@@ -8,7 +8,7 @@ use clap::Subcommand;
 
 use super::emit;
 use super::settings::SettingsArgs;
-use crate::config::{Config, KEYS, Overrides};
+use crate::config::Overrides;
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
@@ -51,30 +51,8 @@ pub fn run(command: ConfigCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ConfigCommand::Keys => {
-            emit(&keys_table())?;
+            emit(&crate::config::reference())?;
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// The settings reference as a Markdown table (`docs/configuration.md` holds its output).
-pub fn keys_table() -> String {
-    let defaults = toml::Value::try_from(Config::default()).unwrap_or(toml::Value::Boolean(false));
-    let mut out = String::from("| key | env | default | meaning |\n|---|---|---|---|\n");
-    for key in KEYS {
-        let (section, leaf) = key.name.split_once('.').unwrap_or((key.name, ""));
-        let default = defaults
-            .get(section)
-            .and_then(|s| s.get(leaf))
-            .map(|v| v.to_string())
-            .unwrap_or_else(|| "(unset)".into());
-        out.push_str(&format!(
-            "| `{}` | `{}` | `{}` | {} |\n",
-            key.name,
-            key.env_name(),
-            default.replace('|', "\\|"),
-            key.help
-        ));
-    }
-    out
 }

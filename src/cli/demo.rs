@@ -140,7 +140,7 @@ fn describe(frame: &str) -> Option<String> {
         content.get("symbol")?.as_str()?,
         content.get("price")?
     );
-    if let Some(strategy) = v.get("strategy").and_then(|s| s.as_str()) {
+    if let Some(strategy) = content.get("strategy").and_then(|s| s.as_str()) {
         text.push_str(&format!(" ({strategy})"));
     }
     Some(text)
@@ -188,11 +188,13 @@ mod tests {
 
     #[test]
     fn a_signal_frame_reads_as_side_symbol_price_and_strategy() {
-        let frame = r#"{"type":"buy","content":{"symbol":"BTCUSDT","price":75000.0,"timestamp":1720000000},"is_test":false,"seq":3,"strategy":"ema_cross"}"#;
+        let frame = r#"{"type":"buy","content":{"symbol":"BTCUSDT","price":75000.0,"timestamp":1720000000,"strategy":"ema_cross"},"is_test":false,"seq":3}"#;
         assert_eq!(
             describe(frame).as_deref(),
             Some("buy BTCUSDT 75000.0 (ema_cross)")
         );
+        let bare = r#"{"type":"sell","content":{"symbol":"ETHUSDT","price":3000.5,"timestamp":1720000000},"is_test":false}"#;
+        assert_eq!(describe(bare).as_deref(), Some("sell ETHUSDT 3000.5"));
         assert_eq!(describe("{}"), None);
         assert_eq!(describe("not json"), None);
     }

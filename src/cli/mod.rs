@@ -69,6 +69,20 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Whether the command line `sigcast <args>` parses (the docs' examples are checked with
+/// it); the error is clap's message.
+pub fn accepts<I, T>(args: I) -> Result<(), String>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let all = std::iter::once(std::ffi::OsString::from("sigcast"))
+        .chain(args.into_iter().map(Into::into));
+    Cli::try_parse_from(all)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 /// An error and its causes on one line, as `{:#}` joins them, leaving out a cause whose text
 /// the line already ends with (an error that prints its own source would show it twice).
 fn one_line(e: &anyhow::Error) -> String {

@@ -169,10 +169,7 @@ pub fn list(config: &Config) -> anyhow::Result<()> {
         humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(t))
             .to_string()
     };
-    let mut out = format!(
-        "{:<26} {:<20} {:<8} {:<21} {:<21} scope\n",
-        "jti", "sub", "state", "issued", "expires"
-    );
+    let mut rows = vec![["jti", "sub", "state", "issued", "expires", "scope"].map(String::from)];
     for t in records {
         let scope = [
             t.symbols.as_ref().map(|s| format!("symbols={s}")),
@@ -182,17 +179,47 @@ pub fn list(config: &Config) -> anyhow::Result<()> {
         .flatten()
         .collect::<Vec<_>>()
         .join(" ");
-        out.push_str(&format!(
-            "{:<26} {:<20} {:<8} {:<21} {:<21} {}\n",
-            t.jti,
-            t.sub,
-            t.state(now),
+        rows.push([
+            t.jti.clone(),
+            t.sub.clone(),
+            t.state(now).to_string(),
             time(t.issued_at),
             time(t.expires_at),
-            if scope.is_empty() { "all" } else { &scope }
-        ));
+            if scope.is_empty() {
+                "all".into()
+            } else {
+                scope
+            },
+        ]);
     }
+    let out = columns(&rows);
     super::emit(&out)
+}
+
+/// Rows as left-aligned columns two spaces apart, each as wide as its widest cell (ids and
+/// subjects have no fixed length); the last column is not padded.
+fn columns<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut widths = [0; N];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .enumerate()
+            .map(|(i, (cell, w))| match i + 1 == N {
+                true => cell.clone(),
+                false => format!("{cell:<w$}"),
+            })
+            .collect();
+        out.push_str(&cells.join("  "));
+        out.push('\n');
+    }
+    out
 }
 
 /// The revocations the server would apply: the cluster's, or the data directory's (none when
@@ -285,5 +312,31 @@ pub fn verify(config: &Config, token: &str) -> anyhow::Result<ExitCode> {
             eprintln!("sigcast: token rejected: {reason}");
             Ok(ExitCode::FAILURE)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn columns_are_as_wide_as_their_widest_cell() {
+        let rows = [
+            ["jti", "sub", "scope"].map(String::from),
+            ["913c4c2b930007b347dcc4a0e8a52d8c", "a", "all"].map(String::from),
+            ["x", "a-much-longer-subject-name", "symbols=BTCUSDT"].map(String::from),
+        ];
+        let text = super::columns(&rows);
+        let lines: Vec<&str> = text.lines().collect();
+        let (sub, scope) = (
+            lines[0].find("sub").unwrap(),
+            lines[0].find("scope").unwrap(),
+        );
+        assert!(lines[1][sub..].starts_with("a  "), "{text}");
+        assert!(
+            lines[2][sub..].starts_with("a-much-longer-subject-name  "),
+            "{text}"
+        );
+        assert_eq!(&lines[1][scope..], "all", "{text}");
+        assert_eq!(&lines[2][scope..], "symbols=BTCUSDT", "{text}");
+        assert!(!lines[0].ends_with(' '));
     }
 }

@@ -183,3 +183,27 @@ impl Overrides {
         Ok(())
     }
 }
+
+/// The settings reference as a Markdown table: `sigcast config keys` prints it, and
+/// `docs/configuration.md` holds it (a test fails when the two differ).
+pub fn reference() -> String {
+    let defaults =
+        toml::Value::try_from(super::Config::default()).unwrap_or(toml::Value::Boolean(false));
+    let mut out = String::from("| key | env | default | meaning |\n|---|---|---|---|\n");
+    for key in KEYS {
+        let (section, leaf) = key.name.split_once('.').unwrap_or((key.name, ""));
+        let default = defaults
+            .get(section)
+            .and_then(|s| s.get(leaf))
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "(unset)".into());
+        out.push_str(&format!(
+            "| `{}` | `{}` | `{}` | {} |\n",
+            key.name,
+            key.env_name(),
+            default.replace('|', "\\|"),
+            key.help
+        ));
+    }
+    out
+}

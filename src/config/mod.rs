@@ -11,10 +11,12 @@ mod checks;
 mod keys;
 mod settings;
 mod speed;
+mod toml_error;
 
-pub use keys::{KEYS, Key, Kind, Overrides, key};
+pub use keys::{KEYS, Key, Kind, Overrides, key, reference};
 pub use settings::*;
 pub use speed::Speed;
+pub use toml_error::toml_error;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -117,7 +119,7 @@ impl Config {
             let parsed = match text.parse::<toml::Table>() {
                 Ok(parsed) => parsed,
                 Err(e) => {
-                    let message = e.to_string().trim().replace('\n', " | ");
+                    let message = toml_error(text, &e);
                     let path = path.to_path_buf();
                     return (None, vec![ConfigError::Parse { path, message }]);
                 }

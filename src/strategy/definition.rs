@@ -49,14 +49,6 @@ pub enum DefinitionError {
     Invalid { path: PathBuf, message: String },
 }
 
-/// One file's content.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct File {
-    #[serde(default)]
-    strategy: Vec<Definition>,
-}
-
 /// One `[[strategy]]` block.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -236,15 +228,52 @@ fn build_text(
         path: path.to_path_buf(),
         message,
     };
-    let file: File = match toml::from_str(text) {
-        Ok(file) => file,
+    // Each block on its own, so one bad [[strategy]] does not hide the next.
+    let table = match text.parse::<toml::Table>() {
+        Ok(table) => table,
         Err(e) => {
-            problems.push(invalid(e.to_string().trim().replace('\n', " | ")));
+            problems.push(invalid(crate::config::toml_error(text, &e)));
             return Vec::new();
         }
     };
+    let mut definitions = Vec::new();
+    for (key, value) in table {
+        let blocks = match (key.as_str(), value) {
+            ("strategy", toml::Value::Array(blocks)) => blocks,
+            ("strategy", _) => {
+                problems.push(invalid(
+                    "strategy: write each as a [[strategy]] block".into(),
+                ));
+                continue;
+            }
+            (other, _) => {
+                problems.push(invalid(format!(
+                    "{other}: unknown key; a definitions file holds [[strategy]] blocks"
+                )));
+                continue;
+            }
+        };
+        for (n, block) in blocks.into_iter().enumerate() {
+            let name = block.get("name").and_then(|v| v.as_str()).map(String::from);
+            definitions.push(block.try_into::<Definition>().map_err(|e| {
+                let which = match name {
+                    Some(name) => format!("strategy {name:?}"),
+                    None => format!("[[strategy]] #{}", n + 1),
+                };
+                let message = e.message().trim().replace('\n', "; ");
+                invalid(format!("{which}: {message}"))
+            }));
+        }
+    }
     let mut out = Vec::new();
-    for def in &file.strategy {
+    for def in definitions {
+        let def = match def {
+            Ok(def) => def,
+            Err(e) => {
+                problems.push(e);
+                continue;
+            }
+        };
         if seen.contains(&def.name) {
             problems.push(invalid(format!(
                 "strategy name {:?} is used twice",
@@ -338,6 +367,50 @@ mod tests {
 
     fn symbols() -> Vec<String> {
         ["BTCUSDT", "ETHUSDT", "SOLUSDT"].map(String::from).to_vec()
+    }
+
+    /// Every bad block of a file is reported, in file order, and the good ones still build.
+    #[test]
+    fn each_bad_block_is_a_problem_of_its_own() {
+        let text = "[[strategy]]\nname = \"a\"\nkind = \"nope\"\nsymbol = \"BTCUSDT\"\ninterval = \"1s\"\n\n\
+                    [[strategy]]\nname = \"b\"\nkind = \"ma_cross\"\nsymbol = \"BTCUSDT\"\ninterval = \"7q\"\n\n\
+                    [[strategy]]\nkind = \"rsi\"\n\n\
+                    [[strategy]]\nname = \"ok\"\nkind = \"rsi\"\nsymbol = \"BTCUSDT\"\ninterval = \"1m\"\n";
+        let mut problems = Vec::new();
+        let built = build_text(
+            Path::new("f.toml"),
+            text,
+            None,
+            &mut Vec::new(),
+            &mut problems,
+        );
+        assert_eq!(built.len(), 1);
+        let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(lines.len(), 3, "{lines:#?}");
+        assert!(
+            lines[0].starts_with("f.toml: strategy \"a\": unknown variant `nope`"),
+            "{lines:#?}"
+        );
+        assert!(
+            lines[1].starts_with("f.toml: strategy \"b\": interval"),
+            "{lines:#?}"
+        );
+        assert_eq!(lines[2], "f.toml: [[strategy]] #3: missing field `name`");
+        let mut problems = Vec::new();
+        build_text(
+            Path::new("f.toml"),
+            "[[strategy]\n",
+            None,
+            &mut Vec::new(),
+            &mut problems,
+        );
+        assert!(
+            problems[0]
+                .to_string()
+                .starts_with("f.toml: line 1, column"),
+            "{}",
+            problems[0]
+        );
     }
 
     #[test]

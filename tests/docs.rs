@@ -1,0 +1,225 @@
+//! The commands the README and docs/ show: every `sigcast` line parses with today's command
+//! line, and the ones a newcomer runs first are run here as written.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// README.md and every file of docs/.
+fn documents() -> Vec<PathBuf> {
+    let mut all = vec![root().join("README.md")];
+    let mut docs: Vec<PathBuf> = std::fs::read_dir(root().join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .collect();
+    docs.sort();
+    all.extend(docs);
+    all
+}
+
+/// The lines of a document's shell blocks (```sh), each with its file and line number,
+/// without comments.
+fn shell_lines(path: &Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let name = path.strip_prefix(root()).unwrap().display().to_string();
+    let mut lines = Vec::new();
+    let mut in_shell = false;
+    let mut joined = String::new();
+    for (n, line) in text.lines().enumerate() {
+        if let Some(info) = line.strip_prefix("```") {
+            in_shell = !in_shell && matches!(info.trim(), "sh" | "bash" | "shell");
+            continue;
+        }
+        if !in_shell {
+            continue;
+        }
+        let code = match line.find(" #") {
+            Some(at) => &line[..at],
+            None => line,
+        };
+        joined.push_str(code.trim_end());
+        if joined.ends_with('\\') {
+            joined.pop();
+            continue;
+        }
+        let whole = std::mem::take(&mut joined);
+        if !whole.trim().is_empty() {
+            lines.push((format!("{name}:{}", n + 1), whole.trim().to_string()));
+        }
+    }
+    lines
+}
+
+/// Splits a shell line into words: quotes group, `$VAR`s stay as written.
+fn words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quote = None;
+    let mut started = false;
+    for c in line.chars() {
+        match (quote, c) {
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                started = true;
+            }
+            (Some(q), c) if c == q => quote = None,
+            (None, c) if c.is_whitespace() => {
+                if started {
+                    words.push(std::mem::take(&mut word));
+                    started = false;
+                }
+            }
+            (_, c) => {
+                word.push(c);
+                started = true;
+            }
+        }
+    }
+    if started {
+        words.push(word);
+    }
+    words
+}
+
+/// `sigcast`'s arguments in a shell line (after any `VAR=value`), when it runs sigcast.
+fn sigcast_args(line: &str) -> Option<Vec<String>> {
+    let mut words = words(line).into_iter().skip_while(|w| {
+        w.split_once('=').is_some_and(|(var, _)| {
+            !var.is_empty() && var.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+        })
+    });
+    match words.next().as_deref() {
+        Some("sigcast") => Some(words.collect()),
+        _ => None,
+    }
+}
+
+#[test]
+fn every_sigcast_command_shown_parses() {
+    let mut checked = 0;
+    let mut broken = Vec::new();
+    for doc in documents() {
+        for (at, line) in shell_lines(&doc) {
+            let Some(args) = sigcast_args(&line) else {
+                continue;
+            };
+            checked += 1;
+            if let Err(e) = sigcast::cli::accepts(&args) {
+                let first = e.lines().next().unwrap_or_default().to_string();
+                broken.push(format!("{at}: {line}\n    {first}"));
+            }
+        }
+    }
+    assert!(
+        checked >= 15,
+        "only {checked} sigcast commands found in the docs"
+    );
+    assert!(
+        broken.is_empty(),
+        "commands the CLI refuses:\n{}",
+        broken.join("\n")
+    );
+}
+
+/// The check sees a broken command as broken.
+#[test]
+fn the_check_refuses_what_the_cli_refuses() {
+    let args = sigcast_args("SIGCAST_TOKEN=x sigcast backtest --signals signals").unwrap();
+    assert_eq!(args, ["backtest", "--signals", "signals"]);
+    assert!(sigcast::cli::accepts(&args).is_err(), "--data is required");
+    assert!(sigcast::cli::accepts(["token", "issue", "--sub", "a b"]).is_ok());
+    assert_eq!(words(r#"a "b c" 'd'"e""#), ["a", "b c", "de"]);
+}
+
+/// The README's backtest, word for word, finds signals in the recording it names.
+#[test]
+fn the_readme_backtest_finds_signals() {
+    let readme = root().join("README.md");
+    let line = shell_lines(&readme)
+        .into_iter()
+        .map(|(_, l)| l)
+        .find(|l| l.starts_with("sigcast backtest"))
+        .expect("the README shows a backtest");
+    let out = tempfile::tempdir().unwrap();
+    let args = sigcast_args(&line).unwrap();
+    let run = common::sigcast_command()
+        .args(&args)
+        .arg("--out")
+        .arg(out.path())
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let signals: usize = stdout
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(2)?.parse::<usize>().ok())
+        .sum();
+    assert!(
+        signals > 0,
+        "the README's backtest finds no signal:\n{stdout}"
+    );
+}
+
+/// The publish `curl` of docs/tokens.md, as written, is acked by a server (its port and
+/// token filled in).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_publish_curl_is_acked() {
+    let Some(curl) = common::e2e_tool("SIGCAST_E2E_CURL") else {
+        return;
+    };
+    let line = shell_lines(&root().join("docs/tokens.md"))
+        .into_iter()
+        .map(|(_, l)| l)
+        .find(|l| l.starts_with("curl ") && l.contains("/v1/signals"))
+        .expect("docs/tokens.md shows the publish curl");
+    let server = common::TestServer::start(&[]).await;
+    let publisher = server.token_scoped(
+        "publisher",
+        &sigcast::auth::Scope {
+            publisher: true,
+            ..Default::default()
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("certs")).unwrap();
+    std::fs::copy(
+        server.material.path("cert.pem"),
+        dir.path().join("certs/cert.pem"),
+    )
+    .unwrap();
+    let line = line
+        .replacen("curl ", &format!("{} -sS ", curl.display()), 1)
+        .replace("127.0.0.1:8443", &server.addr.to_string());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("bash")
+            .args(["-c", &line])
+            .env("PUBLISHER", publisher)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        body.contains(r#""type":"publish_ack""#) && body.contains(r#""id":"order-42""#),
+        "{body}"
+    );
+}
