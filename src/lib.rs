@@ -1,7 +1,7 @@
 //! sigcast: an authenticated trading-signal broadcast server.
 //!
 //! Data flows one way through four rooms; nothing reaches backwards, and only [`node`]
-//! wires the rooms together (`tests/layers.rs` checks both):
+//! wires the rooms together (`tests/it/layers.rs` checks both):
 //!
 //! ```text
 //!  market ──MarketEvent──▶ strategy ──Signal──▶ hub ──Frame──▶ server ──▶ clients

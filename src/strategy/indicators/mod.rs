@@ -2,7 +2,7 @@
 //!
 //! Each takes one value at a time and returns `None` until it is fully warmed up (exactly
 //! where TA-Lib's output starts), so no signal can come from a half-warmed indicator.
-//! `tests/indicators_match_talib.rs` checks them against figures computed with TA-Lib.
+//! `tests/it/indicators_match_talib.rs` checks them against figures computed with TA-Lib.
 
 mod bollinger;
 mod ema;

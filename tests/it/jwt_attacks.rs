@@ -3,7 +3,7 @@
 //! upgrade, no key URL in a token is ever fetched, valid PyJWT tokens (HS256 and EdDSA) are
 //! accepted, and the server keeps serving afterwards.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -3,7 +3,7 @@
 //! itself driven in Debian's Chromium: connection status, a live price chart with buy and
 //! sell markers, the signal feed, the `test` button, and a refused token.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

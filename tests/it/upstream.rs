@@ -2,7 +2,7 @@
 //! Each test asserts the exact aggTrade id sequence the strategies receive: every id of the
 //! tape, once, in order, whatever the mock does to the connection.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

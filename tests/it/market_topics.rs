@@ -1,7 +1,7 @@
 //! Market-data topics over real TLS WebSocket clients: klines, the top of book and their
 //! conflation for a slow client, from a replayed recording and on demand from a Binance mock.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};

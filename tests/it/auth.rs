@@ -1,6 +1,6 @@
 //! Handshake authentication: every bad token gets 401 and no upgrade; good ones connect.
 
-mod common;
+use crate::common;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;

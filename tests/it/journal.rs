@@ -1,7 +1,7 @@
 //! Delivery you can verify: every broadcast signal has a `seq`, is journaled, and a client
 //! that comes back with its last `seq` gets exactly what it missed, across server restarts.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! read-only configuration directory, writes only in the data directory, and the
 //! HEALTHCHECK command answering. (No Docker engine runs here; this checks what can be.)
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
 //! Sessions against a real server: broadcast contract, `test`, bad frames, timeouts, limits, shutdown.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! of a peer, or what sigcast's memory must not do, and then that the server still serves a
 //! normal client.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

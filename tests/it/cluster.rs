@@ -10,7 +10,7 @@
 //! node within 2 s; and start errors (NATS unreachable, JetStream off, a conflicting stream)
 //! are one clear line.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;

@@ -1,7 +1,7 @@
 //! An ack means durable: `sigcast serve` killed with SIGKILL in the middle of a burst of
 //! publishes keeps every signal it acked, and never gives a `seq` out twice.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

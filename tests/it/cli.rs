@@ -1,6 +1,6 @@
 //! The `sigcast` binary as operators use it: init, token, serve (signals and SIGTERM), demo.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -1208,7 +1208,7 @@ fn docs_configuration_is_what_config_keys_prints() {
     assert!(
         shown == table,
         "docs/configuration.md differs from `sigcast config keys`; \
-         SIGCAST_BLESS=1 cargo test --test cli docs_configuration writes it anew"
+         SIGCAST_BLESS=1 cargo test --test it docs_configuration writes it anew"
     );
 }
 

@@ -1,7 +1,7 @@
 //! Handshake and frame abuse: every case gets its documented HTTP status or close code,
 //! nothing hangs, and a bystander client connected throughout sees no effect.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

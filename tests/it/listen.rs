@@ -1,7 +1,7 @@
 //! `sigcast listen`: its output over forced disconnects equals the journal exactly, and a
 //! refused token is a clear error, not endless retries.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;

@@ -1,7 +1,7 @@
 //! The commands the README and docs/ show: every `sigcast` line parses with today's command
 //! line, and the ones a newcomer runs first are run here as written.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

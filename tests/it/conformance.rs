@@ -6,7 +6,7 @@
 //! must end OK, NON-STRICT or INFORMATIONAL; the counts are printed. A tokio-tungstenite
 //! echo scores 296 OK, 2 NON-STRICT and 3 INFORMATIONAL of 301: sigcast must do no worse.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -1,7 +1,7 @@
 //! The JSON command protocol (subscribe, unsubscribe, ping) and token scopes: what each
 //! client receives is its scope, narrowed by its topics.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

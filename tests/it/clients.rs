@@ -6,7 +6,7 @@
 //! (a node_modules with ws and wscat). Under plain `cargo test` without them the tests say
 //! so and pass; with `CI` set they fail instead, so CI can never skip them silently.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

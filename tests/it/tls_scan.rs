@@ -6,7 +6,7 @@
 //! self-signed development certificate (no chain of trust, no CRL/OCSP, long validity).
 //! `scripts/test` installs both and sets `SIGCAST_E2E_TESTSSL` and `SIGCAST_E2E_SSLSCAN`.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! own token, every broadcast published through the publish API reaches every client, and
 //! the figures it reports are consistent.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

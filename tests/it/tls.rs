@@ -1,7 +1,7 @@
 //! TLS: PEM material in every key format operators have, protocol versions, ALPN, and clear
 //! errors for bad files.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! klines, reloads that change upstream subscriptions by the difference, and restarts that
 //! continue after the last trade the strategies took.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

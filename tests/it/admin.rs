@@ -1,7 +1,7 @@
 //! The admin listener: `/metrics` counts what real clients did, `/healthz` answers,
 //! `/readyz` follows the upstream and the strategies' warm-up, and anything else is refused.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
