@@ -160,7 +160,7 @@ async fn status(shared: Arc<Shared>, stop: CancellationToken) {
             got = signals.recv() => match got {
                 Ok(published) => {
                     now.sent += 1;
-                    now.last = describe(&published.frame).or(now.last.take());
+                    now.last = describe(published.frame.as_str()).or(now.last.take());
                     !terminal
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {

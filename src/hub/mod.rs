@@ -15,6 +15,7 @@
 //! the hub's state.
 
 pub mod feed;
+mod frame;
 pub mod history;
 pub mod inbound;
 pub mod journal;
@@ -26,14 +27,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use history::History;
 
 use crate::strategy::{Side, Signal};
 
-/// A serialized message, shared by every session that sends it.
-pub type Frame = Utf8Bytes;
+pub use frame::Frame;
 
 /// The client contract: `{"type","content":{"symbol","price","timestamp",...},"is_test"}`.
 #[derive(Serialize)]
@@ -173,12 +172,8 @@ pub struct Hub {
     /// Single node: the publish keys given out and their `seq`, so a retried publish is
     /// answered with the first one's `seq` and stored once (see [`keys::Keys`]).
     keys: Mutex<keys::Keys>,
-    /// The SQLite journal (single node); `None` in cluster mode, tools and benchmarks.
-    journal: Option<Arc<journal::Journal>>,
-    /// Where resumes read: the journal, or the cluster's stream.
-    history: Option<Arc<dyn History>>,
-    /// Cluster mode: signals go to the stream through this and come back numbered.
-    outbox: Option<mpsc::Sender<Outgoing>>,
+    /// Where signals are kept, which decides who numbers them and when they are durable.
+    mode: Mode,
     /// Names this process in the keys it makes for publishes that came without one.
     instance: u64,
     /// Publishes without a key so far, for the keys made for them.
@@ -189,6 +184,25 @@ pub struct Hub {
     feed: Arc<feed::Feed>,
     /// Signals published since start, by strategy, then buys and sells (for `/metrics`).
     emitted: Mutex<HashMap<String, [u64; 2]>>,
+}
+
+/// Where a hub's signals are kept.
+enum Mode {
+    /// Numbered here and offered at once; nothing kept, no resume (tools, benchmarks).
+    Memory,
+    /// A single node: numbered here, committed to the SQLite journal, then offered; resumes
+    /// read the journal.
+    Journal {
+        journal: Arc<journal::Journal>,
+        /// The same journal, as resumes read it.
+        history: Arc<dyn History>,
+    },
+    /// A cluster node: sent to the stream, which numbers them; they come back through
+    /// [`Hub::deliver`], and resumes read the stream.
+    Cluster {
+        outbox: mpsc::Sender<Outgoing>,
+        history: Arc<dyn History>,
+    },
 }
 
 /// Symbols in the order they became known (configured first, then as prices arrive), and
@@ -216,8 +230,7 @@ impl Hub {
         last_seq: u64,
     ) -> Self {
         let mut hub = Self::build(symbols, capacity, None, last_seq);
-        hub.outbox = Some(outbox);
-        hub.history = Some(history);
+        hub.mode = Mode::Cluster { outbox, history };
         hub
     }
 
@@ -242,17 +255,20 @@ impl Hub {
         if let Some(journal) = &journal {
             journal.deliver_to(tx.clone());
         }
-        let journal = journal.map(Arc::new);
+        let keys = keys::Keys::new(journal.as_ref().map(|j| j.take_keys()).unwrap_or_default());
+        let mode = match journal.map(Arc::new) {
+            Some(journal) => Mode::Journal {
+                history: journal.clone(),
+                journal,
+            },
+            None => Mode::Memory,
+        };
         Self {
             tx,
             ring,
             seq: Mutex::new(last_seq),
-            keys: Mutex::new(keys::Keys::new(
-                journal.as_ref().map(|j| j.take_keys()).unwrap_or_default(),
-            )),
-            history: journal.clone().map(|j| j as Arc<dyn History>),
-            journal,
-            outbox: None,
+            keys: Mutex::new(keys),
+            mode,
             instance: rand::random(),
             published: Default::default(),
             prices: RwLock::new(Prices {
@@ -269,7 +285,7 @@ impl Hub {
     /// to the stream, named by its content, so the same signal from two producers is stored
     /// once.
     pub fn publish(&self, signal: &Signal) -> usize {
-        let Some(outbox) = &self.outbox else {
+        let Mode::Cluster { outbox, .. } = &self.mode else {
             return self.publish_numbered(signal, None).1;
         };
         let id = format!(
@@ -312,13 +328,13 @@ impl Hub {
             }
         };
         let key = keys::key(sub, &id);
-        let Some(outbox) = &self.outbox else {
+        let Mode::Cluster { outbox, .. } = &self.mode else {
             let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
             let (seq, listeners) = match keys.get(&key) {
                 Some(seq) => (seq, self.tx.receiver_count()),
                 None => {
                     let (seq, listeners) = self.publish_numbered(signal, Some(&key));
-                    let oldest = self.journal.as_ref().map_or(0, |j| j.oldest_seq());
+                    let oldest = self.journal().map_or(0, |j| j.oldest_seq());
                     keys.insert(key, seq, oldest);
                     (seq, listeners)
                 }
@@ -351,7 +367,7 @@ impl Hub {
     ) -> Result<(u64, usize), PublishError> {
         match submitted.state {
             SubmitState::Numbered { seq, listeners } => {
-                if let Some(journal) = &self.journal {
+                if let Some(journal) = self.journal() {
                     match tokio::time::timeout(within, journal.wait_committed(seq)).await {
                         Ok(committed) => {
                             committed.map_err(|e| PublishError::NotStored(e.to_string()))?
@@ -398,7 +414,7 @@ impl Hub {
         *last += 1;
         let seq = *last;
         let published = Published::of(seq, signal);
-        match &self.journal {
+        match self.journal() {
             // Write-ahead: the journal's writer broadcasts it once it is committed.
             Some(journal) => {
                 journal.append(crate::clock::unix_now() as i64, published, key);
@@ -447,17 +463,23 @@ impl Hub {
 
     /// The SQLite journal, on a single node.
     pub fn journal(&self) -> Option<&journal::Journal> {
-        self.journal.as_deref()
+        match &self.mode {
+            Mode::Journal { journal, .. } => Some(journal),
+            Mode::Memory | Mode::Cluster { .. } => None,
+        }
     }
 
     /// Whether signals go through a cluster's stream.
     pub fn is_clustered(&self) -> bool {
-        self.outbox.is_some()
+        matches!(self.mode, Mode::Cluster { .. })
     }
 
     /// Where resumes read, when signals are kept.
     pub fn history(&self) -> Option<&Arc<dyn History>> {
-        self.history.as_ref()
+        match &self.mode {
+            Mode::Journal { history, .. } | Mode::Cluster { history, .. } => Some(history),
+            Mode::Memory => None,
+        }
     }
 
     /// The market-data topics sessions subscribe to.

@@ -284,25 +284,13 @@ fn inlet() -> Option<&'static tokio::runtime::Handle> {
 /// Fixes a client socket's kernel send buffer (`SO_SNDBUF`; the kernel doubles the value for
 /// its bookkeeping), which also turns off its autotuning for that socket.
 fn set_send_buffer(tcp: &TcpStream, bytes: usize) {
-    use std::os::fd::AsRawFd;
-    let size = bytes.min(i32::MAX as usize) as libc::c_int;
-    // SAFETY: a valid socket descriptor and a c_int option value of the stated length.
-    let rc = unsafe {
-        libc::setsockopt(
-            tcp.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_SNDBUF,
-            (&size as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        tracing::debug!(error = %std::io::Error::last_os_error(), "SO_SNDBUF not set");
+    if let Err(e) = socket2::SockRef::from(tcp).set_send_buffer_size(bytes) {
+        tracing::debug!(error = %e, "SO_SNDBUF not set");
     }
 }
 
 /// Bytes in a socket's send queue the peer has not acknowledged (`SIOCOUTQ`); 0 if the
-/// kernel will not say.
+/// kernel will not say. socket2 has no call for this one, hence the ioctl.
 fn kernel_unsent(tcp: &TcpStream) -> usize {
     use std::os::fd::AsRawFd;
     let mut unsent: libc::c_int = 0;
@@ -318,22 +306,8 @@ fn kernel_unsent(tcp: &TcpStream) -> usize {
 mod tests {
     use super::*;
 
-    fn send_buffer_of(tcp: &TcpStream) -> libc::c_int {
-        use std::os::fd::AsRawFd;
-        let mut size: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: a valid socket and an out-parameter of the stated length.
-        let rc = unsafe {
-            libc::getsockopt(
-                tcp.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_SNDBUF,
-                (&mut size as *mut libc::c_int).cast(),
-                &mut len,
-            )
-        };
-        assert_eq!(rc, 0);
-        size
+    fn send_buffer_of(tcp: &TcpStream) -> usize {
+        socket2::SockRef::from(tcp).send_buffer_size().unwrap()
     }
 
     #[tokio::test]

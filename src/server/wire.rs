@@ -14,6 +14,15 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
 
+use crate::hub::Frame;
+
+/// A hub frame as a text message, for the writes that go through tungstenite (most frames
+/// go straight to TLS instead: `framing.rs`). The bytes are shared, not copied; they are
+/// checked as UTF-8 once here, which a frame made from a string always is.
+pub fn text(frame: &Frame) -> Message {
+    Message::Text(Utf8Bytes::try_from(frame.bytes()).unwrap_or_default())
+}
+
 use super::close_code;
 use crate::config::ServerSettings;
 

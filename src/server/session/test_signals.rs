@@ -2,11 +2,11 @@
 
 use std::time::{Duration, Instant};
 
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::error::Error as WsError;
 
 use super::{Flow, Session, error_reply};
 use crate::clock::unix_now;
+use crate::server::wire;
 
 /// Token bucket for `test` requests: `burst` at once, then one per `interval`.
 pub(super) struct TestBudget {
@@ -73,7 +73,7 @@ impl Session {
             .hub
             .test_frames(n, unix_now() as i64, allowed, strategy)
         {
-            Some(frames) => frames.map(Message::Text),
+            Some(frames) => frames.map(|frame| wire::text(&frame)),
             None => {
                 let symbols = scope.symbols.as_deref().unwrap_or_default().join(", ");
                 let reply = error_reply(
