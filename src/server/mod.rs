@@ -9,7 +9,6 @@ mod dashboard;
 mod endings;
 pub mod filter;
 mod framing;
-mod gate;
 mod handshake;
 mod head;
 pub mod histogram;

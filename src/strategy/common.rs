@@ -3,7 +3,7 @@
 
 use rust_decimal::prelude::ToPrimitive;
 
-use super::gate::Gate;
+use super::cooldown::Cooldown;
 use super::{Side, Signal, Strategy};
 use crate::market::kline::{KlineBuilder, UnsupportedInterval};
 use crate::market::{Interval, Kline, Market, MarketEvent, MarketEventKind};
@@ -15,7 +15,7 @@ pub struct Common {
     pub market: Market,
     pub symbol: String,
     pub interval: Interval,
-    pub gate: Gate,
+    pub cooldown: Cooldown,
 }
 
 impl Common {
@@ -31,7 +31,7 @@ impl Common {
             market,
             symbol: symbol.to_string(),
             interval,
-            gate: Gate::new(cooldown_ms),
+            cooldown: Cooldown::new(cooldown_ms),
         }
     }
 
@@ -48,7 +48,7 @@ impl Common {
         end_ms: i64,
         reason: String,
     ) -> Option<Signal> {
-        self.gate.allow(side, end_ms).then(|| Signal {
+        self.cooldown.allow(side, end_ms).then(|| Signal {
             side,
             symbol: self.symbol.clone(),
             price,
@@ -166,7 +166,7 @@ impl<L: CandleLogic> Strategy for OnCandles<L> {
     fn on_gap(&mut self) {
         self.builder.reset();
         self.logic.reset();
-        self.common.gate.reset();
+        self.common.cooldown.reset();
         self.seen = 0;
         self.history_end_ms = i64::MIN;
     }

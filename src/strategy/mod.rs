@@ -3,18 +3,13 @@
 //! A strategy never touches the network or the clock: the same events give the same signals,
 //! live or replayed. The [`Engine`] routes each event only to the instances that trade its symbol.
 
-pub mod bollinger;
-pub mod book_imbalance;
+pub mod builtin;
 pub mod common;
+pub mod cooldown;
 pub mod cursor;
 pub mod definition;
-pub mod donchian;
 pub mod exec;
-pub mod gate;
 pub mod indicators;
-pub mod ma_cross;
-pub mod macd;
-pub mod rsi;
 #[cfg(test)]
 mod testing;
 

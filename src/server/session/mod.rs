@@ -12,6 +12,7 @@ mod publish;
 mod resume;
 mod test_signals;
 mod topics;
+mod wake_gate;
 
 use coalesce::{Hold, released};
 use delivery::{Observations, behind};
@@ -34,7 +35,6 @@ use tokio_tungstenite::tungstenite::error::Error as WsError;
 use super::command::{self, Command};
 use super::endings::{Endings, Enrolled, Why};
 use super::filter::Filter;
-use super::gate::Gate;
 use super::handshake::{Accepted, ClientTls, ClientWs};
 use super::stats::Ending;
 use super::wire::{self, Inbound};
@@ -42,6 +42,7 @@ use super::{Shared, close_code};
 use crate::auth::{Claims, Scope};
 use crate::clock::unix_now;
 use crate::hub::Published;
+use wake_gate::WakeGate;
 
 /// What the loop decided after one event.
 enum Flow {
@@ -105,8 +106,8 @@ pub struct Session {
     /// timer at the tick.
     sent_since_tick: bool,
     /// The client's socket and the ping timer (rarely ready) are polled only after one of
-    /// them woke the session, not on every signal (see `gate`).
-    quiet: Gate,
+    /// them woke the session, not on every signal (see `wake_gate`).
+    quiet: WakeGate,
     /// Rate limit for `test`.
     tests: TestBudget,
     /// How many `test` replies were sent, to rotate through symbols.
@@ -163,7 +164,7 @@ impl Session {
             backed_up: false,
             owes_reply: false,
             sent_since_tick: false,
-            quiet: Gate::default(),
+            quiet: WakeGate::default(),
             tests_served: 0,
             observed: Observations::default(),
             confirming: None,

@@ -233,7 +233,7 @@ impl Strategy for Exec {
     fn on_gap(&mut self) {
         self.builder.reset();
         self.seen = 0;
-        self.common.gate.reset();
+        self.common.cooldown.reset();
         if let Some(line) = protocol::marker("gap", &self.common.symbol) {
             self.send(line);
         }

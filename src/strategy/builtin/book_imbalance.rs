@@ -14,9 +14,9 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use serde::Deserialize;
 
-use super::common::Common;
-use super::{Side, Signal, Strategy};
 use crate::market::{Level, MarketEvent, MarketEventKind};
+use crate::strategy::common::Common;
+use crate::strategy::{Side, Signal, Strategy};
 
 /// Where the book comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -188,7 +188,7 @@ impl Strategy for BookImbalance {
     fn on_gap(&mut self) {
         self.latest = None;
         self.book = Book::default();
-        self.common.gate.reset();
+        self.common.cooldown.reset();
     }
 }
 

@@ -3,9 +3,9 @@
 
 use serde::Deserialize;
 
-use super::Side;
-use super::common::{Candle, CandleLogic};
-use super::indicators::Macd;
+use crate::strategy::Side;
+use crate::strategy::common::{Candle, CandleLogic};
+use crate::strategy::indicators::Macd;
 
 /// `[strategy.params]` of `kind = "macd"` (TA-Lib's 12/26/9 by default).
 #[derive(Debug, Clone, Deserialize)]

@@ -3,9 +3,9 @@
 
 use serde::Deserialize;
 
-use super::Side;
-use super::common::{Candle, CandleLogic};
-use super::indicators::{RollingMax, RollingMin};
+use crate::strategy::Side;
+use crate::strategy::common::{Candle, CandleLogic};
+use crate::strategy::indicators::{RollingMax, RollingMin};
 
 /// `[strategy.params]` of `kind = "donchian"`.
 #[derive(Debug, Clone, Deserialize)]

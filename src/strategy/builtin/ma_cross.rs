@@ -3,9 +3,9 @@
 
 use serde::Deserialize;
 
-use super::Side;
-use super::common::{Candle, CandleLogic};
-use super::indicators::{Ema, Sma};
+use crate::strategy::Side;
+use crate::strategy::common::{Candle, CandleLogic};
+use crate::strategy::indicators::{Ema, Sma};
 
 /// Which moving average to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

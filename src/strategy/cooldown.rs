@@ -5,13 +5,13 @@ use super::Side;
 
 /// Decides whether a signal may go out.
 #[derive(Debug, Clone)]
-pub struct Gate {
+pub struct Cooldown {
     cooldown_ms: i64,
     /// The last signal that went out: its side and time (exchange time, ms).
     last: Option<(Side, i64)>,
 }
 
-impl Gate {
+impl Cooldown {
     pub fn new(cooldown_ms: i64) -> Self {
         Self {
             cooldown_ms,
@@ -42,7 +42,7 @@ mod tests {
 
     #[test]
     fn duplicates_and_cooldown() {
-        let mut g = Gate::new(10_000);
+        let mut g = Cooldown::new(10_000);
         assert!(g.allow(Side::Buy, 0));
         assert!(!g.allow(Side::Buy, 60_000), "a second buy is a duplicate");
         assert!(!g.allow(Side::Sell, 5_000), "inside the cooldown");

@@ -3,9 +3,9 @@
 
 use serde::Deserialize;
 
-use super::Side;
-use super::common::{Candle, CandleLogic};
-use super::indicators::Rsi;
+use crate::strategy::Side;
+use crate::strategy::common::{Candle, CandleLogic};
+use crate::strategy::indicators::Rsi;
 
 /// `[strategy.params]` of `kind = "rsi"`.
 #[derive(Debug, Clone, Deserialize)]

@@ -4,9 +4,9 @@
 
 use serde::Deserialize;
 
-use super::Side;
-use super::common::{Candle, CandleLogic};
-use super::indicators::{Bands, Bollinger};
+use crate::strategy::Side;
+use crate::strategy::common::{Candle, CandleLogic};
+use crate::strategy::indicators::{Bands, Bollinger};
 
 /// Which band event signals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

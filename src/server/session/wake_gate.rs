@@ -15,7 +15,7 @@ use futures_util::task::AtomicWaker;
 
 /// A gate: open when its sources have woken the session since they were last polled, or
 /// when their last poll was ready (there may be more).
-pub struct Gate {
+pub struct WakeGate {
     /// The waker the sources are polled with: it opens the gate, then wakes the session.
     waker: Waker,
     mark: Arc<Mark>,
@@ -39,7 +39,7 @@ impl Wake for Mark {
     }
 }
 
-impl Default for Gate {
+impl Default for WakeGate {
     /// An open gate: the sources are polled the first time.
     fn default() -> Self {
         let mark = Arc::new(Mark {
@@ -53,7 +53,7 @@ impl Default for Gate {
     }
 }
 
-impl Gate {
+impl WakeGate {
     /// Polls the sources with `poll` if the gate is open; `Pending` otherwise.
     pub fn poll<T>(
         &self,
@@ -101,7 +101,7 @@ mod tests {
         let session = Arc::new(Counter(AtomicUsize::new(0)));
         let waker = Waker::from(session.clone());
         let mut cx = Context::from_waker(&waker);
-        let gate = Gate::default();
+        let gate = WakeGate::default();
         let polls = Cell::new(0);
         let source_waker = std::cell::RefCell::new(None::<Waker>);
         let pending = |cx: &mut Context<'_>| {
@@ -123,7 +123,7 @@ mod tests {
     fn a_ready_source_is_polled_again_next_time() {
         let waker = Waker::from(Arc::new(Counter(AtomicUsize::new(0))));
         let mut cx = Context::from_waker(&waker);
-        let gate = Gate::default();
+        let gate = WakeGate::default();
         let polls = Cell::new(0);
         let ready = |_: &mut Context<'_>| {
             polls.set(polls.get() + 1);
