@@ -161,7 +161,9 @@ async fn session_closes_with_1008_at_token_expiry() {
     );
 }
 
-#[tokio::test]
+// sigcast's own timers (ping, idle, handshake) decide this test: tokio's paused clock
+// runs them without waiting them out.
+#[tokio::test(start_paused = true)]
 async fn silent_client_is_closed_by_idle_timeout() {
     let server = TestServer::start(&[
         ("server.ping_interval", "100ms"),
@@ -180,7 +182,9 @@ async fn silent_client_is_closed_by_idle_timeout() {
     assert!(metrics.contains("sigcast_sessions_ended_total{reason=\"client\"} 0\n"));
 }
 
-#[tokio::test]
+// sigcast's own timers (ping, idle, handshake) decide this test: tokio's paused clock
+// runs them without waiting them out.
+#[tokio::test(start_paused = true)]
 async fn responsive_client_survives_pings() {
     let server = TestServer::start(&[
         ("server.ping_interval", "100ms"),
@@ -424,7 +428,9 @@ async fn slot_is_freed_when_a_client_leaves() {
     .await;
 }
 
-#[tokio::test]
+// sigcast's own timers (ping, idle, handshake) decide this test: tokio's paused clock
+// runs them without waiting them out.
+#[tokio::test(start_paused = true)]
 async fn silent_socket_is_dropped_at_handshake_timeout() {
     let server = TestServer::start(&[("server.handshake_timeout", "300ms")]).await;
     let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();

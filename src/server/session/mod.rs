@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use futures_util::StreamExt;
 use tokio::sync::broadcast;
@@ -92,7 +92,8 @@ pub struct Session {
     enrolled: Enrolled,
     /// This session's place under `server.max_connections`, released when it ends.
     _slot: super::Admission,
-    /// Last time anything arrived from the client (data, ping or pong).
+    /// Last time anything arrived from the client (data, ping or pong). tokio's clock, as the
+    /// ping timer it is checked at runs on, so a test on a paused clock sees idle time pass.
     last_heard: Instant,
     /// A write had to wait for the client's socket since the client was last heard: what we
     /// send piles up unread. A client silent for the idle timeout is then a slow consumer
