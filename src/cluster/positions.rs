@@ -5,15 +5,13 @@
 //!
 //! Keys: `pos.<market>.<SYMBOL>`; values: [`crate::strategy::cursor::to_json`].
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use async_nats::jetstream::kv;
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
 
 use super::{Cluster, ClusterError};
-use crate::strategy::cursor::{self, Cursor, Position};
+use crate::strategy::cursor::{self, Cursor, Position, PositionStore};
 
 /// Opens (or creates) the positions bucket.
 pub async fn bucket(cluster: &Cluster) -> Result<kv::Store, ClusterError> {
@@ -47,24 +45,30 @@ pub async fn load(store: &kv::Store) -> Vec<Position> {
     positions
 }
 
-/// A cursor whose positions go to the bucket (the latest of each symbol per batch).
-pub fn cursor(store: kv::Store) -> Cursor {
-    let (rows, mut batches) = mpsc::unbounded_channel::<Vec<Position>>();
-    let task = tokio::spawn(async move {
-        while let Some(first) = batches.recv().await {
-            let mut latest: HashMap<String, Position> = HashMap::new();
-            for p in first
-                .into_iter()
-                .chain(std::iter::from_fn(|| batches.try_recv().ok()).flatten())
-            {
-                latest.insert(key(&p), p);
-            }
-            for (key, p) in latest {
-                if let Err(e) = store.put(key, cursor::to_json(&p).into()).await {
-                    tracing::warn!(error = %e, symbol = %p.symbol, "trade position not saved in the cluster");
+/// The bucket as a [`PositionStore`]: the cursor's writer thread waits on the runtime for
+/// each batch's writes.
+struct BucketPositions {
+    store: kv::Store,
+    runtime: tokio::runtime::Handle,
+}
+
+impl PositionStore for BucketPositions {
+    fn save(&mut self, latest: Vec<Position>) -> Result<(), String> {
+        let store = &self.store;
+        self.runtime.block_on(async {
+            let mut failed = None;
+            for p in latest {
+                if let Err(e) = store.put(key(&p), cursor::to_json(&p).into()).await {
+                    failed = Some(format!("{}: {e}", p.symbol));
                 }
             }
-        }
-    });
-    Cursor::with_task(rows, task)
+            failed.map_or(Ok(()), Err)
+        })
+    }
+}
+
+/// A cursor whose positions go to the bucket. Called on the runtime.
+pub fn cursor(store: kv::Store) -> Result<Cursor, std::io::Error> {
+    let runtime = tokio::runtime::Handle::current();
+    Cursor::new(BucketPositions { store, runtime })
 }

@@ -161,8 +161,8 @@ async fn run(
         async move {
             // Where the last leader's strategies stood, so this term continues after it.
             let saved = positions::load(&bucket).await;
-            let cursor = positions::cursor(bucket);
             let started = load_strategies(&config).and_then(|instances| {
+                let cursor = positions::cursor(bucket)?;
                 pipeline::start_reporting(
                     &config,
                     instances,

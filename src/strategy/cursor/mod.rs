@@ -11,28 +11,22 @@
 //! [`Cursor::flush`] (the pipeline calls it every 20 ms) and once more at a clean stop. A
 //! crash can therefore lose the last moments' positions, and those trades reach the
 //! strategies again after the restart; a clean stop loses and repeats nothing.
+//!
+//! Where they are kept is a [`PositionStore`]: the data directory's SQLite database
+//! ([`SqlitePositions`]) on a single node, a key-value bucket in cluster mode
+//! (`cluster::positions`).
+
+pub use saved::{from_json, to_json};
+pub use sqlite::{CursorError, SqlitePositions};
+
+mod saved;
+mod sqlite;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
-
-use rusqlite::params;
-use serde::{Deserialize, Serialize};
 
 use crate::market::kline::KlineBuilder;
 use crate::market::{Interval, Kline, Market, MarketEvent, MarketEventKind};
-
-/// Why the positions could not be read or kept.
-#[derive(Debug, thiserror::Error)]
-pub enum CursorError {
-    #[error("trade positions in {path}: {source}")]
-    Db {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
-    #[error("trade positions: cannot start their writer thread: {0}")]
-    Thread(std::io::Error),
-}
 
 /// The last trade the strategies took on one symbol's aggTrade stream.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,6 +54,15 @@ struct Tracked {
     dirty: bool,
 }
 
+/// Where positions are kept. [`PositionStore::save`] runs on the cursor's writer thread,
+/// never on the async runtime, so a store may block (a database commit, or waiting on the
+/// runtime for a network write).
+pub trait PositionStore: Send + 'static {
+    /// Keeps `latest` (the newest position of each symbol in a batch), replacing what was
+    /// kept for those symbols. An error is logged; the next batch tries again.
+    fn save(&mut self, latest: Vec<Position>) -> Result<(), String>;
+}
+
 /// The positions of every symbol, written behind the engine.
 pub struct Cursor {
     /// Per market (spot, futures), by symbol: looked up by `&str`, so taking a trade
@@ -69,72 +72,30 @@ pub struct Cursor {
     writer: Option<Writer>,
 }
 
-/// Where flushed positions go.
-enum Writer {
-    /// The SQLite writer thread.
-    Thread {
-        rows: std_mpsc::Sender<Vec<Position>>,
-        thread: std::thread::JoinHandle<()>,
-    },
-    /// A task writing elsewhere (a cluster's bucket).
-    Task {
-        rows: tokio::sync::mpsc::UnboundedSender<Vec<Position>>,
-        task: tokio::task::JoinHandle<()>,
-    },
+/// The writer thread and the channel batches of changed positions reach it by.
+struct Writer {
+    rows: std_mpsc::Sender<Vec<Position>>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 impl Cursor {
+    /// A cursor whose positions `store` keeps, written on a thread of its own.
+    pub fn new(store: impl PositionStore) -> Result<Self, std::io::Error> {
+        let (rows, received) = std_mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("sigcast-positions".into())
+            .spawn(move || write_all(store, received))?;
+        Ok(Cursor {
+            tracked: Default::default(),
+            writer: Some(Writer { rows, thread }),
+        })
+    }
+
     /// A cursor that keeps nothing (sources without resumable ids).
     pub fn disabled() -> Self {
         Cursor {
             tracked: Default::default(),
             writer: None,
-        }
-    }
-
-    /// Opens the positions in the database at `path` (creating the table) and starts their
-    /// writer; returns the cursor and the positions an earlier run left.
-    pub fn open(path: &Path) -> Result<(Self, Vec<Position>), CursorError> {
-        let db_error = |source| CursorError::Db {
-            path: path.to_path_buf(),
-            source,
-        };
-        let conn = crate::db::open(path).map_err(db_error)?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS trade_positions (
-                market TEXT NOT NULL,
-                symbol TEXT NOT NULL,
-                agg_id INTEGER NOT NULL,
-                last_trade_id INTEGER NOT NULL,
-                time_ms INTEGER NOT NULL,
-                open_candles TEXT NOT NULL,
-                saved_at_ms INTEGER NOT NULL,
-                PRIMARY KEY (market, symbol)
-            )",
-        )
-        .map_err(db_error)?;
-        let saved = load(&conn).map_err(db_error)?;
-        let (rows, received) = std_mpsc::channel();
-        let shown = path.display().to_string();
-        let thread = std::thread::Builder::new()
-            .name("sigcast-positions".into())
-            .spawn(move || write_all(conn, received, &shown))
-            .map_err(CursorError::Thread)?;
-        let cursor = Cursor {
-            tracked: Default::default(),
-            writer: Some(Writer::Thread { rows, thread }),
-        };
-        Ok((cursor, saved))
-    }
-
-    /// A cursor whose positions a task writes (it ends once `rows` is closed and written).
-    pub fn with_task(
-        rows: tokio::sync::mpsc::UnboundedSender<Vec<Position>>,
-        task: tokio::task::JoinHandle<()>,
-    ) -> Self {
-        Cursor {
-            tracked: Default::default(),
-            writer: Some(Writer::Task { rows, task }),
         }
     }
 
@@ -247,26 +208,16 @@ impl Cursor {
             })
             .collect();
         if !changed.is_empty() {
-            let _ = match writer {
-                Writer::Thread { rows, .. } => rows.send(changed).is_ok(),
-                Writer::Task { rows, .. } => rows.send(changed).is_ok(),
-            };
+            let _ = writer.rows.send(changed);
         }
     }
 
     /// Writes what is left and waits until it is on disk.
     pub async fn close(mut self) {
         self.flush();
-        match self.writer.take() {
-            Some(Writer::Thread { rows, thread }) => {
-                drop(rows);
-                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-            }
-            Some(Writer::Task { rows, task }) => {
-                drop(rows);
-                let _ = task.await;
-            }
-            None => {}
+        if let Some(Writer { rows, thread }) = self.writer.take() {
+            drop(rows);
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
     }
 }
@@ -298,203 +249,16 @@ fn builders(intervals: Vec<Interval>) -> Vec<KlineBuilder> {
     out
 }
 
-/// The writer thread: commits each batch (the latest of each symbol) in one transaction.
-fn write_all(mut conn: rusqlite::Connection, rows: std_mpsc::Receiver<Vec<Position>>, path: &str) {
+/// The writer thread: hands each batch (the latest of each symbol) to the store.
+fn write_all(mut store: impl PositionStore, rows: std_mpsc::Receiver<Vec<Position>>) {
     while let Ok(first) = rows.recv() {
         let mut latest: HashMap<(Market, String), Position> = HashMap::new();
         for p in first.into_iter().chain(rows.try_iter().flatten()) {
             latest.insert((p.market, p.symbol.clone()), p);
         }
-        if let Err(e) = store(&mut conn, latest.values()) {
-            tracing::error!(path, error = %e, "trade positions not saved; a restart may replay trades");
+        if let Err(e) = store.save(latest.into_values().collect()) {
+            tracing::error!(error = %e, "trade positions not saved; a restart may replay trades");
         }
-    }
-}
-
-fn store<'a>(
-    conn: &mut rusqlite::Connection,
-    positions: impl Iterator<Item = &'a Position>,
-) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
-    {
-        let mut insert = tx.prepare_cached(
-            "INSERT OR REPLACE INTO trade_positions
-             (market, symbol, agg_id, last_trade_id, time_ms, open_candles, saved_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?;
-        for p in positions {
-            let open: Vec<SavedKline> = p.open.iter().map(SavedKline::from).collect();
-            let open = serde_json::to_string(&open).unwrap_or_else(|_| "[]".into());
-            insert.execute(params![
-                p.market.as_str(),
-                p.symbol,
-                p.agg_id as i64,
-                p.last_trade_id as i64,
-                p.time_ms,
-                open,
-                p.saved_at_ms
-            ])?;
-        }
-    }
-    tx.commit()
-}
-
-fn load(conn: &rusqlite::Connection) -> rusqlite::Result<Vec<Position>> {
-    let mut select = conn.prepare(
-        "SELECT market, symbol, agg_id, last_trade_id, time_ms, open_candles, saved_at_ms
-         FROM trade_positions ORDER BY market, symbol",
-    )?;
-    let rows = select.query_map([], |row| {
-        Ok((
-            row.get::<_, String>(0)?,
-            row.get::<_, String>(1)?,
-            row.get::<_, i64>(2)?,
-            row.get::<_, i64>(3)?,
-            row.get::<_, i64>(4)?,
-            row.get::<_, String>(5)?,
-            row.get::<_, i64>(6)?,
-        ))
-    })?;
-    let mut positions = Vec::new();
-    for row in rows {
-        let (market, symbol, agg_id, last_trade_id, time_ms, open, saved_at_ms) = row?;
-        // A row this version cannot read is skipped: that symbol starts fresh.
-        let Some(market) = self::market(&market) else {
-            continue;
-        };
-        let open: Vec<Kline> = serde_json::from_str::<Vec<SavedKline>>(&open)
-            .ok()
-            .map(|saved| {
-                saved
-                    .into_iter()
-                    .filter_map(SavedKline::into_kline)
-                    .collect()
-            })
-            .unwrap_or_default();
-        positions.push(Position {
-            market,
-            symbol,
-            agg_id: agg_id as u64,
-            last_trade_id: last_trade_id as u64,
-            time_ms,
-            saved_at_ms,
-            open,
-        });
-    }
-    Ok(positions)
-}
-
-/// A position as stored elsewhere than SQLite (a cluster's bucket).
-#[derive(Serialize, Deserialize)]
-struct SavedPosition {
-    market: String,
-    symbol: String,
-    agg_id: u64,
-    last_trade_id: u64,
-    time_ms: i64,
-    saved_at_ms: i64,
-    open: Vec<SavedKline>,
-}
-
-/// A position as JSON, candles and all.
-pub fn to_json(p: &Position) -> String {
-    serde_json::to_string(&SavedPosition {
-        market: p.market.as_str().into(),
-        symbol: p.symbol.clone(),
-        agg_id: p.agg_id,
-        last_trade_id: p.last_trade_id,
-        time_ms: p.time_ms,
-        saved_at_ms: p.saved_at_ms,
-        open: p.open.iter().map(SavedKline::from).collect(),
-    })
-    .unwrap_or_default()
-}
-
-/// A position from [`to_json`]'s text; `None` for one this version cannot read.
-pub fn from_json(text: &[u8]) -> Option<Position> {
-    let s: SavedPosition = serde_json::from_slice(text).ok()?;
-    Some(Position {
-        market: market(&s.market)?,
-        symbol: s.symbol,
-        agg_id: s.agg_id,
-        last_trade_id: s.last_trade_id,
-        time_ms: s.time_ms,
-        saved_at_ms: s.saved_at_ms,
-        open: s
-            .open
-            .into_iter()
-            .filter_map(SavedKline::into_kline)
-            .collect(),
-    })
-}
-
-fn market(name: &str) -> Option<Market> {
-    [Market::Spot, Market::Futures]
-        .into_iter()
-        .find(|m| m.as_str() == name)
-}
-
-/// A candle as stored: decimals as their exact text.
-#[derive(Serialize, Deserialize)]
-struct SavedKline {
-    interval: String,
-    open_time_ms: i64,
-    close_time_ms: i64,
-    first_trade_id: i64,
-    last_trade_id: i64,
-    open: String,
-    high: String,
-    low: String,
-    close: String,
-    volume: String,
-    quote_volume: String,
-    trades: u64,
-    taker_buy_volume: String,
-    taker_buy_quote_volume: String,
-}
-
-impl From<&Kline> for SavedKline {
-    fn from(k: &Kline) -> Self {
-        SavedKline {
-            interval: k.interval.as_str().into(),
-            open_time_ms: k.open_time_ms,
-            close_time_ms: k.close_time_ms,
-            first_trade_id: k.first_trade_id,
-            last_trade_id: k.last_trade_id,
-            open: k.open.to_string(),
-            high: k.high.to_string(),
-            low: k.low.to_string(),
-            close: k.close.to_string(),
-            volume: k.volume.to_string(),
-            quote_volume: k.quote_volume.to_string(),
-            trades: k.trades,
-            taker_buy_volume: k.taker_buy_volume.to_string(),
-            taker_buy_quote_volume: k.taker_buy_quote_volume.to_string(),
-        }
-    }
-}
-
-impl SavedKline {
-    fn into_kline(self) -> Option<Kline> {
-        let d = |s: &str| s.parse().ok();
-        Some(Kline {
-            interval: self.interval.parse().ok()?,
-            open_time_ms: self.open_time_ms,
-            close_time_ms: self.close_time_ms,
-            first_trade_id: self.first_trade_id,
-            last_trade_id: self.last_trade_id,
-            open: d(&self.open)?,
-            high: d(&self.high)?,
-            low: d(&self.low)?,
-            close: d(&self.close)?,
-            volume: d(&self.volume)?,
-            quote_volume: d(&self.quote_volume)?,
-            trades: self.trades,
-            taker_buy_volume: d(&self.taker_buy_volume)?,
-            taker_buy_quote_volume: d(&self.taker_buy_quote_volume)?,
-            closed: false,
-            contract: None,
-        })
     }
 }
 
