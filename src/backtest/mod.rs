@@ -5,6 +5,7 @@
 //! gives exactly the signals a replay through `serve` does.
 
 pub mod report;
+pub mod runner;
 
 use std::collections::BTreeMap;
 
