@@ -41,6 +41,7 @@ use serde_json::Value;
 use sigcast::auth::{KeyRing, Scope};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -644,13 +645,7 @@ async fn soak_under_faults_loses_and_doubles_nothing() {
     std::fs::create_dir_all(&signals).unwrap();
 
     // The tape: the recordings' futures aggTrades, renumbered round after round.
-    let recorded = Tape::from_recordings(&[
-        &recording("usdm_multi_2021-04-17.cryptofeed.txt"),
-        &recording("usdm_multi_2021-07-22.cryptofeed.txt"),
-    ]);
-    let per_round = recorded.entries.iter().filter(|e| e.agg.is_some()).count();
-    let needed = (plan.length.as_secs() + 60) as usize * TAPE_RATE as usize;
-    let tape = recorded.looped_agg_trades(needed / per_round + 1);
+    let tape = tape(plan.length);
     let symbols: Vec<String> = {
         let mut s: Vec<String> = tape.agg_ids().into_keys().collect();
         s.sort();
@@ -681,9 +676,213 @@ async fn soak_under_faults_loses_and_doubles_nothing() {
         .unwrap()
         .port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let settings = serve_settings(addr, &material, &data, &signals, &mock);
+
+    let ring = KeyRing::from_settings(&material.config(&[]).auth).unwrap();
+    let ttl = plan.length + Duration::from_secs(600);
+    let tls = tls_connector(&material.path("cert.pem"));
+    let ctx = |token: String| {
+        Arc::new(Ctx {
+            addr,
+            tls: tls.clone(),
+            token,
+            stop: CancellationToken::new(),
+        })
+    };
+    let clients = ctx(ring.issue("soak", ttl, None).unwrap());
+    let publishers = ctx(ring
+        .issue_scoped(
+            "soak-publisher",
+            ttl,
+            None,
+            &Scope {
+                publisher: true,
+                ..Scope::default()
+            },
+        )
+        .unwrap());
+
+    // Life 1.
+    let mut server = Server::start(&work, &settings, 1);
+    let admin = server.admin().await;
+    let pid = Arc::new(AtomicU32::new(server.pid()));
+    wait_until("the upstream is up", Duration::from_secs(30), || async {
+        upstream_up(&metrics(admin).await)
+    })
+    .await;
+    mock.play(TAPE_RATE);
+
+    // Memory, sampled every second.
+    let rss: Arc<Mutex<Vec<(f64, u64)>>> = Arc::default();
+    let started = Instant::now();
+    let sampler = {
+        let (rss, pid) = (rss.clone(), pid.clone());
+        tokio::spawn(async move {
+            loop {
+                if let Some(kib) = rss_kib(pid.load(Ordering::Relaxed)) {
+                    rss.lock()
+                        .unwrap()
+                        .push((started.elapsed().as_secs_f64(), kib));
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    };
+
+    // The crowd.
+    let n = plan.clients;
+    // By index: every 20th vanishes (5%), every 10th from 1 reads slowly (10%), a quarter of
+    // the rest drop and resume.
+    let connect_start = Instant::now();
+    let (readers, vanishers) = crowd(n, &clients, &ring, ttl).await;
+    wait_until(
+        "every client connected",
+        Duration::from_secs(60),
+        || async {
+            sample(&metrics(admin).await, "sigcast_connections{state=\"open\"}") as usize
+                >= n * 9 / 10
+        },
+    )
+    .await;
+    let connected_in = connect_start.elapsed();
+    let acked = Arc::new(AtomicU64::new(0));
+    let pubs: Vec<_> = (0..2)
+        .map(|_| {
+            tokio::spawn(publisher(
+                publishers.clone(),
+                PUBLISH_RATE / 2,
+                acked.clone(),
+            ))
+        })
+        .collect();
+
+    // Faults on a timetable.
+    let length = plan.length;
+    let silence = SILENCE.min(length.mul_f64(0.12));
+    let Faults {
+        kills,
+        mut lives,
+        restarts,
+        mut server,
+        admin,
+    } = under_faults(
+        length, silence, &mock, server, admin, &pid, &work, &settings, started,
+    )
+    .await;
+    // Wind down: the tape plays on a little, then every played trade must have arrived.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    mock.pause();
+    let played = mock.played();
+    let expected: HashMap<String, Vec<(usize, u64)>> = {
+        let mut e: HashMap<String, Vec<(usize, u64)>> = HashMap::new();
+        for (i, entry) in mock.tape().entries[..played].iter().enumerate() {
+            if let Some((symbol, t)) = &entry.agg {
+                e.entry(symbol.clone()).or_default().push((i, t.id));
+            }
+        }
+        e
+    };
+    let last_ids: HashMap<String, u64> = expected
+        .iter()
+        .map(|(s, ids)| (s.clone(), ids.last().unwrap().1))
+        .collect();
+    let _ = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let seen = strategy_trades(&signals);
+            let done = last_ids.iter().all(|(symbol, last)| {
+                seen.get(&(restarts.len() as u32 + 1, symbol.clone()))
+                    .is_some_and(|ids| ids.contains(last))
+            });
+            if done {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    lives.push(metrics(admin).await);
+    // Let the last signals reach everyone, then stop the crowd and the server.
+    publishers.stop.cancel();
+    for p in pubs {
+        let _ = p.await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    clients.stop.cancel();
+    let mut records = Vec::new();
+    for r in readers {
+        records.push(r.await.unwrap());
+    }
+    let mut vanished = Vanished::default();
+    let vanishers_n = vanishers.len();
+    for v in vanishers {
+        let v = v.await.unwrap();
+        vanished.reaped += v.reaped;
+        vanished.other += v.other;
+        vanished.alive += v.alive;
+    }
+    sampler.abort();
+    server.signal("TERM");
+    let exit = server.wait(Duration::from_secs(30));
+    assert!(exit.success(), "sigcast serve exited with {exit}");
+
+    let outcome = Outcome {
+        length,
+        clients: n,
+        connected_in,
+        records,
+        vanished,
+        vanishers: vanishers_n,
+        expected,
+        restarts,
+        lives,
+        rss: rss.lock().unwrap().clone(),
+        acked: acked.load(Ordering::Relaxed),
+        kills,
+        silence,
+        signals,
+        data,
+        work,
+    };
+    let mut failures = Vec::new();
+    let trades = check_trades(&outcome, &mut failures);
+    let signals_checked = check_signals(&outcome, &mut failures);
+    let readers = check_readers(&outcome, &mut failures);
+    check_vanished(&outcome, &mut failures);
+    let memory = check_memory(&outcome, &mut failures);
+    let summary = summary(&outcome, &trades, signals_checked, &readers, &memory);
+    common::report("soak", &summary);
+    if !failures.is_empty() || std::env::var_os("SIGCAST_SOAK_KEEP").is_some() {
+        // Keep the run's files (logs, plugin outputs, journal) for a look.
+        eprintln!("soak files kept in {}", material.dir.path().display());
+        std::mem::forget(material);
+    }
+    assert!(failures.is_empty(), "{}\n{summary}", failures.join("\n"));
+}
+
+/// The recordings' futures aggTrades, renumbered round after round, enough for `length`
+/// (and a minute more) at [`TAPE_RATE`].
+fn tape(length: Duration) -> Tape {
+    let recorded = Tape::from_recordings(&[
+        &recording("usdm_multi_2021-04-17.cryptofeed.txt"),
+        &recording("usdm_multi_2021-07-22.cryptofeed.txt"),
+    ]);
+    let per_round = recorded.entries.iter().filter(|e| e.agg.is_some()).count();
+    let needed = (length.as_secs() + 60) as usize * TAPE_RATE as usize;
+    recorded.looped_agg_trades(needed / per_round + 1)
+}
+
+/// How every sigcast life runs: on `addr`, upstream the mock, fast reconnects and rotation,
+/// the soak's ping, idle and queue settings, JSON logs.
+fn serve_settings(
+    addr: SocketAddr,
+    material: &Material,
+    data: &Path,
+    signals: &Path,
+    mock: &MockBinance,
+) -> Vec<(String, String)> {
     let ws = mock.ws_base();
     let rest = mock.rest_base();
-    let settings: Vec<(String, String)> = [
+    [
         ("server.listen", addr.to_string()),
         ("data.dir", data.display().to_string()),
         ("signals.dir", signals.display().to_string()),
@@ -720,67 +919,25 @@ async fn soak_under_faults_loses_and_doubles_nothing() {
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    .collect()
+}
 
-    let ring = KeyRing::from_settings(&material.config(&[]).auth).unwrap();
-    let ttl = plan.length + Duration::from_secs(600);
-    let tls = tls_connector(&material.path("cert.pem"));
-    let ctx = |token: String| {
-        Arc::new(Ctx {
-            addr,
-            tls: tls.clone(),
-            token,
-            stop: CancellationToken::new(),
-        })
-    };
-    let clients = ctx(ring.issue("soak", ttl, None).unwrap());
-    let publishers = ctx(ring
-        .issue_scoped(
-            "soak-publisher",
-            ttl,
-            None,
-            &Scope {
-                publisher: true,
-                ..Scope::default()
-            },
-        )
-        .unwrap());
+/// Whether a life's metrics show an upstream connection up.
+fn upstream_up(metrics: &str) -> bool {
+    sample(metrics, "sigcast_upstream_connections{state=\"up\"}") > 0
+}
 
-    // Life 1.
-    let mut server = Server::start(&work, &settings, 1);
-    let mut admin = server.admin().await;
-    let pid = Arc::new(AtomicU32::new(server.pid()));
-    let upstream_up = |m: &str| sample(m, "sigcast_upstream_connections{state=\"up\"}") > 0;
-    wait_until("the upstream is up", Duration::from_secs(30), || async {
-        upstream_up(&metrics(admin).await)
-    })
-    .await;
-    mock.play(TAPE_RATE);
-
-    // Memory, sampled every second.
-    let rss: Arc<Mutex<Vec<(f64, u64)>>> = Arc::default();
-    let started = Instant::now();
-    let sampler = {
-        let (rss, pid) = (rss.clone(), pid.clone());
-        tokio::spawn(async move {
-            loop {
-                if let Some(kib) = rss_kib(pid.load(Ordering::Relaxed)) {
-                    rss.lock()
-                        .unwrap()
-                        .push((started.elapsed().as_secs_f64(), kib));
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        })
-    };
-
-    // The crowd.
-    let n = plan.clients;
-    // By index: every 20th vanishes (5%), every 10th from 1 reads slowly (10%), a quarter of
-    // the rest drop and resume.
+/// The crowd: `n` clients, by index every 20th vanishing (5%), every 10th from 1 reading
+/// slowly (10%), a quarter of the rest dropping and resuming, the rest steady. Returns the
+/// readers' and the vanishers' tasks.
+async fn crowd(
+    n: usize,
+    clients: &Arc<Ctx>,
+    ring: &KeyRing,
+    ttl: Duration,
+) -> (Vec<JoinHandle<Record>>, Vec<JoinHandle<Vanished>>) {
     let mut readers = Vec::new();
     let mut vanishers = Vec::new();
-    let connect_start = Instant::now();
     for i in 0..n {
         let role = if i % 20 == 0 {
             Role::Vanisher
@@ -795,8 +952,8 @@ async fn soak_under_faults_loses_and_doubles_nothing() {
         // it stops with the crowd.
         let c = if role == Role::Slow {
             Arc::new(Ctx {
-                addr,
-                tls: tls.clone(),
+                addr: clients.addr,
+                tls: clients.tls.clone(),
                 token: ring.issue(&format!("soak-slow-{i}"), ttl, None).unwrap(),
                 stop: clients.stop.clone(),
             })
@@ -811,40 +968,42 @@ async fn soak_under_faults_loses_and_doubles_nothing() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    wait_until(
-        "every client connected",
-        Duration::from_secs(60),
-        || async {
-            sample(&metrics(admin).await, "sigcast_connections{state=\"open\"}") as usize
-                >= n * 9 / 10
-        },
-    )
-    .await;
-    let connected_in = connect_start.elapsed();
-    let acked = Arc::new(AtomicU64::new(0));
-    let pubs: Vec<_> = (0..2)
-        .map(|_| {
-            tokio::spawn(publisher(
-                publishers.clone(),
-                PUBLISH_RATE / 2,
-                acked.clone(),
-            ))
-        })
-        .collect();
+    (readers, vanishers)
+}
 
-    // Faults on a timetable.
-    let length = plan.length;
+/// What the fault timetable did, and the sigcast life running at its end.
+struct Faults {
+    kills: u32,
+    /// Each ended sigcast life's metrics, taken at its end.
+    lives: Vec<String>,
+    restarts: Vec<Restart>,
+    server: Server,
+    admin: SocketAddr,
+}
+
+/// The faults on a timetable over `length`: the mock killed every [`KILL_EVERY`], one stream
+/// silent for `silence` from a fifth of the way, every upstream connection cut at 35%, and
+/// sigcast restarted at [`RESTARTS`] (killed, then stopped), each time on the same data.
+#[allow(clippy::too_many_arguments)]
+async fn under_faults(
+    length: Duration,
+    silence: Duration,
+    mock: &MockBinance,
+    mut server: Server,
+    mut admin: SocketAddr,
+    pid: &AtomicU32,
+    work: &Path,
+    settings: &[(String, String)],
+    started: Instant,
+) -> Faults {
     let t0 = tokio::time::Instant::now();
     let at = |f: f64| t0 + length.mul_f64(f);
     let mut next_kill = t0 + KILL_EVERY;
     let (silence_at, cut_at) = (at(0.2), at(0.35));
-    // Over before the forced cut and the restart, even in a short run.
-    let silence = SILENCE.min(length.mul_f64(0.12));
     let mut silenced = false;
     let mut unsilenced = false;
     let mut cut = false;
     let mut kills = 0;
-    // Each sigcast life's metrics, taken at its end.
     let mut lives: Vec<String> = Vec::new();
     let mut restarts: Vec<Restart> = Vec::new();
     while tokio::time::Instant::now() < t0 + length {
@@ -882,7 +1041,7 @@ async fn soak_under_faults_loses_and_doubles_nothing() {
                 "sigcast serve stopped with {status}"
             );
             tokio::time::sleep(Duration::from_secs(1)).await;
-            server = Server::start(&work, &settings, restarts.len() as u32 + 2);
+            server = Server::start(work, settings, restarts.len() as u32 + 2);
             pid.store(server.pid(), Ordering::Relaxed);
             admin = server.admin().await;
             wait_until(
@@ -901,76 +1060,72 @@ async fn soak_under_faults_loses_and_doubles_nothing() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-
-    // Wind down: the tape plays on a little, then every played trade must have arrived.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    mock.pause();
-    let played = mock.played();
-    let expected: HashMap<String, Vec<(usize, u64)>> = {
-        let mut e: HashMap<String, Vec<(usize, u64)>> = HashMap::new();
-        for (i, entry) in mock.tape().entries[..played].iter().enumerate() {
-            if let Some((symbol, t)) = &entry.agg {
-                e.entry(symbol.clone()).or_default().push((i, t.id));
-            }
-        }
-        e
-    };
-    let last_ids: HashMap<String, u64> = expected
-        .iter()
-        .map(|(s, ids)| (s.clone(), ids.last().unwrap().1))
-        .collect();
-    let _ = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            let seen = strategy_trades(&signals);
-            let done = last_ids.iter().all(|(symbol, last)| {
-                seen.get(&(restarts.len() as u32 + 1, symbol.clone()))
-                    .is_some_and(|ids| ids.contains(last))
-            });
-            if done {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    })
-    .await;
-    lives.push(metrics(admin).await);
-    let total = |name: &str| lives.iter().map(|l| sample(l, name)).sum::<u64>();
-    // Let the last signals reach everyone, then stop the crowd and the server.
-    publishers.stop.cancel();
-    for p in pubs {
-        let _ = p.await;
+    Faults {
+        kills,
+        lives,
+        restarts,
+        server,
+        admin,
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    clients.stop.cancel();
-    let mut records = Vec::new();
-    for r in readers {
-        records.push(r.await.unwrap());
-    }
-    let mut vanished = Vanished::default();
-    let vanishers_n = vanishers.len();
-    for v in vanishers {
-        let v = v.await.unwrap();
-        vanished.reaped += v.reaped;
-        vanished.other += v.other;
-        vanished.alive += v.alive;
-    }
-    sampler.abort();
-    server.signal("TERM");
-    let exit = server.wait(Duration::from_secs(30));
-    assert!(exit.success(), "sigcast serve exited with {exit}");
+}
 
-    // ---- Checks ----
-    let mut failures: Vec<String> = Vec::new();
+/// What a run left behind, for the checks.
+struct Outcome {
+    length: Duration,
+    clients: usize,
+    connected_in: Duration,
+    /// Every reader's record (vanishers apart).
+    records: Vec<Record>,
+    vanished: Vanished,
+    vanishers: usize,
+    /// Per symbol, the tape position and id of every trade the tape played.
+    expected: HashMap<String, Vec<(usize, u64)>>,
+    restarts: Vec<Restart>,
+    /// Each sigcast life's metrics, taken at its end.
+    lives: Vec<String>,
+    /// The server's RSS, sampled every second: (seconds since the start, KiB).
+    rss: Vec<(f64, u64)>,
+    acked: u64,
+    kills: u32,
+    silence: Duration,
+    /// Where the plugins wrote what they were given, the data directory, the server logs.
+    signals: PathBuf,
+    data: PathBuf,
+    work: PathBuf,
+}
 
-    // Trades: exactly once over every life; only the crash's last moment may differ.
-    let seen = strategy_trades(&signals);
+impl Outcome {
+    /// A counter summed over every sigcast life.
+    fn total(&self, name: &str) -> u64 {
+        self.lives.iter().map(|l| sample(l, name)).sum()
+    }
+
+    fn by_role(&self, role: Role) -> impl Iterator<Item = &Record> {
+        self.records.iter().filter(move |r| r.role == Some(role))
+    }
+}
+
+/// How the trades reached the strategies.
+struct Trades {
+    delivered: usize,
+    doubled_at_crash: usize,
+    missing_at_crash: usize,
+    doubled_outside: usize,
+    missing_outside: usize,
+}
+
+/// Trades: each played trade reached the strategies exactly once over every life; only the
+/// crash's last moment may differ.
+fn check_trades(o: &Outcome, failures: &mut Vec<String>) -> Trades {
+    let seen = strategy_trades(&o.signals);
     let mut counts: HashMap<(String, u64), u32> = HashMap::new();
     for ((_, symbol), ids) in &seen {
         for id in ids {
             *counts.entry((symbol.clone(), *id)).or_default() += 1;
         }
     }
-    let crash = restarts
+    let crash = o
+        .restarts
         .iter()
         .find(|r| r.signal == "KILL")
         .map(|r| r.played_at_stop);
@@ -979,7 +1134,8 @@ async fn soak_under_faults_loses_and_doubles_nothing() {
             position + 2 * TAPE_RATE as usize >= k && position <= k + TAPE_RATE as usize
         })
     };
-    let positions: HashMap<(&str, u64), usize> = expected
+    let positions: HashMap<(&str, u64), usize> = o
+        .expected
         .iter()
         .flat_map(|(symbol, ids)| ids.iter().map(move |(i, id)| ((symbol.as_str(), *id), *i)))
         .collect();
@@ -995,10 +1151,10 @@ async fn soak_under_faults_loses_and_doubles_nothing() {
             }
         }
     }
-    let mut delivered_trades = 0;
+    let mut delivered = 0;
     let mut missing_at_crash = 0;
     let mut missing_outside = Vec::new();
-    for (symbol, ids) in &expected {
+    for (symbol, ids) in &o.expected {
         let first = ids
             .iter()
             .position(|(_, id)| counts.contains_key(&(symbol.clone(), *id)));
@@ -1008,7 +1164,7 @@ async fn soak_under_faults_loses_and_doubles_nothing() {
         };
         for (position, id) in &ids[first..] {
             if counts.contains_key(&(symbol.clone(), *id)) {
-                delivered_trades += 1;
+                delivered += 1;
             } else if at_crash(*position) {
                 missing_at_crash += 1;
             } else {
@@ -1019,7 +1175,7 @@ async fn soak_under_faults_loses_and_doubles_nothing() {
     let unknown = counts
         .keys()
         .filter(|(s, id)| {
-            !expected
+            !o.expected
                 .get(s)
                 .is_some_and(|ids| ids.iter().any(|(_, x)| x == id))
         })
@@ -1041,13 +1197,23 @@ async fn soak_under_faults_loses_and_doubles_nothing() {
     if unknown > 0 {
         failures.push(format!("{unknown} trades the tape never played"));
     }
+    Trades {
+        delivered,
+        doubled_at_crash,
+        missing_at_crash,
+        doubled_outside: doubled_outside.len(),
+        missing_outside: missing_outside.len(),
+    }
+}
 
-    // Signals: each client's seq list is the journal's over its span.
-    let journal = journal_seqs(&data);
+/// Signals: each client's seq list is the journal's over its span. Returns how many clients
+/// were checked.
+fn check_signals(o: &Outcome, failures: &mut Vec<String>) -> usize {
+    let journal = journal_seqs(&o.data);
     let index: HashMap<u64, usize> = journal.iter().enumerate().map(|(i, s)| (*s, i)).collect();
     let mut seq_mismatch = Vec::new();
     let mut checked = 0;
-    for (i, r) in records.iter().enumerate() {
+    for (i, r) in o.records.iter().enumerate() {
         let Some(first) = r.seqs.first() else {
             seq_mismatch.push(format!("client {i} ({:?}) received nothing", r.role));
             continue;
@@ -1079,15 +1245,29 @@ async fn soak_under_faults_loses_and_doubles_nothing() {
             &seq_mismatch[..seq_mismatch.len().min(5)]
         ));
     }
+    checked
+}
 
-    // Slow readers are cut by the policy; steady readers never are, and stay fast.
-    let by_role = |role: Role| records.iter().filter(move |r| r.role == Some(role));
+/// How the readers fared.
+struct Readers {
+    slow_total: usize,
+    slow_cut: usize,
+    slow_named: usize,
+    slow_server: u64,
+    steady_cut: u32,
+    /// Steady readers' delivery latency, µs: p50, p99, p99.9, max, and how many samples.
+    latency: [u32; 4],
+    samples: usize,
+}
+
+/// Slow readers are cut by the policy; steady readers never are, and stay fast.
+fn check_readers(o: &Outcome, failures: &mut Vec<String>) -> Readers {
     // A slow reader rarely sees its 4000: the close frame waits behind the backlog the
     // reader is slow to take, and the server does not wait for it. So: whom the server's log
     // says it cut as a slow consumer (each slow reader has its own `sub`), its count of such
     // closes, and how often each kind of reader lost its connection.
-    let slow_server = total("sigcast_slow_consumer_disconnects_total");
-    let cut_by_policy = slow_consumers_logged(&work);
+    let slow_server = o.total("sigcast_slow_consumer_disconnects_total");
+    let cut_by_policy = slow_consumers_logged(&o.work);
     let slow_named = cut_by_policy
         .keys()
         .filter(|s| s.starts_with("soak-slow-"))
@@ -1097,32 +1277,35 @@ async fn soak_under_faults_loses_and_doubles_nothing() {
         .filter(|s| !s.starts_with("soak-slow-"))
         .collect();
     let losses = |r: &Record| r.ends.values().sum::<u32>();
-    let slow_total = by_role(Role::Slow).count();
-    let restarts_n = restarts.len() as u32;
-    let slow_cut = by_role(Role::Slow)
+    let slow_total = o.by_role(Role::Slow).count();
+    let restarts_n = o.restarts.len() as u32;
+    let slow_cut = o
+        .by_role(Role::Slow)
         .filter(|r| losses(r) > restarts_n)
         .count();
     // Steady readers lose their connection only when sigcast restarts.
-    let steady_cut: u32 = by_role(Role::Steady)
+    let steady_cut: u32 = o
+        .by_role(Role::Steady)
         .map(|r| losses(r).saturating_sub(restarts_n))
         .sum();
-    let mut latency: Vec<u32> = by_role(Role::Steady)
+    let mut latency: Vec<u32> = o
+        .by_role(Role::Steady)
         .flat_map(|r| r.latency_us.iter().copied())
         .collect();
     latency.sort_unstable();
-    let (p50, p99, p999, max) = (
+    let figures = [
         percentile(&latency, 0.5),
         percentile(&latency, 0.99),
         percentile(&latency, 0.999),
         latency.last().copied().unwrap_or(0),
-    );
+    ];
     // What a slow reader sees of its cut depends on timing (it reads the backlog left in its
     // socket first, at its slow pace, and a restart may come meanwhile), so the server's word
     // decides; `slow_cut` is reported. A slow reader's first cut comes 45 to 60 s after it
     // connects (kernel buffers, then the 256-signal queue), and after a restart it is still
     // reading its old connection's backlog for a while: runs shorter than three minutes (a
     // first life under 80 s) may end before every slow reader's first cut.
-    if slow_named < slow_total && length >= Duration::from_secs(180) {
+    if slow_named < slow_total && o.length >= Duration::from_secs(180) {
         failures.push(format!(
             "slow readers not cut off: the server closed {slow_named} of {slow_total} as slow consumers ({slow_server} closes in all); {slow_cut} lost their connection besides the restarts"
         ));
@@ -1137,16 +1320,27 @@ async fn soak_under_faults_loses_and_doubles_nothing() {
             "steady readers lost their connection {steady_cut} times besides the restarts"
         ));
     }
-    if latency.is_empty() || p99 > 1_000_000 {
+    if latency.is_empty() || figures[1] > 1_000_000 {
         failures.push(format!(
             "steady readers' p99 latency {} ms is over 1 s ({} samples)",
-            p99 / 1000,
+            figures[1] / 1000,
             latency.len()
         ));
     }
+    Readers {
+        slow_total,
+        slow_cut,
+        slow_named,
+        slow_server,
+        steady_cut,
+        latency: figures,
+        samples: latency.len(),
+    }
+}
 
-    // Vanished clients are reaped by the ping/idle timeout.
-    let idle_closed = total("sigcast_sessions_ended_total{reason=\"idle\"}");
+/// Vanished clients are reaped by the ping/idle timeout (4001).
+fn check_vanished(o: &Outcome, failures: &mut Vec<String>) {
+    let vanished = &o.vanished;
     if vanished.alive > 0 {
         failures.push(format!(
             "{} vanished clients were still connected after ping + idle timeout",
@@ -1154,99 +1348,132 @@ async fn soak_under_faults_loses_and_doubles_nothing() {
         ));
     }
     // Each restart ends every vanisher's connection otherwise; the rest must be 4001s.
-    let by_restarts = (vanishers_n as u32) * restarts_n;
+    let by_restarts = (o.vanishers as u32) * o.restarts.len() as u32;
     let unexplained = vanished.other.saturating_sub(by_restarts);
     if vanished.reaped == 0 || vanished.reaped * 10 < (vanished.reaped + unexplained) * 9 {
         failures.push(format!(
             "vanished clients not closed 4001: {vanished:?} ({by_restarts} ended by the restarts)"
         ));
     }
+}
 
-    // Memory: bounded, and no worse in the second half than the first.
-    let samples = rss.lock().unwrap().clone();
-    let settled: Vec<u64> = samples
+/// The server's memory, KiB, after the first 20 s.
+struct Memory {
+    steady: u64,
+    peak: u64,
+    peak_at: f64,
+    tail: u64,
+}
+
+/// Memory: bounded, and no worse in the last 30 s than the run's median.
+fn check_memory(o: &Outcome, failures: &mut Vec<String>) -> Memory {
+    let settled: Vec<u64> = o
+        .rss
         .iter()
         .filter(|(t, _)| *t > 20.0)
         .map(|(_, k)| *k)
         .collect();
     let mut sorted = settled.clone();
     sorted.sort_unstable();
-    let steady_rss = sorted.get(sorted.len() / 2).copied().unwrap_or(0);
-    let peak_rss = sorted.last().copied().unwrap_or(0);
-    let peak_at = samples
+    let steady = sorted.get(sorted.len() / 2).copied().unwrap_or(0);
+    let peak = sorted.last().copied().unwrap_or(0);
+    let peak_at = o
+        .rss
         .iter()
         .filter(|(t, _)| *t > 20.0)
         .max_by_key(|(_, k)| *k)
         .map_or(0.0, |(t, _)| *t);
     let tail: Vec<u64> = settled.iter().rev().take(30).copied().collect();
-    let tail_rss = tail.iter().sum::<u64>() / tail.len().max(1) as u64;
-    if steady_rss == 0 || peak_rss > steady_rss * 2 || tail_rss > steady_rss * 3 / 2 {
+    let tail = tail.iter().sum::<u64>() / tail.len().max(1) as u64;
+    if steady == 0 || peak > steady * 2 || tail > steady * 3 / 2 {
         failures.push(format!(
-            "memory not bounded: steady {steady_rss} KiB, peak {peak_rss} KiB, last 30 s {tail_rss} KiB"
+            "memory not bounded: steady {steady} KiB, peak {peak} KiB, last 30 s {tail} KiB"
         ));
     }
+    Memory {
+        steady,
+        peak,
+        peak_at,
+        tail,
+    }
+}
 
-    let ends: BTreeMap<u16, u32> = records.iter().fold(BTreeMap::new(), |mut acc, r| {
+/// The table `scripts/test` prints at its end.
+fn summary(o: &Outcome, t: &Trades, checked: usize, r: &Readers, m: &Memory) -> String {
+    let ends: BTreeMap<u16, u32> = o.records.iter().fold(BTreeMap::new(), |mut acc, r| {
         for (code, n) in &r.ends {
             *acc.entry(*code).or_default() += n;
         }
         acc
     });
-    let connects: u32 = records.iter().map(|r| r.connects).sum();
-    let summary = format!(
+    let connects: u32 = o.records.iter().map(|r| r.connects).sum();
+    let ms = |us: u32| us as f64 / 1000.0;
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let restarts = o
+        .restarts
+        .iter()
+        .map(|r| {
+            format!(
+                "SIG{} at {:.0} s: serving again in {:.1?}, {} tape trades made meanwhile",
+                r.signal,
+                r.at_s,
+                r.took,
+                r.played_when_up - r.played_at_stop
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    format!(
         "soak: {length:?}, {n} TLS clients ({slow_total} slow, {vanishing} vanishing, {resumers} resuming), {PUBLISH_RATE} signals/s published\n\
          | what | figure |\n|---|---|\n\
          | clients connected | {n} in {connected_in:.1?} |\n\
          | reconnects (readers) | {connects} connections; closes seen: {ends:?} (0 = no close frame) |\n\
          | signals journaled / acked | {journal_len} / {acked} |\n\
          | seq lists equal to the journal | {checked} of {readers_n} clients |\n\
-         | steady readers' latency | p50 {p50_ms:.1} ms, p99 {p99_ms:.1} ms, p99.9 {p999_ms:.1} ms, max {max_ms:.1} ms ({samples_n} deliveries) |\n\
+         | steady readers' latency | p50 {p50:.1} ms, p99 {p99:.1} ms, p99.9 {p999:.1} ms, max {max:.1} ms ({samples} deliveries) |\n\
          | slow readers cut off | {slow_cut} of {slow_total}, {slow_named} of them closed 4000 by the server ({slow_server} closes in all); steady readers cut {steady_cut} |\n\
          | vanished clients reaped 4001 | {reaped} (other ends {other}, still open {alive}); server idle closes {idle_closed} |\n\
-         | trades to strategies | {delivered_trades} exactly once; at the crash's last moment {doubled_at_crash} twice, {missing_at_crash} missing; elsewhere {doubled_out} twice, {missing_out} missing |\n\
+         | trades to strategies | {delivered} exactly once; at the crash's last moment {doubled_at_crash} twice, {missing_at_crash} missing; elsewhere {doubled_out} twice, {missing_out} missing |\n\
          | upstream faults | {kills} mock kills, 1 silent stream ({silence:?}), 1 forced cut, sigcast rotation every 20 s; reconnects {reconnects}, gaps {gaps} / backfilled {backfilled} |\n\
-         | sigcast restarts | {restarts_text} |\n\
-         | server RSS | steady {steady_mb:.1} MiB, peak {peak_mb:.1} MiB (at {peak_at:.0} s), last 30 s {tail_mb:.1} MiB |\n",
-        resumers = by_role(Role::Resumer).count(),
-        vanishing = vanishers_n,
-        journal_len = journal.len(),
-        acked = acked.load(Ordering::Relaxed),
-        readers_n = records.len(),
-        p50_ms = p50 as f64 / 1000.0,
-        p99_ms = p99 as f64 / 1000.0,
-        p999_ms = p999 as f64 / 1000.0,
-        max_ms = max as f64 / 1000.0,
-        samples_n = latency.len(),
-        reaped = vanished.reaped,
-        other = vanished.other,
-        alive = vanished.alive,
-        missing_out = missing_outside.len(),
-        doubled_out = doubled_outside.len(),
-        reconnects = total("sigcast_upstream_reconnects_total"),
-        gaps = total("sigcast_upstream_gaps_detected_total"),
-        backfilled = total("sigcast_upstream_gaps_backfilled_total"),
-        restarts_text = restarts
-            .iter()
-            .map(|r| format!(
-                "SIG{} at {:.0} s: serving again in {:.1?}, {} tape trades made meanwhile",
-                r.signal,
-                r.at_s,
-                r.took,
-                r.played_when_up - r.played_at_stop
-            ))
-            .collect::<Vec<_>>()
-            .join("; "),
-        steady_mb = steady_rss as f64 / 1024.0,
-        peak_mb = peak_rss as f64 / 1024.0,
-        tail_mb = tail_rss as f64 / 1024.0,
-    );
-    common::report("soak", &summary);
-    if !failures.is_empty() || std::env::var_os("SIGCAST_SOAK_KEEP").is_some() {
-        // Keep the run's files (logs, plugin outputs, journal) for a look.
-        eprintln!("soak files kept in {}", material.dir.path().display());
-        std::mem::forget(material);
-    }
-    assert!(failures.is_empty(), "{}\n{summary}", failures.join("\n"));
+         | sigcast restarts | {restarts} |\n\
+         | server RSS | steady {steady:.1} MiB, peak {peak:.1} MiB (at {peak_at:.0} s), last 30 s {tail:.1} MiB |\n",
+        length = o.length,
+        n = o.clients,
+        connected_in = o.connected_in,
+        slow_total = r.slow_total,
+        vanishing = o.vanishers,
+        resumers = o.by_role(Role::Resumer).count(),
+        journal_len = journal_seqs(&o.data).len(),
+        acked = o.acked,
+        readers_n = o.records.len(),
+        p50 = ms(r.latency[0]),
+        p99 = ms(r.latency[1]),
+        p999 = ms(r.latency[2]),
+        max = ms(r.latency[3]),
+        samples = r.samples,
+        slow_cut = r.slow_cut,
+        slow_named = r.slow_named,
+        slow_server = r.slow_server,
+        steady_cut = r.steady_cut,
+        reaped = o.vanished.reaped,
+        other = o.vanished.other,
+        alive = o.vanished.alive,
+        idle_closed = o.total("sigcast_sessions_ended_total{reason=\"idle\"}"),
+        delivered = t.delivered,
+        doubled_at_crash = t.doubled_at_crash,
+        missing_at_crash = t.missing_at_crash,
+        doubled_out = t.doubled_outside,
+        missing_out = t.missing_outside,
+        kills = o.kills,
+        silence = o.silence,
+        reconnects = o.total("sigcast_upstream_reconnects_total"),
+        gaps = o.total("sigcast_upstream_gaps_detected_total"),
+        backfilled = o.total("sigcast_upstream_gaps_backfilled_total"),
+        steady = mib(m.steady),
+        peak = mib(m.peak),
+        peak_at = m.peak_at,
+        tail = mib(m.tail),
+    )
 }
 
 /// How many times the server's logs (`serve-*.log` in `dir`) say it cut each `sub` off as a
