@@ -12,6 +12,9 @@
 //! [strategy.params]         # per kind; omitted keys take their defaults
 //! period = 14
 //! ```
+//!
+//! About 520 lines, 150 of them tests of whole definition files: every problem of a file is
+//! found in one pass.
 
 use std::path::{Path, PathBuf};
 

@@ -5,6 +5,9 @@
 //! every stream's silence, rotates to a fresh connection before Binance's 24 h cut (or on
 //! `serverShutdown`) with an overlap the sequencer de-duplicates, and reconnects with backoff
 //! and jitter. Every event passes the [`Sequencer`]; gaps are filled by [`backfill`].
+//!
+//! About 610 lines: the connection, its subscriptions, its lifetime and its resume fetches
+//! share one loop's state; the fetches of missed trades are `backfill.rs` beside it.
 
 mod backfill;
 
