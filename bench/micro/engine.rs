@@ -55,7 +55,7 @@ fn main() {
                 MarketEventKind::Trade(_) | MarketEventKind::AggTrade(_)
             )
         })
-        .map(|e| (e.market, e.symbol.clone()))
+        .map(|e| (e.market, e.symbol.to_string()))
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();

@@ -78,7 +78,7 @@ pub fn run(
         }
         if let Some(price) = event.price() {
             run.prices
-                .entry(event.symbol.clone())
+                .entry(event.symbol.to_string())
                 .or_default()
                 .push(time, price);
         }
@@ -159,7 +159,7 @@ fn summarize_one(name: &str, signals: &[&Signal], prices: &BTreeMap<String, Pric
                 .iter()
                 .filter_map(|s| {
                     let later = prices
-                        .get(&s.symbol)?
+                        .get(s.symbol.as_str())?
                         .at(s.timestamp * 1000 + h * interval_ms)?;
                     Some(direction(s) * (later - s.price) / s.price * 100.0)
                 })

@@ -164,7 +164,7 @@ pub fn no_signals_hint(options: &Options) -> Result<String, BacktestError> {
             .iter()
             .any(|(m, s)| *m == event.market && *s == event.symbol);
         if !seen {
-            held.push((event.market, event.symbol));
+            held.push((event.market, event.symbol.to_string()));
         }
     }
     let mut held: Vec<String> = held

@@ -359,7 +359,7 @@ struct Stored {
 pub fn to_payload(signal: &Signal) -> bytes::Bytes {
     let stored = Stored {
         side: signal.side.as_str().into(),
-        symbol: signal.symbol.clone(),
+        symbol: signal.symbol.to_string(),
         price: signal.price,
         timestamp: signal.timestamp,
         strategy: signal.strategy.clone(),
@@ -379,7 +379,7 @@ pub fn from_payload(payload: &[u8]) -> Result<Signal, String> {
     };
     Ok(Signal {
         side,
-        symbol: s.symbol,
+        symbol: s.symbol.into(),
         price: s.price,
         timestamp: s.timestamp,
         strategy: s.strategy,

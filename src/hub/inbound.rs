@@ -73,7 +73,7 @@ pub fn parse(body: &Value, now_unix: i64) -> Result<Signal, String> {
     }
     Ok(Signal {
         side,
-        symbol: symbol.to_string(),
+        symbol: symbol.into(),
         price,
         timestamp,
         strategy,

@@ -300,7 +300,7 @@ fn read_page(path: &Path, after: u64, upto: u64) -> Result<Page, JournalError> {
         .query_map(params![after as i64, upto as i64, PAGE as i64], |r| {
             Ok(Published {
                 seq: r.get::<_, i64>(0)? as u64,
-                symbol: Arc::from(r.get::<_, String>(1)?),
+                symbol: r.get::<_, String>(1)?.into(),
                 strategy: Arc::from(r.get::<_, String>(2)?),
                 frame: Frame::from(r.get::<_, String>(3)?),
                 at: std::time::Instant::now(),
@@ -490,7 +490,7 @@ mod tests {
     fn entry(seq: u64, frame: &str) -> Published {
         Published {
             seq,
-            symbol: Arc::from("BTCUSDT"),
+            symbol: "BTCUSDT".into(),
             strategy: Arc::from("s"),
             frame: Frame::from(frame.to_string()),
             at: std::time::Instant::now(),

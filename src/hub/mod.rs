@@ -90,7 +90,7 @@ fn encode_with(signal: &Signal, is_test: bool, seq: Option<u64>) -> Frame {
 #[derive(Debug, Clone)]
 pub struct Published {
     pub seq: u64,
-    pub symbol: Arc<str>,
+    pub symbol: crate::market::Symbol,
     pub strategy: Arc<str>,
     pub frame: Frame,
     /// When the hub numbered it: fan-out latency is measured from here.
@@ -150,7 +150,7 @@ impl Published {
     pub fn of(seq: u64, signal: &Signal) -> Published {
         Published {
             seq,
-            symbol: Arc::from(signal.symbol.as_str()),
+            symbol: signal.symbol.clone(),
             strategy: Arc::from(signal.strategy.as_str()),
             frame: encode_seq(signal, seq),
             at: std::time::Instant::now(),
@@ -559,7 +559,7 @@ impl Hub {
             encode(
                 &Signal {
                     side,
-                    symbol: symbol.clone(),
+                    symbol: symbol.as_str().into(),
                     price,
                     timestamp: now_unix,
                     strategy: strategy.into(),

@@ -31,7 +31,7 @@ impl Market {
 pub struct MarketEvent {
     pub market: Market,
     /// Exchange symbol, upper case, e.g. `BTCUSDT` (for continuous klines: the pair).
-    pub symbol: String,
+    pub symbol: super::Symbol,
     /// When the exchange produced the event (`E`), Unix milliseconds.
     pub exchange_time_ms: i64,
     /// When sigcast received it.

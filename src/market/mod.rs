@@ -12,6 +12,7 @@ mod malformed;
 pub mod recording;
 pub mod replay;
 pub mod stats;
+mod symbol;
 pub mod synthetic;
 
 pub use event::*;
@@ -19,3 +20,4 @@ pub use interval::{Interval, UnknownInterval};
 pub use malformed::Malformed;
 pub use rust_decimal::Decimal;
 pub use stats::SourceStats;
+pub use symbol::Symbol;

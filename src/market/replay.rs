@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::binance::{self, Parsed};
 use super::recording::{Recorded, RecordingError, RecordingReader};
-use super::{Gap, Malformed, Market, MarketEvent, MarketEventKind};
+use super::{Gap, Malformed, Market, MarketEvent, MarketEventKind, Symbol};
 
 pub use crate::config::Speed;
 
@@ -89,7 +89,7 @@ fn play(options: &ReplayOptions, tx: &mpsc::Sender<MarketEvent>, stop: &Cancella
     );
     let mut malformed = Malformed::new("replay").counting(options.stats.clone());
     // Symbols seen, per market (spot, futures), for the Gap events of a loop.
-    let mut symbols: [BTreeSet<String>; 2] = Default::default();
+    let mut symbols: [BTreeSet<Symbol>; 2] = Default::default();
     let mut round = 0u64;
     loop {
         if round > 0 {
@@ -132,7 +132,7 @@ fn play_once(
     tx: &mpsc::Sender<MarketEvent>,
     stop: &CancellationToken,
     malformed: &mut Malformed,
-    symbols: &mut [BTreeSet<String>; 2],
+    symbols: &mut [BTreeSet<Symbol>; 2],
 ) -> Result<bool, RecordingError> {
     let mut merged = Merged::open(&options.paths)?;
     let started = Instant::now();

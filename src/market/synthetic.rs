@@ -15,7 +15,7 @@ use super::{Market, MarketEvent, MarketEventKind, Trade};
 pub struct RandomWalk {
     rng: StdRng,
     /// `(symbol, current price)`, walked in turn by a random pick.
-    books: Vec<(String, f64)>,
+    books: Vec<(super::Symbol, f64)>,
     next_trade_id: u64,
 }
 
@@ -36,7 +36,7 @@ impl RandomWalk {
             rng: StdRng::seed_from_u64(seed),
             books: symbols
                 .iter()
-                .map(|s| (s.clone(), start_price(s)))
+                .map(|s| (super::Symbol::from(s), start_price(s)))
                 .collect(),
             next_trade_id: 1,
         }

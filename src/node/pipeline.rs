@@ -345,7 +345,7 @@ impl Runner {
     fn on_event(&mut self, event: MarketEvent) {
         // Market-data clients get the event at once, even while strategies wait for history.
         self.market_data.relay.on_event(&event);
-        let key = (event.market, event.symbol.clone());
+        let key = (event.market, event.symbol.to_string());
         if let Some(queue) = self.warming.get_mut(&key) {
             queue.push(event);
             if queue.len() >= MAX_QUEUED {

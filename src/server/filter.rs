@@ -124,7 +124,7 @@ mod tests {
     fn published(symbol: &str, strategy: &str) -> Published {
         Published {
             seq: 1,
-            symbol: Arc::from(symbol),
+            symbol: symbol.into(),
             strategy: Arc::from(strategy),
             frame: "{}".into(),
             at: std::time::Instant::now(),

@@ -13,7 +13,7 @@ use crate::market::{Interval, Kline, Market, MarketEvent, MarketEventKind};
 pub struct Common {
     pub name: String,
     pub market: Market,
-    pub symbol: String,
+    pub symbol: crate::market::Symbol,
     pub interval: Interval,
     pub cooldown: Cooldown,
 }
@@ -29,7 +29,7 @@ impl Common {
         Self {
             name: name.to_string(),
             market,
-            symbol: symbol.to_string(),
+            symbol: symbol.into(),
             interval,
             cooldown: Cooldown::new(cooldown_ms),
         }

@@ -39,7 +39,7 @@ impl Side {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Signal {
     pub side: Side,
-    pub symbol: String,
+    pub symbol: crate::market::Symbol,
     pub price: f64,
     /// Unix seconds of the market moment the signal is about (exchange time).
     pub timestamp: i64,
@@ -310,7 +310,7 @@ impl Engine {
 
     /// Feeds one event to the instances of its symbol; pushes the signals onto `out` in order.
     pub fn on_event(&mut self, event: &MarketEvent, out: &mut Vec<Signal>) {
-        let Some(indices) = self.by_symbol[event.market as usize].get(&event.symbol) else {
+        let Some(indices) = self.by_symbol[event.market as usize].get(event.symbol.as_str()) else {
             return;
         };
         for &i in indices {

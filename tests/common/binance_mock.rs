@@ -51,7 +51,7 @@ impl Entry {
         );
         let agg = match parse(Market::Futures, &text, SystemTime::now()) {
             Ok(Parsed::Event(e)) => match e.kind {
-                MarketEventKind::AggTrade(a) => Some((e.symbol, a)),
+                MarketEventKind::AggTrade(a) => Some((e.symbol.to_string(), a)),
                 _ => None,
             },
             _ => None,
@@ -96,7 +96,7 @@ impl Tape {
                 };
                 let agg = match parse(r.market, &r.text, SystemTime::now()) {
                     Ok(Parsed::Event(e)) => match e.kind {
-                        MarketEventKind::AggTrade(t) => Some((e.symbol, t)),
+                        MarketEventKind::AggTrade(t) => Some((e.symbol.to_string(), t)),
                         _ => None,
                     },
                     _ => None,
@@ -157,7 +157,7 @@ impl Tape {
                 }
                 let agg = match parse(self.market, &text, SystemTime::now()) {
                     Ok(Parsed::Event(ev)) => match ev.kind {
-                        MarketEventKind::AggTrade(t) => Some((ev.symbol, t)),
+                        MarketEventKind::AggTrade(t) => Some((ev.symbol.to_string(), t)),
                         _ => None,
                     },
                     _ => None,

@@ -1135,7 +1135,7 @@ async fn a_takeover_loses_and_doubles_no_signal_of_the_market() {
             let (symbol, trade) = entry.agg.clone().unwrap();
             let event = sigcast::market::MarketEvent {
                 market: sigcast::market::Market::Futures,
-                symbol,
+                symbol: symbol.into(),
                 exchange_time_ms: trade.time_ms,
                 received_at: std::time::SystemTime::now(),
                 kind: sigcast::market::MarketEventKind::AggTrade(trade),

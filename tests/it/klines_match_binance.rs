@@ -29,8 +29,10 @@ fn check(name: &str) -> (usize, usize) {
         let recorded = recorded.unwrap();
         if let Ok(Parsed::Event(e)) = parse(recorded.market, &recorded.text, SystemTime::now()) {
             match e.kind {
-                MarketEventKind::AggTrade(t) => aggs.entry(e.symbol).or_default().push(t),
-                MarketEventKind::Kline(k) => klines.push((e.symbol, k)),
+                MarketEventKind::AggTrade(t) => {
+                    aggs.entry(e.symbol.to_string()).or_default().push(t)
+                }
+                MarketEventKind::Kline(k) => klines.push((e.symbol.to_string(), k)),
                 _ => {}
             }
         }

@@ -51,7 +51,7 @@ fn signal() -> impl Strategy<Value = Signal> {
         .prop_map(
             |(side, symbol, price, timestamp, strategy, interval, reason)| Signal {
                 side,
-                symbol,
+                symbol: symbol.into(),
                 price,
                 timestamp,
                 strategy,

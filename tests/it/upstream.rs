@@ -60,14 +60,18 @@ impl Seen {
             eprintln!("event: {} {:?}", e.symbol, e.kind);
         }
         match e.kind {
-            MarketEventKind::AggTrade(t) => self.agg_ids.entry(e.symbol).or_default().push(t.id),
+            MarketEventKind::AggTrade(t) => self
+                .agg_ids
+                .entry(e.symbol.to_string())
+                .or_default()
+                .push(t.id),
             MarketEventKind::Kline(k) if k.closed => self
                 .closed_klines
-                .entry(e.symbol)
+                .entry(e.symbol.to_string())
                 .or_default()
                 .push(k.open_time_ms),
             MarketEventKind::Reconnected => self.reconnects += 1,
-            MarketEventKind::Gap(g) => self.gaps.push((e.symbol, g)),
+            MarketEventKind::Gap(g) => self.gaps.push((e.symbol.to_string(), g)),
             _ => {}
         }
     }
@@ -585,7 +589,7 @@ fn agg_entry(symbol: &str, id: u64, t: i64) -> common::binance_mock::Entry {
         match sigcast::market::binance::parse(Market::Futures, &text, std::time::SystemTime::now())
         {
             Ok(sigcast::market::binance::Parsed::Event(e)) => match e.kind {
-                MarketEventKind::AggTrade(a) => Some((e.symbol, a)),
+                MarketEventKind::AggTrade(a) => Some((e.symbol.to_string(), a)),
                 _ => None,
             },
             _ => None,

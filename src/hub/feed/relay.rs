@@ -102,7 +102,7 @@ impl Relay {
             MarketEventKind::Trade(_) | MarketEventKind::AggTrade(_) => self.build(e),
             MarketEventKind::Gap(_) => {
                 // The candles in progress miss trades: start again with the next one.
-                if let Some(built) = self.builders[e.market as usize].get_mut(&e.symbol) {
+                if let Some(built) = self.builders[e.market as usize].get_mut(e.symbol.as_str()) {
                     built.iter_mut().for_each(|b| b.builder.reset());
                 }
             }
@@ -118,7 +118,7 @@ impl Relay {
     }
 
     fn build(&mut self, e: &MarketEvent) {
-        let Some(built) = self.builders[e.market as usize].get_mut(&e.symbol) else {
+        let Some(built) = self.builders[e.market as usize].get_mut(e.symbol.as_str()) else {
             return;
         };
         for b in built {

@@ -168,7 +168,7 @@ fn event(
 ) -> Result<MarketEvent, String> {
     let make = |symbol: &str, exchange_time_ms: i64, kind: MarketEventKind| MarketEvent {
         market,
-        symbol: symbol.to_string(),
+        symbol: symbol.into(),
         exchange_time_ms,
         received_at,
         kind,

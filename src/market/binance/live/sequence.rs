@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use crate::market::{ContractType, Gap, Interval, Market, MarketEvent, MarketEventKind};
+use crate::market::{ContractType, Gap, Interval, Market, MarketEvent, MarketEventKind, Symbol};
 
 /// What to do with one event.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,7 +63,7 @@ enum Last {
 /// Sequencing state for every stream of one connection shard.
 #[derive(Debug, Default)]
 pub struct Sequencer {
-    last: HashMap<(String, Key), Last>,
+    last: HashMap<(Symbol, Key), Last>,
 }
 
 fn key(kind: &MarketEventKind) -> Option<Key> {
@@ -169,7 +169,7 @@ impl Sequencer {
     /// follow it, earlier ones are duplicates.
     pub fn resume_at(&mut self, symbol: &str, id: u64, last_trade: u64) {
         self.last.insert(
-            (symbol.to_string(), Key::AggTrade),
+            (Symbol::from(symbol), Key::AggTrade),
             Last::AggTrade { id, last_trade },
         );
     }
@@ -181,7 +181,7 @@ impl Sequencer {
             .iter()
             .filter_map(|((symbol, key), last)| match (key, last) {
                 (Key::AggTrade, Last::AggTrade { id, .. }) => {
-                    Some((symbol.clone(), id.saturating_add(1)))
+                    Some((symbol.to_string(), id.saturating_add(1)))
                 }
                 _ => None,
             })

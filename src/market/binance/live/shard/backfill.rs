@@ -86,7 +86,7 @@ impl Shard {
     async fn pass_agg_trade(&mut self, symbol: &str, t: AggTrade) -> bool {
         let e = MarketEvent {
             market: self.spec.market,
-            symbol: symbol.to_string(),
+            symbol: symbol.into(),
             exchange_time_ms: t.time_ms,
             received_at: SystemTime::now(),
             kind: MarketEventKind::AggTrade(t),

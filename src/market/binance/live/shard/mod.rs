@@ -269,7 +269,7 @@ impl Shard {
         for symbol in symbols {
             let event = MarketEvent {
                 market: self.spec.market,
-                symbol,
+                symbol: symbol.into(),
                 exchange_time_ms: now_ms(),
                 received_at: SystemTime::now(),
                 kind: MarketEventKind::Reconnected,
