@@ -4,15 +4,18 @@
 //! cluster mode also the node follows the signal stream, and an edge or a standby producer
 //! needs only that).
 //!
-//! About 500 lines: the metrics page names every counter, each with its help text; the
-//! one HTTP layer the house issue plans takes the request reading out of here.
+//! About 500 lines: the metrics page names every counter, each with its help text.
 
+use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::Bytes;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -21,6 +24,7 @@ use crate::market::SourceStats;
 use crate::market::stats::KINDS;
 use crate::server::Shared;
 use crate::server::histogram::Histogram;
+use crate::server::http::{self, Body};
 use crate::strategy::Warmup;
 
 /// What the admin listener reports on: the server, and the pipeline that feeds it.
@@ -93,9 +97,9 @@ impl Observed {
     }
 }
 
-/// How long a scrape may take to send its request.
+/// How long a scrape may take, its request and its answer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// Largest request head read.
+/// Largest request head read (431 beyond).
 const MAX_REQUEST: usize = 8 * 1024;
 /// Scrapes served at once; more wait in the kernel's backlog.
 const MAX_CONCURRENT: usize = 16;
@@ -132,63 +136,48 @@ pub async fn run(listener: TcpListener, observed: Observed, shutdown: Cancellati
     let _ = tokio::time::timeout(Duration::from_secs(1), tasks.wait()).await;
 }
 
-async fn serve(mut tcp: TcpStream, observed: &Observed) -> std::io::Result<()> {
-    let head = tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut tcp))
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "request too slow"))??;
-    let mut headers = [httparse::EMPTY_HEADER; 32];
-    let mut request = httparse::Request::new(&mut headers);
-    let (status, content_type, body) = match request.parse(&head) {
-        Ok(httparse::Status::Complete(_)) => {
-            let path = request.path.unwrap_or("/");
-            let path = path.split('?').next().unwrap_or(path);
-            match (request.method, path) {
-                (Some("GET" | "HEAD"), "/metrics") => (
-                    "200 OK",
-                    "text/plain; version=0.0.4; charset=utf-8",
-                    render(observed),
-                ),
-                (Some("GET" | "HEAD"), "/healthz") => ("200 OK", "text/plain", "ok\n".into()),
-                (Some("GET" | "HEAD"), "/readyz") => match observed.readiness() {
-                    (true, text) => ("200 OK", "text/plain", text),
-                    (false, text) => ("503 Service Unavailable", "text/plain", text),
-                },
-                (Some("GET" | "HEAD"), _) => (
-                    "404 Not Found",
-                    "text/plain",
-                    "not found; try /metrics, /healthz or /readyz\n".into(),
-                ),
-                _ => ("405 Method Not Allowed", "text/plain", "GET only\n".into()),
-            }
+/// Reads the one request of a connection (through the client port's HTTP layer) and answers
+/// it, within [`REQUEST_TIMEOUT`].
+async fn serve(tcp: TcpStream, observed: &Observed) -> Result<(), hyper::Error> {
+    let service =
+        service_fn(|request| std::future::ready(Ok::<_, Infallible>(answer(&request, observed))));
+    let connection = http::server(MAX_REQUEST).serve_connection(TokioIo::new(tcp), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        served = connection.as_mut() => served,
+        _ = tokio::time::sleep(REQUEST_TIMEOUT) => {
+            // Ends the connection once any answer under way is written.
+            connection.as_mut().graceful_shutdown();
+            connection.await
         }
-        _ => ("400 Bad Request", "text/plain", "bad request\n".into()),
-    };
-    let head_only = request.method == Some("HEAD");
-    let mut response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    if !head_only {
-        response.push_str(&body);
     }
-    tcp.write_all(response.as_bytes()).await?;
-    tcp.shutdown().await
 }
 
-async fn read_head(tcp: &mut TcpStream) -> std::io::Result<Vec<u8>> {
-    let mut head = Vec::with_capacity(512);
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        if head.len() > MAX_REQUEST {
-            break;
-        }
-        let n = tcp.read(&mut buf).await?;
-        if n == 0 {
-            break;
-        }
-        head.extend_from_slice(&buf[..n]);
+/// The answer to one admin request.
+fn answer<B>(request: &Request<B>, observed: &Observed) -> Response<Body> {
+    if let Some(too_long) = http::target_too_long(request) {
+        return too_long;
     }
-    Ok(head)
+    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        return http::text(StatusCode::METHOD_NOT_ALLOWED, "GET only");
+    }
+    let plain = |status, text: String| http::answer(status, "text/plain", Bytes::from(text));
+    match request.uri().path() {
+        "/metrics" => http::answer(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            Bytes::from(render(observed)),
+        ),
+        "/healthz" => plain(StatusCode::OK, "ok\n".into()),
+        "/readyz" => match observed.readiness() {
+            (true, text) => plain(StatusCode::OK, text),
+            (false, text) => plain(StatusCode::SERVICE_UNAVAILABLE, text),
+        },
+        _ => http::text(
+            StatusCode::NOT_FOUND,
+            "not found; try /metrics, /healthz or /readyz",
+        ),
+    }
 }
 
 /// The metrics, in Prometheus text format.

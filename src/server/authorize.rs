@@ -1,9 +1,10 @@
 //! Who may open a session: the handshake's authorization, a pure function of the request.
 
-use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tokio_tungstenite::tungstenite::http::{StatusCode, header};
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response, StatusCode};
 
 use super::Shared;
+use super::http::{self, Body};
 use crate::auth::{AuthError, Claims, Identity, bearer_token, protocol_offer};
 
 /// The header a reconnecting client names its last seen `seq` in.
@@ -32,7 +33,7 @@ pub enum Verdict {
 /// Reads the request's credentials: the bearer token (`Authorization`, or for a browser the
 /// `bearer.<JWT>` subprotocol from an allowed origin), checked against the key ring and the
 /// revocations; then the resume header. `Authorization` wins when both are given.
-pub fn authorize(request: &Request, shared: &Shared) -> Verdict {
+pub fn authorize<B>(request: &Request<B>, shared: &Shared) -> Verdict {
     let headers = request.headers();
     let authorization = headers
         .get_all(header::AUTHORIZATION)
@@ -85,35 +86,35 @@ pub fn authorize(request: &Request, shared: &Shared) -> Verdict {
 }
 
 impl Verdict {
-    /// The HTTP answer: the upgrade `response` (with the subprotocol when one was offered),
-    /// or the refusal with its status, reason and headers.
-    // tungstenite's callback signature: its error type is the HTTP response itself.
-    #[allow(clippy::result_large_err)]
-    pub fn answer(&self, mut response: Response) -> Result<Response, ErrorResponse> {
+    /// The HTTP answer: the `upgrade` (with the subprotocol when one was offered), or the
+    /// refusal with its status, reason and headers.
+    pub fn answer(&self, mut upgrade: Response<Body>) -> Response<Body> {
         match self {
             Verdict::Accepted { protocol, .. } => {
                 if let Some(answer) = protocol {
-                    response.headers_mut().insert(
+                    upgrade.headers_mut().insert(
                         header::SEC_WEBSOCKET_PROTOCOL,
-                        header::HeaderValue::from_static(answer),
+                        HeaderValue::from_static(answer),
                     );
                 }
-                Ok(response)
+                upgrade
             }
-            Verdict::Refused(e, _) => Err(unauthorized(e)),
-            Verdict::BadRequest(reason) => Err(plain(StatusCode::BAD_REQUEST, reason, None)),
-            Verdict::BadOrigin(reason) => Err(plain(StatusCode::FORBIDDEN, reason, None)),
-            Verdict::OverLimit => Err(plain(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "server at connection limit, retry later",
-                None,
-            )),
+            Verdict::Refused(e, _) => unauthorized(e),
+            Verdict::BadRequest(reason) => http::text(StatusCode::BAD_REQUEST, reason),
+            Verdict::BadOrigin(reason) => http::text(StatusCode::FORBIDDEN, reason),
+            Verdict::OverLimit => http::retry_after(
+                http::text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "server at connection limit, retry later",
+                ),
+                1,
+            ),
         }
     }
 }
 
 /// The `X-Sigcast-Last-Seq` header, when given.
-fn last_seq(request: &Request) -> Result<Option<u64>, String> {
+fn last_seq<B>(request: &Request<B>) -> Result<Option<u64>, String> {
     let Some(value) = request.headers().get(LAST_SEQ_HEADER) else {
         return Ok(None);
     };
@@ -126,7 +127,7 @@ fn last_seq(request: &Request) -> Result<Option<u64>, String> {
 }
 
 /// 401 with the `WWW-Authenticate` challenge of RFC 6750 and a short plain-text reason.
-fn unauthorized(error: &AuthError) -> ErrorResponse {
+fn unauthorized(error: &AuthError) -> Response<Body> {
     let challenge = match error {
         AuthError::Missing => "Bearer realm=\"sigcast\"".to_string(),
         AuthError::Invalid(reason) => format!(
@@ -134,17 +135,19 @@ fn unauthorized(error: &AuthError) -> ErrorResponse {
             reason.replace(['"', '\\'], "'")
         ),
     };
-    plain(
-        StatusCode::UNAUTHORIZED,
-        &error.to_string(),
-        Some(challenge),
-    )
+    let mut response = http::text(StatusCode::UNAUTHORIZED, &error.to_string());
+    if let Ok(challenge) = HeaderValue::from_str(&challenge) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, challenge);
+    }
+    response
 }
 
 /// Whether a browser session's `Origin` may connect: listed in `server.allowed_origins`
 /// (`*`: any), or, while the list is empty, the page's own origin (`https://` and the same
 /// host and port as the request's `Host`), i.e. the dashboard sigcast serves itself.
-fn origin_allowed(request: &Request, allowed: &[String]) -> Result<(), String> {
+fn origin_allowed<B>(request: &Request<B>, allowed: &[String]) -> Result<(), String> {
     let Some(origin) = request
         .headers()
         .get(header::ORIGIN)
@@ -175,26 +178,6 @@ fn origin_allowed(request: &Request, allowed: &[String]) -> Result<(), String> {
     Err(format!(
         "origin {origin:?} is not allowed (server.allowed_origins)"
     ))
-}
-
-fn plain(status: StatusCode, reason: &str, challenge: Option<String>) -> ErrorResponse {
-    let body = format!("{reason}\n");
-    let mut builder = tokio_tungstenite::tungstenite::http::Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
-        .header(header::CONTENT_LENGTH, body.len())
-        .header(header::CONNECTION, "close");
-    if let Some(challenge) = challenge {
-        builder = builder.header(header::WWW_AUTHENTICATE, challenge);
-    }
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        builder = builder.header(header::RETRY_AFTER, "1");
-    }
-    builder.body(Some(body)).unwrap_or_else(|_| {
-        let mut fallback = ErrorResponse::new(None);
-        *fallback.status_mut() = status;
-        fallback
-    })
 }
 
 #[cfg(test)]
@@ -268,7 +251,7 @@ mod tests {
         .unwrap()
     }
 
-    fn request(headers: &[(&str, String)]) -> Request {
+    fn request(headers: &[(&str, String)]) -> Request<()> {
         let mut builder = Request::builder()
             .uri("/")
             .header(header::HOST, "127.0.0.1:8443");
@@ -280,10 +263,9 @@ mod tests {
 
     /// What a verdict is, in a word, with the status it answers and who it accepted.
     fn outcome(verdict: &Verdict) -> (u16, String) {
-        let status = match verdict.answer(Response::new(())) {
-            Ok(_) => 101,
-            Err(refusal) => refusal.status().as_u16(),
-        };
+        let mut upgrade = Response::new(Body::default());
+        *upgrade.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let status = verdict.answer(upgrade).status().as_u16();
         let detail = match verdict {
             Verdict::Accepted {
                 claims,
@@ -416,20 +398,18 @@ mod tests {
 
     #[test]
     fn refusals_carry_their_headers() {
-        let missing = Verdict::Refused(AuthError::Missing, None).answer(Response::new(()));
-        let missing = missing.unwrap_err();
+        let missing = Verdict::Refused(AuthError::Missing, None).answer(Response::default());
         assert_eq!(
             missing.headers()[header::WWW_AUTHENTICATE],
             "Bearer realm=\"sigcast\""
         );
         let invalid = Verdict::Refused(AuthError::Invalid("bad \"sig\"".into()), None)
-            .answer(Response::new(()))
-            .unwrap_err();
+            .answer(Response::default());
         assert_eq!(
             invalid.headers()[header::WWW_AUTHENTICATE],
             "Bearer error=\"invalid_token\", error_description=\"bad 'sig'\""
         );
-        let busy = Verdict::OverLimit.answer(Response::new(())).unwrap_err();
+        let busy = Verdict::OverLimit.answer(Response::default());
         assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(busy.headers()[header::RETRY_AFTER], "1");
     }

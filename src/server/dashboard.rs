@@ -4,7 +4,11 @@
 //! connection, a live price chart with buy and sell markers, the signal feed and a `test`
 //! button. The page itself holds nothing secret, so it is served without a token.
 
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use bytes::Bytes;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+
+use super::http::{self, Body};
 
 const INDEX: &str = include_str!("dashboard/index.html");
 const SCRIPT: &str = include_str!("dashboard/dashboard.js");
@@ -14,51 +18,42 @@ const STYLE: &str = include_str!("dashboard/dashboard.css");
 const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// A `GET`/`HEAD` that is not a WebSocket upgrade: someone opening the port in a browser.
-pub fn is_page_request(head: &[u8]) -> bool {
-    let mut headers = [httparse::EMPTY_HEADER; 32];
-    let mut request = httparse::Request::new(&mut headers);
-    if !matches!(request.parse(head), Ok(httparse::Status::Complete(_))) {
-        return false;
-    }
-    if !matches!(request.method, Some("GET" | "HEAD")) {
-        return false;
-    }
-    !request.headers.iter().any(|h| {
-        h.name.eq_ignore_ascii_case("upgrade")
-            && std::str::from_utf8(h.value)
+pub fn is_page_request<B>(request: &Request<B>) -> bool {
+    matches!(*request.method(), Method::GET | Method::HEAD)
+        && !request.headers().get_all(header::UPGRADE).iter().any(|v| {
+            v.to_str()
                 .is_ok_and(|v| v.to_ascii_lowercase().contains("websocket"))
-    })
+        })
 }
 
-/// Answers one page request and closes.
-pub async fn serve<S: AsyncWrite + Unpin>(mut stream: S, head: &[u8], enabled: bool) {
-    let mut headers = [httparse::EMPTY_HEADER; 32];
-    let mut request = httparse::Request::new(&mut headers);
-    let _ = request.parse(head);
-    let path = request.path.unwrap_or("/");
-    let path = path.split(['?', '#']).next().unwrap_or(path);
-    let (status, content_type, body) = match (enabled, path) {
+/// The page or asset asked for (hyper leaves out the body of an answer to `HEAD`).
+pub fn page<B>(request: &Request<B>, enabled: bool) -> Response<Body> {
+    let (status, content_type, body) = match (enabled, request.uri().path()) {
         (false, _) => (
-            "404 Not Found",
+            StatusCode::NOT_FOUND,
             "text/plain; charset=utf-8",
             "the dashboard is off (server.dashboard = false); connect with a WebSocket client\n",
         ),
-        (true, "/" | "/index.html") => ("200 OK", "text/html; charset=utf-8", INDEX),
-        (true, "/dashboard.js") => ("200 OK", "text/javascript; charset=utf-8", SCRIPT),
-        (true, "/dashboard.css") => ("200 OK", "text/css; charset=utf-8", STYLE),
-        (true, _) => ("404 Not Found", "text/plain; charset=utf-8", "not found\n"),
+        (true, "/" | "/index.html") => (StatusCode::OK, "text/html; charset=utf-8", INDEX),
+        (true, "/dashboard.js") => (StatusCode::OK, "text/javascript; charset=utf-8", SCRIPT),
+        (true, "/dashboard.css") => (StatusCode::OK, "text/css; charset=utf-8", STYLE),
+        (true, _) => (
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            "not found\n",
+        ),
     };
-    let mut response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Content-Security-Policy: {POLICY}\r\nX-Content-Type-Options: nosniff\r\n\
-         Referrer-Policy: no-referrer\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    if request.method != Some("HEAD") {
-        response.push_str(body);
+    let mut response = http::answer(status, content_type, Bytes::from_static(body.as_bytes()));
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_SECURITY_POLICY, POLICY),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-cache"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
     }
-    let _ = stream.write_all(response.as_bytes()).await;
-    let _ = stream.shutdown().await;
+    response
 }
 
 #[cfg(test)]
@@ -67,13 +62,17 @@ mod tests {
 
     #[test]
     fn only_plain_gets_are_page_requests() {
-        assert!(is_page_request(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
-        assert!(is_page_request(b"HEAD /dashboard.js HTTP/1.1\r\n\r\n"));
-        assert!(!is_page_request(
-            b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
-        ));
-        assert!(!is_page_request(b"POST / HTTP/1.1\r\n\r\n"));
-        assert!(!is_page_request(b"GET / HTTP/1.1\r\n")); // incomplete
+        let request = |method: &str, upgrade: Option<&str>| {
+            let mut builder = Request::builder().method(method).uri("/");
+            if let Some(upgrade) = upgrade {
+                builder = builder.header("upgrade", upgrade);
+            }
+            builder.body(()).unwrap()
+        };
+        assert!(is_page_request(&request("GET", None)));
+        assert!(is_page_request(&request("HEAD", None)));
+        assert!(!is_page_request(&request("GET", Some("WebSocket"))));
+        assert!(!is_page_request(&request("POST", None)));
     }
 
     #[test]

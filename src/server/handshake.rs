@@ -1,21 +1,31 @@
-//! TLS plus the WebSocket upgrade, with the bearer token checked before any upgrade.
+//! TLS, then the connection's one HTTP request, read by hyper: a WebSocket upgrade whose
+//! bearer token is checked before any upgrade, a publish `POST`, or a dashboard page.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::upgrade::OnUpgrade;
+use hyper::{Method, Request, Response};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::protocol::Role;
 
 use super::authorize::{Verdict, authorize};
-use super::head::Refusal;
+use super::http::{self, Body};
 use super::prefixed::Prefixed;
-use super::stats::Outcome;
+use super::stats::{Outcome, Stats};
 use super::tls_stream::TlsStream;
+use super::upgrade::Refusal;
 use super::{Admission, Shared};
 use crate::auth::Claims;
 
-/// A client's WebSocket after a successful handshake (the request head the server peeked at
-/// is replayed to the upgrade from the front of the stream).
+/// A client's WebSocket after a successful handshake (bytes the client sent after its
+/// request, before it saw the 101, are replayed from the front of the stream).
 pub type ClientWs = WebSocketStream<Prefixed<TlsStream>>;
 
 /// The TLS stream under a client's WebSocket, for what bypasses tungstenite: hub frames
@@ -43,8 +53,8 @@ pub struct Accepted {
 }
 
 /// Runs TLS and the upgrade within `server.handshake_timeout`. Returns the accepted client,
-/// or `None` when the client was refused (it has then had its HTTP answer) or the handshake
-/// failed.
+/// or `None` when the client was refused (it has then had its HTTP answer), was answered
+/// something else (a publish, a page), or the handshake failed.
 pub async fn accept(
     tcp: TcpStream,
     peer: SocketAddr,
@@ -63,6 +73,15 @@ pub async fn accept(
     }
 }
 
+/// An upgrade the request's answer accepted, for the session to take over once hyper has
+/// written the 101 and handed the stream back.
+struct Upgrading {
+    claims: Claims,
+    last_seq: Option<u64>,
+    /// Resolves to the stream once hyper has let go of it.
+    stream: OnUpgrade,
+}
+
 async fn upgrade(
     tcp: TcpStream,
     peer: SocketAddr,
@@ -70,7 +89,7 @@ async fn upgrade(
     admission: &Admission,
     deadline: tokio::time::Instant,
 ) -> Option<Accepted> {
-    let mut tls = match super::tls_stream::accept(tcp, shared.tls.clone()).await {
+    let tls = match super::tls_stream::accept(tcp, shared.tls.clone()).await {
         Ok(tls) => tls,
         Err(e) => {
             tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -78,101 +97,144 @@ async fn upgrade(
             return None;
         }
     };
-    let head = match super::head::read(&mut tls).await {
-        Ok(head) => head,
-        Err(e) => {
-            tracing::debug!(%peer, error = %e, "no request");
+    // Locked only to put the upgrade in and to take it out, never across an await.
+    let upgrading = Mutex::new(None);
+    let asked = AtomicBool::new(false);
+    let service = service_fn(|request| {
+        asked.store(true, Ordering::Relaxed);
+        let answer = route(request, peer, shared, admission, deadline, &upgrading);
+        async move { Ok::<_, Infallible>(answer.await) }
+    });
+    let served = http::server(http::MAX_HEAD)
+        .serve_connection(TokioIo::new(tls), service)
+        .with_upgrades()
+        .await;
+    let upgrading = upgrading.into_inner().ok().flatten();
+    let asked = asked.into_inner();
+    match served {
+        // hyper has answered these itself: 400 for a head it cannot read, 431 over the limits.
+        Err(e) if e.is_parse() || e.is_parse_too_large() => {
+            shared.stats.handshake(Outcome::BadRequest);
+            tracing::info!(%peer, error = %e, "handshake refused: not a readable HTTP request");
+            return None;
+        }
+        Err(e) if !asked || upgrading.is_some() => {
             shared.stats.handshake(Outcome::Failed);
+            tracing::debug!(%peer, error = %e, "no request, or the upgrade was not sent");
+            return None;
+        }
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "the answer was not sent");
+            return None;
+        }
+        Ok(()) if !asked => {
+            shared.stats.handshake(Outcome::Failed);
+            tracing::debug!(%peer, "no request");
+            return None;
+        }
+        Ok(()) => {}
+    }
+    let Upgrading {
+        claims,
+        last_seq,
+        stream,
+    } = upgrading?;
+    let parts = match stream.await.map(|s| s.downcast::<TokioIo<TlsStream>>()) {
+        Ok(Ok(parts)) => parts,
+        _ => {
+            shared.stats.handshake(Outcome::Failed);
+            tracing::debug!(%peer, "the upgraded stream was not handed back");
             return None;
         }
     };
+    let stream = Prefixed::new(&parts.read_buf, parts.io.into_inner());
+    let config = super::wire::ws_config(&shared.settings);
+    let ws = WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await;
+    shared.stats.handshake(Outcome::Ok);
+    Some(Accepted {
+        ws,
+        claims,
+        last_seq,
+    })
+}
+
+/// Answers the connection's one request; an accepted upgrade is left in `upgrading`.
+async fn route(
+    mut request: Request<Incoming>,
+    peer: SocketAddr,
+    shared: &Shared,
+    admission: &Admission,
+    deadline: tokio::time::Instant,
+    upgrading: &Mutex<Option<Upgrading>>,
+) -> Response<Body> {
     if let Admission::OverIpLimit(_) = admission {
         let limit = shared.settings.max_connections_per_ip;
-        Refusal::too_many_from_address(limit).send(&mut tls).await;
         shared.stats.handshake(Outcome::OverIpLimit);
         tracing::warn!(%peer, limit, "refused: 429, too many connections from this address");
-        return None;
+        return Refusal::too_many_from_address(limit).response();
     }
-    if head.starts_with(b"POST ") {
-        super::http::serve(tls, head, peer, shared, deadline).await;
-        return None;
-    }
-    if super::dashboard::is_page_request(&head) {
-        super::dashboard::serve(tls, &head, shared.settings.dashboard).await;
-        return None;
-    }
-    if let Err(refusal) = super::head::check_upgrade(&head) {
-        refusal.send(&mut tls).await;
+    if let Some(too_long) = http::target_too_long(&request) {
         shared.stats.handshake(Outcome::BadRequest);
-        tracing::info!(%peer, status = refusal.status, reason = %refusal.reason, "handshake refused");
-        return None;
+        tracing::info!(%peer, "handshake refused: 414, request target too long");
+        return too_long;
     }
-    let tls = Prefixed::new(head, tls);
-    let mut verdict = None;
-    // tungstenite's callback signature: its error type is the HTTP response itself.
-    #[allow(clippy::result_large_err)]
-    let callback = |request: &Request, response: Response| {
-        let decided = match admission {
-            Admission::OverLimit(_) => Verdict::OverLimit,
-            _ => authorize(request, shared),
-        };
-        let answer = decided.answer(response);
-        verdict = Some(decided);
-        answer
+    if request.method() == Method::POST {
+        return super::webhook::serve(request, peer, shared, deadline).await;
+    }
+    if super::dashboard::is_page_request(&request) {
+        return super::dashboard::page(&request, shared.settings.dashboard);
+    }
+    if let Err(refusal) = super::upgrade::check(&request) {
+        shared.stats.handshake(Outcome::BadRequest);
+        tracing::info!(%peer, status = refusal.status.as_u16(), reason = %refusal.reason, "handshake refused");
+        return refusal.response();
+    }
+    let verdict = match admission {
+        Admission::OverLimit(_) => Verdict::OverLimit,
+        _ => authorize(&request, shared),
     };
-    let result = tokio_tungstenite::accept_hdr_async_with_config(
-        tls,
-        callback,
-        Some(super::wire::ws_config(&shared.settings)),
-    )
-    .await;
-    let stats = &shared.stats;
-    match (result, verdict) {
-        (
-            Ok(ws),
-            Some(Verdict::Accepted {
-                claims, last_seq, ..
-            }),
-        ) => {
-            stats.handshake(Outcome::Ok);
-            Some(Accepted {
-                ws,
-                claims,
-                last_seq,
-            })
+    let answer = verdict.answer(super::upgrade::switching(&request));
+    match verdict {
+        Verdict::Accepted {
+            claims, last_seq, ..
+        } => {
+            let stream = hyper::upgrade::on(&mut request);
+            if let Ok(mut slot) = upgrading.lock() {
+                *slot = Some(Upgrading {
+                    claims,
+                    last_seq,
+                    stream,
+                });
+            }
         }
-        (_, Some(Verdict::BadRequest(reason))) => {
+        refused => record_refusal(&refused, peer, &shared.stats),
+    }
+    answer
+}
+
+/// Counts and logs a refused upgrade.
+fn record_refusal(verdict: &Verdict, peer: SocketAddr, stats: &Stats) {
+    match verdict {
+        Verdict::Accepted { .. } => {}
+        Verdict::BadRequest(reason) => {
             stats.handshake(Outcome::BadRequest);
             tracing::info!(%peer, %reason, "handshake refused: 400");
-            None
         }
-        (_, Some(Verdict::Refused(reason, who))) => {
-            stats.handshake(Outcome::of(&reason));
+        Verdict::Refused(reason, who) => {
+            stats.handshake(Outcome::of(reason));
             // Never the token: the reason, who asked, and whom it was issued to when its
             // signature is good.
             let sub = who.as_ref().map(|w| w.sub.as_str());
             let jti = who.as_ref().map(|w| w.jti.as_str());
             tracing::info!(%peer, %reason, sub, jti, "handshake refused: 401");
-            None
         }
-        (_, Some(Verdict::BadOrigin(reason))) => {
+        Verdict::BadOrigin(reason) => {
             stats.handshake(Outcome::BadOrigin);
             tracing::info!(%peer, %reason, "handshake refused: 403");
-            None
         }
-        (_, Some(Verdict::OverLimit)) => {
+        Verdict::OverLimit => {
             stats.handshake(Outcome::OverLimit);
             tracing::warn!(%peer, "handshake refused: 503, connection limit reached");
-            None
-        }
-        (Err(e), _) => {
-            stats.handshake(Outcome::Failed);
-            tracing::debug!(%peer, error = %e, "WebSocket upgrade failed");
-            None
-        }
-        (Ok(_), None) => {
-            stats.handshake(Outcome::Failed);
-            None
         }
     }
 }

@@ -10,7 +10,6 @@ mod endings;
 pub mod filter;
 mod framing;
 mod handshake;
-mod head;
 pub mod histogram;
 pub mod http;
 mod per_ip;
@@ -19,6 +18,8 @@ mod session;
 pub mod stats;
 pub mod tls_stream;
 mod trim;
+mod upgrade;
+mod webhook;
 pub mod wire;
 
 use std::net::SocketAddr;
@@ -217,8 +218,8 @@ pub(crate) enum Admission {
 }
 
 /// One connection's handshake; an accepted client's session then runs as a task of its own,
-/// so the handshake's state (about 10 KiB) is freed rather than carried for the session's
-/// life. Expected disconnects are triaged here, once.
+/// so the handshake's state (hyper's buffers and the request) is freed rather than carried
+/// for the session's life. Expected disconnects are triaged here, once.
 async fn handle_connection(
     tcp: TcpStream,
     peer: SocketAddr,

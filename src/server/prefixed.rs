@@ -1,5 +1,5 @@
-//! A stream with bytes already read from it put back in front, so the WebSocket handshake
-//! sees the request the server peeked at (to tell a publish `POST` from an upgrade).
+//! A stream with bytes already read from it put back in front: what a client sent after its
+//! upgrade request, before it saw the 101, which hyper read along with the request.
 
 use std::io;
 use std::pin::Pin;
@@ -15,9 +15,11 @@ pub struct Prefixed<S> {
 }
 
 impl<S> Prefixed<S> {
-    pub fn new(head: Vec<u8>, inner: S) -> Self {
+    /// Copies `head` (usually empty), so the buffer hyper read it into is freed now rather
+    /// than held for the session's life.
+    pub fn new(head: &[u8], inner: S) -> Self {
         Self {
-            head,
+            head: head.to_vec(),
             pos: 0,
             inner,
         }
