@@ -5,6 +5,8 @@ mod backtest;
 mod bench;
 mod config;
 mod demo;
+#[cfg(test)]
+mod examples;
 mod healthcheck;
 mod init;
 mod listen;
@@ -71,7 +73,8 @@ pub fn main() -> ExitCode {
 
 /// Whether the command line `sigcast <args>` parses (the docs' examples are checked with
 /// it); the error is clap's message.
-pub fn accepts<I, T>(args: I) -> Result<(), String>
+#[cfg(test)]
+fn accepts<I, T>(args: I) -> Result<(), String>
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,

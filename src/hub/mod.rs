@@ -9,82 +9,29 @@
 //! In cluster mode the hub does not number: signals go out to the cluster's stream through
 //! an outbox ([`Outgoing`]), and come back numbered by the stream ([`Hub::deliver`]), the same
 //! `seq` on every node.
-//!
-//! About 640 lines, a fifth of them tests: numbering, the publish API's submit and confirm
-//! (which must see the numbering lock and the journal together) and the test signals share
-//! the hub's state.
 
+mod contract;
 pub mod feed;
 mod frame;
 pub mod history;
 pub mod inbound;
 pub mod journal;
 pub mod keys;
+mod prices;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use history::History;
 
 use crate::strategy::{Side, Signal};
 
+pub use contract::{encode, encode_seq};
 pub use frame::Frame;
-
-/// The client contract: `{"type","content":{"symbol","price","timestamp",...},"is_test"}`.
-#[derive(Serialize)]
-struct Wire<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    content: Content<'a>,
-    is_test: bool,
-    /// The broadcast sequence number (test signals have none).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    seq: Option<u64>,
-}
-
-#[derive(Serialize)]
-struct Content<'a> {
-    symbol: &'a str,
-    price: f64,
-    timestamp: i64,
-    strategy: &'a str,
-    interval: &'a str,
-    reason: &'a str,
-}
-
-/// Serializes a signal in the client contract shape, without a `seq`.
-pub fn encode(signal: &Signal, is_test: bool) -> Frame {
-    encode_with(signal, is_test, None)
-}
-
-/// Serializes a broadcast signal: the contract shape plus its `seq`.
-pub fn encode_seq(signal: &Signal, seq: u64) -> Frame {
-    encode_with(signal, false, Some(seq))
-}
-
-fn encode_with(signal: &Signal, is_test: bool, seq: Option<u64>) -> Frame {
-    let wire = Wire {
-        kind: signal.side.as_str(),
-        content: Content {
-            symbol: &signal.symbol,
-            price: signal.price,
-            timestamp: signal.timestamp,
-            strategy: &signal.strategy,
-            interval: &signal.interval,
-            reason: &signal.reason,
-        },
-        is_test,
-        seq,
-    };
-    // Serializing plain strings and finite numbers cannot fail; NaN would become null.
-    serde_json::to_string(&wire)
-        .unwrap_or_else(|_| String::from("{}"))
-        .into()
-}
+use prices::Prices;
 
 /// A numbered signal as sessions receive it, with what their filters look at.
 #[derive(Debug, Clone)]
@@ -203,14 +150,6 @@ enum Mode {
         outbox: mpsc::Sender<Outgoing>,
         history: Arc<dyn History>,
     },
-}
-
-/// Symbols in the order they became known (configured first, then as prices arrive), and
-/// the latest traded price of each.
-#[derive(Default)]
-struct Prices {
-    order: Vec<String>,
-    last: HashMap<String, f64>,
 }
 
 impl Hub {
@@ -502,154 +441,7 @@ impl Hub {
     pub fn listeners(&self) -> usize {
         self.tx.receiver_count()
     }
-
-    /// Records the latest price of a symbol.
-    pub fn mark_price(&self, symbol: &str, price: f64) {
-        if !price.is_finite() {
-            return;
-        }
-        let mut prices = self.prices.write().unwrap_or_else(|p| p.into_inner());
-        match prices.last.get_mut(symbol) {
-            Some(p) => *p = price,
-            None => {
-                prices.last.insert(symbol.to_string(), price);
-                if !prices.order.iter().any(|s| s == symbol) {
-                    prices.order.push(symbol.to_string());
-                }
-            }
-        }
-    }
-
-    /// The latest price of `symbol`, when one is known.
-    pub fn price(&self, symbol: &str) -> Option<f64> {
-        let prices = self.prices.read().unwrap_or_else(|p| p.into_inner());
-        prices.last.get(symbol).copied()
-    }
-
-    /// A buy and a sell test signal for the `n`th tracked symbol that `symbol_allowed`
-    /// (round robin), at its latest price when known, labelled `strategy`. Sent to one session only,
-    /// never through the ring. With no symbol tracked at all yet, an unrestricted client
-    /// gets BTCUSDT at 100; `None` when symbols are tracked but none is allowed, or when
-    /// the client is restricted and nothing is tracked: a test never shows a symbol out of
-    /// scope.
-    pub fn test_frames(
-        &self,
-        n: usize,
-        now_unix: i64,
-        symbol_allowed: Option<&dyn Fn(&str) -> bool>,
-        strategy: &str,
-    ) -> Option<[Frame; 2]> {
-        let (symbol, price) = {
-            let prices = self.prices.read().unwrap_or_else(|p| p.into_inner());
-            let allowed: Vec<&String> = prices
-                .order
-                .iter()
-                .filter(|s| symbol_allowed.is_none_or(|allows| allows(s)))
-                .collect();
-            match allowed.get(n % allowed.len().max(1)) {
-                Some(symbol) => (
-                    (*symbol).clone(),
-                    prices.last.get(*symbol).copied().unwrap_or(100.0),
-                ),
-                None if symbol_allowed.is_none() => ("BTCUSDT".to_string(), 100.0),
-                None => return None,
-            }
-        };
-        Some([Side::Buy, Side::Sell].map(|side| {
-            encode(
-                &Signal {
-                    side,
-                    symbol: symbol.as_str().into(),
-                    price,
-                    timestamp: now_unix,
-                    strategy: strategy.into(),
-                    interval: String::new(),
-                    reason: "synthetic test signal requested by this client".into(),
-                },
-                true,
-            )
-        }))
-    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn signal() -> Signal {
-        Signal {
-            side: Side::Buy,
-            symbol: "BTCUSDT".into(),
-            price: 75000.0,
-            timestamp: 1720000000,
-            strategy: "ma-fast".into(),
-            interval: "1s".into(),
-            reason: "r".into(),
-        }
-    }
-
-    #[test]
-    fn contract_shape() {
-        let v: serde_json::Value = serde_json::from_str(encode(&signal(), false).as_str()).unwrap();
-        assert_eq!(v["type"], "buy");
-        assert_eq!(v["content"]["symbol"], "BTCUSDT");
-        assert!(v["content"]["price"].is_f64());
-        assert_eq!(v["content"]["price"], 75000.0);
-        assert!(v["content"]["timestamp"].is_i64());
-        assert_eq!(v["content"]["timestamp"], 1720000000);
-        assert_eq!(v["is_test"], false);
-        assert!(encode(&signal(), false).as_str().starts_with(
-            r#"{"type":"buy","content":{"symbol":"BTCUSDT","price":75000.0,"timestamp":1720000000,"#
-        ));
-    }
-
-    #[test]
-    fn one_serialization_shared_by_all() {
-        let hub = Hub::new(vec!["BTCUSDT".into()], 8);
-        let (mut a, mut b) = (hub.subscribe(), hub.subscribe());
-        assert_eq!(hub.publish(&signal()), 2);
-        let (fa, fb) = (a.try_recv().unwrap(), b.try_recv().unwrap());
-        assert_eq!(
-            fa.frame.as_str().as_ptr(),
-            fb.frame.as_str().as_ptr(),
-            "same bytes, not a copy"
-        );
-        assert_eq!((fa.seq, fb.seq), (1, 1));
-        assert!(fa.frame.as_str().ends_with(",\"is_test\":false,\"seq\":1}"));
-        hub.publish(&signal());
-        assert_eq!(a.try_recv().unwrap().seq, 2, "numbered in order");
-    }
-
-    #[test]
-    fn test_frames_use_latest_price() {
-        let hub = Hub::new(vec!["BTCUSDT".into(), "ETHUSDT".into()], 8);
-        hub.mark_price("ETHUSDT", 3456.5);
-        let [buy, sell] = hub.test_frames(1, 5, None, "test").unwrap();
-        let b: serde_json::Value = serde_json::from_str(buy.as_str()).unwrap();
-        let s: serde_json::Value = serde_json::from_str(sell.as_str()).unwrap();
-        assert_eq!(
-            (b["type"].as_str(), s["type"].as_str()),
-            (Some("buy"), Some("sell"))
-        );
-        assert_eq!(b["content"]["price"], 3456.5);
-        assert_eq!(b["is_test"], true);
-    }
-
-    /// A scoped client's tests name only symbols in its scope, under the strategy given;
-    /// with none of its symbols tracked, there is no test to give.
-    #[test]
-    fn test_frames_stay_in_scope() {
-        let hub = Hub::new(vec!["BTCUSDT".into(), "ETHUSDT".into()], 8);
-        hub.mark_price("BTCUSDT", 75000.0);
-        hub.mark_price("ETHUSDT", 3456.5);
-        let eth_only = |s: &str| s == "ETHUSDT";
-        for n in 0..4 {
-            let [buy, _] = hub.test_frames(n, 5, Some(&eth_only), "ma-fast").unwrap();
-            let b: serde_json::Value = serde_json::from_str(buy.as_str()).unwrap();
-            assert_eq!(b["content"]["symbol"], "ETHUSDT", "round {n}");
-            assert_eq!(b["content"]["strategy"], "ma-fast");
-        }
-        let sol_only = |s: &str| s == "SOLUSDT";
-        assert!(hub.test_frames(0, 5, Some(&sol_only), "test").is_none());
-    }
-}
+mod tests;
