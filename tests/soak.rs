@@ -23,6 +23,9 @@
 //! `SIGCAST_SOAK_SECONDS` and `SIGCAST_SOAK_CLIENTS` change the length and the crowd;
 //! `SIGCAST_SOAK_LOG` the servers' log filter; `SIGCAST_SOAK_KEEP=1` keeps the run's files
 //! (they are kept anyway when it fails).
+//!
+//! About 1,500 lines: its own binary (built in release, run on its own), in named phases
+//! that share one server, one tape and one crowd of clients.
 
 mod common;
 

@@ -10,6 +10,9 @@
 //! REST (`http://127.0.0.1:PORT`): `/api/v3/aggTrades`, `/fapi/v1/aggTrades` (`fromId`,
 //! `limit`) and `/api/v3/klines`, `/fapi/v1/klines`, answered from the same tape (klines
 //! aggregated from its aggTrades), and only with what has been played so far.
+//!
+//! About 780 lines: one mock for both of Binance's faces (WebSocket streams and the REST
+//! backfill) sharing one tape and one fault switchboard.
 
 #![allow(dead_code)]
 

@@ -1,4 +1,7 @@
 //! The `sigcast` binary as operators use it: init, token, serve (signals and SIGTERM), demo.
+//!
+//! About 1,350 lines: one test per operator command and its failure modes, sharing the
+//! helpers that start the binary and read its output; split by command when it grows.
 
 use crate::common;
 

@@ -9,6 +9,9 @@
 //! every node catches up; a token revoked through the cluster closes its session on another
 //! node within 2 s; and start errors (NATS unreachable, JetStream off, a conflicting stream)
 //! are one clear line.
+//!
+//! About 1,300 lines: each scenario needs its nats-server, nodes and clients started and
+//! watched, and they share those helpers; split by scenario when one more is added.
 
 use crate::common;
 

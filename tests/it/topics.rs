@@ -292,6 +292,31 @@ async fn http_post_with(
     (status, serde_json::from_str(json).unwrap_or(Value::Null))
 }
 
+/// `POST /v1/signals` with `body` sent in chunks (`Transfer-Encoding: chunked`, 4 KiB each).
+async fn http_post_chunked(server: &TestServer, token: &str, body: &str) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tls = tls_connect(server.addr, &server.material.path("cert.pem")).await;
+    let mut request = format!(
+        "POST /v1/signals HTTP/1.1\r\nHost: sigcast\r\nAuthorization: Bearer {token}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    for chunk in body.as_bytes().chunks(4096) {
+        request.push_str(&format!(
+            "{:x}\r\n{}\r\n",
+            chunk.len(),
+            String::from_utf8_lossy(chunk)
+        ));
+    }
+    request.push_str("0\r\n\r\n");
+    // The server may answer 413 and close before it has read everything.
+    let _ = tls.write_all(request.as_bytes()).await;
+    let mut response = Vec::new();
+    let _ = tls.read_to_end(&mut response).await;
+    let text = String::from_utf8_lossy(&response).to_string();
+    let status: u16 = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let json = text.split("\r\n\r\n").nth(1).unwrap_or("null");
+    (status, serde_json::from_str(json).unwrap_or(Value::Null))
+}
+
 /// `POST /v1/signals` with a publisher token publishes; the answers name what is wrong.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_publish_on_the_client_port() {
@@ -379,6 +404,18 @@ async fn http_publish_on_the_client_port() {
     );
     let (status, _) = http_post(&server, "/v2/other", Some(&publisher), &body).await;
     assert_eq!(status, 404);
+    // Over 16 KiB: 413, whether the length is declared or the body is sent in chunks.
+    let padded = body.replacen('{', &format!(r#"{{"pad":"{}","#, "x".repeat(17_000)), 1);
+    let (status, e) = http_post(&server, "/v1/signals", Some(&publisher), &padded).await;
+    assert_eq!(status, 413, "{e}");
+    let (status, e) = http_post_chunked(&server, &publisher, &padded).await;
+    assert_eq!(status, 413, "{e}");
+    let (status, e) = http_post_chunked(&server, &publisher, &body).await;
+    assert_eq!(
+        (status, e["type"].as_str()),
+        (200, Some("publish_ack")),
+        "{e}"
+    );
     // The WebSocket path on the same port is unaffected.
     send_text(&mut ws, "test").await;
     let t: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();

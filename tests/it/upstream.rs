@@ -1,6 +1,9 @@
 //! The live Binance upstream against the Binance-compatible mock, fed with real recordings.
 //! Each test asserts the exact aggTrade id sequence the strategies receive: every id of the
 //! tape, once, in order, whatever the mock does to the connection.
+//!
+//! About 700 lines: each fault of the mock (drops, stalls, gaps, limits) is a test with its
+//! own exact-sequence check; they share the tape and the helpers that read it.
 
 use crate::common;
 
