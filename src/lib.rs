@@ -21,7 +21,10 @@
 //!   backfill, replay of recordings, synthetic); Binance's wire format lives in `market::binance`.
 //! - [`strategy`]: deterministic strategies that turn events into [`strategy::Signal`]s,
 //!   defined in `signals/*.toml`, with warm-up, hot reload and any-language plugins.
-//! - [`backtest`]: the engine over recordings, with hit rates, naive P&L and a chart.
+//! - [`ledger`]: each strategy's signals paper-traded per symbol (fees, slippage, long-only or
+//!   long/short), marked to market for an equity curve, and the figures of its track record;
+//!   the same in backtests and on a live server.
+//! - [`backtest`]: the engine over recordings, with hit rates, the ledger's figures and a chart.
 //! - [`hub`]: numbers, journals and serializes each signal once and fans the same bytes out to
 //!   every session; relays the market-data topics sessions subscribe to, conflated.
 //! - [`cluster`]: cluster mode on NATS JetStream: the signal stream between producers and
@@ -49,6 +52,7 @@ pub mod config;
 pub mod db;
 pub mod devcert;
 pub mod hub;
+pub mod ledger;
 pub mod loadgen;
 pub mod logging;
 pub mod market;

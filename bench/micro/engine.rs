@@ -98,12 +98,13 @@ fn main() {
         &mut engine,
         merged.events(Malformed::new("bench")),
         Window::default(),
+        sigcast::ledger::Ledger::new(Default::default(), Default::default()),
         |_| {},
     );
     let summaries = backtest::summarize(&run);
     println!();
     println!(
-        "backtest wall time, all {} recordings, 10 instances: {:.2}s ({} events, {} signals, {} strategies summarized; read + decompress + parse + engine)",
+        "backtest wall time, all {} recordings, 10 instances: {:.2}s ({} events, {} signals, {} strategies summarized; read + decompress + parse + engine + ledger)",
         files.len(),
         started.elapsed().as_secs_f64(),
         run.events,

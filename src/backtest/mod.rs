@@ -6,9 +6,11 @@
 
 pub mod report;
 pub mod runner;
+mod track;
 
 use std::collections::BTreeMap;
 
+use crate::ledger::{self, Ledger};
 use crate::market::{MarketEvent, MarketEventKind};
 use crate::strategy::{Engine, Signal};
 
@@ -56,13 +58,18 @@ pub struct Run {
     pub signals: Vec<Signal>,
     pub prices: BTreeMap<String, Prices>,
     pub events: u64,
+    /// The signals paper-traded: the track record's figures, trades and equity curves.
+    pub track: ledger::Report,
 }
 
-/// Drives `engine` over `events`; `progress` is called every 8192 events.
+/// Drives `engine` over `events`, and `ledger` over the window's prices and signals (each
+/// signal numbered from 1, as a fresh server's journal numbers them); `progress` is called
+/// every 8192 events.
 pub fn run(
     engine: &mut Engine,
     events: impl Iterator<Item = MarketEvent>,
     window: Window,
+    mut ledger: Ledger,
     mut progress: impl FnMut(u64),
 ) -> Run {
     let mut run = Run::default();
@@ -76,22 +83,47 @@ pub fn run(
         if run.events % 8_192 == 0 {
             progress(run.events);
         }
+        let in_window = window.from.is_none_or(|from| time >= from);
         if let Some(price) = event.price() {
+            if in_window {
+                ledger.mark(&event.symbol, time, price);
+            }
             run.prices
                 .entry(event.symbol.to_string())
                 .or_default()
                 .push(time, price);
         }
         engine.on_event(&event, &mut out);
-        if window.from.is_some_and(|from| time < from) {
+        if !in_window {
             out.clear(); // warm-up before the window
-        } else {
-            run.signals.append(&mut out);
+        }
+        for signal in out.drain(..) {
+            let seq = run.signals.len() as u64 + 1;
+            trade(&mut ledger, &signal, seq);
+            run.signals.push(signal);
         }
     }
-    engine.finish(&mut run.signals);
+    engine.finish(&mut out);
+    for signal in out.drain(..) {
+        let seq = run.signals.len() as u64 + 1;
+        trade(&mut ledger, &signal, seq);
+        run.signals.push(signal);
+    }
+    run.track = ledger.report();
     progress(run.events);
     run
+}
+
+/// Hands a signal to the ledger, at the time it is about.
+fn trade(ledger: &mut Ledger, signal: &Signal, seq: u64) {
+    ledger.signal(
+        &signal.strategy,
+        &signal.symbol,
+        signal.side,
+        signal.price,
+        seq,
+        signal.timestamp.saturating_mul(1000),
+    );
 }
 
 /// A trade's own time; otherwise the exchange's event time.
@@ -242,6 +274,7 @@ mod tests {
             signals: vec![signal(Side::Buy, 100.0, 0), signal(Side::Sell, 110.0, 5)],
             prices: [("BTCUSDT".to_string(), prices)].into(),
             events: 0,
+            track: Default::default(),
         };
         let s = &summarize(&run)[0];
         assert_eq!((s.signals, s.buys, s.sells, s.trades), (2, 1, 1, 2));

@@ -1,5 +1,6 @@
 //! The backtest report: one self-contained HTML file (no scripts, no external assets) with a
-//! summary table and, per symbol, an SVG price chart carrying buy and sell markers. Hand-written
+//! summary table, the track record (`track.rs`) and, per symbol, an SVG price chart carrying
+//! buy and sell markers. Hand-written
 //! SVG is smaller than a plotting dependency for one line chart with markers.
 
 use std::fmt::Write;
@@ -14,14 +15,14 @@ const PAD: f64 = 48.0;
 /// Chart points per symbol at most (min and max of each bucket are kept, so spikes show).
 const MAX_POINTS: usize = 2400;
 
-fn escape(text: &str) -> String {
+pub(super) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
 
-fn utc(ms: i64) -> String {
+pub(super) fn utc(ms: i64) -> String {
     let t = SystemTime::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_seconds(t).to_string()
 }
@@ -36,6 +37,7 @@ body{{font:14px system-ui,sans-serif;margin:2em;color:#222}}table{{border-collap
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#f4f4f4}}\
 td:first-child{{text-align:left}}svg{{background:#fcfcfc;border:1px solid #ddd;margin:1em 0}}\
 .buy{{fill:#1a9641}}.sell{{fill:#d7191c}}.price{{fill:none;stroke:#2b83ba;stroke-width:1}}\
+.equity{{fill:none;stroke:#1a9641;stroke-width:1.5}}.drawdown{{fill:#fdd;stroke:#d7191c;stroke-width:1}}\
 text{{font:11px system-ui,sans-serif;fill:#555}}</style></head><body>\n\
 <h1>sigcast backtest</h1>\n<p>{} market events from {}; {} signals.</p>\n",
         run.events,
@@ -43,6 +45,7 @@ text{{font:11px system-ui,sans-serif;fill:#555}}</style></head><body>\n\
         run.signals.len()
     );
     h.push_str(&summary_table(summaries));
+    h.push_str(&super::track::html(&run.track));
     for (symbol, prices) in &run.prices {
         if prices.points.len() < 2 {
             continue;
@@ -90,7 +93,7 @@ fn summary_table(summaries: &[Summary]) -> String {
 }
 
 /// Min and max of each bucket, in time order.
-fn downsample(points: &[(i64, f64)]) -> Vec<(i64, f64)> {
+pub(super) fn downsample(points: &[(i64, f64)]) -> Vec<(i64, f64)> {
     if points.len() <= MAX_POINTS {
         return points.to_vec();
     }

@@ -1,11 +1,13 @@
 //! A backtest over recording files, as `sigcast backtest` runs it: the definitions loaded,
-//! the recordings merged, the engine run, and its outputs written (`signals.jsonl`,
-//! `summary.json`, `report.html`).
+//! the recordings merged, the engine and the ledger run, and its outputs written
+//! (`signals.jsonl`, `report.json`, `summary.json`, `report.html`).
 
 use std::path::{Path, PathBuf};
 
 use super::{Run, Summary, Window, report};
+use crate::config::LedgerSettings;
 use crate::hub;
+use crate::ledger::{self, Forced, Ledger};
 use crate::market::recording::RecordingError;
 use crate::market::replay::Merged;
 use crate::market::{Malformed, Market};
@@ -34,6 +36,10 @@ pub struct Options {
     pub signals: PathBuf,
     pub window: Window,
     pub out: PathBuf,
+    /// How signals are paper-traded where a definition says nothing (`[ledger]`).
+    pub ledger: LedgerSettings,
+    /// What wins over the definitions too (`--positions`, `--fee-bps`, `--slippage-bps`).
+    pub forced: Forced,
 }
 
 /// Runs the backtest and writes its outputs; returns the summaries. `progress` is told the
@@ -43,6 +49,12 @@ pub fn run(
     mut progress: impl FnMut(f64, u64),
 ) -> Result<(Run, Vec<Summary>), BacktestError> {
     let instances = definition::load(&options.signals, None)?;
+    let defaults = options.forced.apply(options.ledger);
+    let rules = ledger::rules(&instances, &defaults)
+        .into_iter()
+        .map(|(name, rules)| (name, options.forced.apply(rules)))
+        .collect();
+    let ledger = Ledger::new(defaults, rules);
     let merged = Merged::open(&options.data)?;
     let meter = merged.meter();
     let mut engine = Engine::new(instances);
@@ -58,6 +70,7 @@ pub fn run(
         &mut engine,
         merged.events(Malformed::new("backtest")),
         options.window,
+        ledger,
         |events| progress(meter.fraction(), events),
     );
     let summaries = super::summarize(&run);
@@ -83,6 +96,12 @@ fn write_outputs(options: &Options, run: &Run, summaries: &[Summary]) -> Result<
     }
     write("signals.jsonl", lines.as_bytes())?;
     write(
+        "report.json",
+        serde_json::to_string_pretty(&report_json(run))
+            .unwrap_or_default()
+            .as_bytes(),
+    )?;
+    write(
         "summary.json",
         serde_json::to_string_pretty(&summary_json(run, summaries))
             .unwrap_or_default()
@@ -100,6 +119,17 @@ fn file_name(p: &Path) -> String {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| p.display().to_string())
+}
+
+/// `report.json`: the track record of every strategy (figures, per symbol, trades, equity),
+/// the signals untracked for want of a price, and what the run covered.
+fn report_json(run: &Run) -> serde_json::Value {
+    serde_json::json!({
+        "events": run.events,
+        "signals": run.signals.len(),
+        "strategies": run.track.strategies,
+        "untracked": run.track.untracked,
+    })
 }
 
 fn summary_json(run: &Run, summaries: &[Summary]) -> serde_json::Value {
@@ -124,11 +154,12 @@ fn summary_json(run: &Run, summaries: &[Summary]) -> serde_json::Value {
     })
 }
 
-/// The summary as a text table.
-pub fn table(summaries: &[Summary]) -> String {
+/// The summary as text: each strategy's signals and their moves after 1, 5 and 15 candles,
+/// then its track record (the ledger's headline figures; every figure is in report.json).
+pub fn table(run: &Run, summaries: &[Summary]) -> String {
     let mut t = format!(
-        "{:<20} {:>8} {:>8} {:>14} {:>14} {:>14} {:>10}\n",
-        "strategy", "interval", "signals", "hit/move @1", "hit/move @5", "hit/move @15", "P&L %"
+        "{:<20} {:>8} {:>8} {:>14} {:>14} {:>14}\n",
+        "strategy", "interval", "signals", "hit/move @1", "hit/move @5", "hit/move @15"
     );
     for s in summaries {
         let h: Vec<String> = s
@@ -137,8 +168,46 @@ pub fn table(summaries: &[Summary]) -> String {
             .map(|h| format!("{:.0}%/{:+.3}%", h.hit_rate * 100.0, h.avg_move_pct))
             .collect();
         t.push_str(&format!(
-            "{:<20} {:>8} {:>8} {:>14} {:>14} {:>14} {:>+10.3}\n",
-            s.strategy, s.interval, s.signals, h[0], h[1], h[2], s.pnl_pct
+            "{:<20} {:>8} {:>8} {:>14} {:>14} {:>14}\n",
+            s.strategy, s.interval, s.signals, h[0], h[1], h[2]
+        ));
+    }
+    if run.track.strategies.is_empty() {
+        return t;
+    }
+    let opt = |v: Option<f64>, digits: usize| match v {
+        Some(v) => format!("{v:.digits$}"),
+        None => "-".to_string(),
+    };
+    t.push_str(&format!(
+        "\n{:<20} {:>7} {:>5} {:>6} {:>9} {:>10} {:>8} {:>8} {:>6} {:>7} {:>6}\n",
+        "track record",
+        "trades",
+        "open",
+        "win %",
+        "return %",
+        "P&L",
+        "hold %",
+        "max DD %",
+        "PF",
+        "Sharpe",
+        "in %"
+    ));
+    for s in &run.track.strategies {
+        let f = &s.figures;
+        t.push_str(&format!(
+            "{:<20} {:>7} {:>5} {:>6} {:>+9.3} {:>+10.2} {:>8} {:>8.3} {:>6} {:>7} {:>6}\n",
+            s.strategy,
+            f.closed_trades,
+            f.open_trades,
+            opt(f.win_rate_pct, 1),
+            f.total_return_pct,
+            f.realized_pnl + f.unrealized_pnl,
+            opt(f.buy_and_hold_pct, 2),
+            f.max_drawdown_pct,
+            opt(f.profit_factor, 2),
+            opt(f.sharpe, 2),
+            opt(f.exposure_pct, 1),
         ));
     }
     t

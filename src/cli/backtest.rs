@@ -13,7 +13,8 @@ use clap::Args;
 use super::settings::SettingsArgs;
 use crate::backtest::Window;
 use crate::backtest::runner::{self, Options};
-use crate::config::Overrides;
+use crate::config::{Overrides, Positions};
+use crate::ledger::Forced;
 
 /// Run the strategies over recordings as fast as possible: every signal, a summary per
 /// strategy and an HTML report with a chart.
@@ -32,9 +33,19 @@ pub struct Backtest {
     /// Window end, RFC 3339 or Unix seconds.
     #[arg(long, value_name = "TIME")]
     to: Option<String>,
-    /// Where signals.jsonl, summary.json and report.html go.
+    /// Where signals.jsonl, report.json, summary.json and report.html go.
     #[arg(long, default_value = "backtest-report", value_name = "DIR")]
     out: PathBuf,
+    /// Paper-trade every strategy long_only (a sell closes) or long_short (a sell goes
+    /// short), whatever the definitions and `[ledger]` say.
+    #[arg(long, value_name = "MODE")]
+    positions: Option<Positions>,
+    /// Fee per side in basis points, for every strategy.
+    #[arg(long, value_name = "BPS", allow_negative_numbers = true)]
+    fee_bps: Option<f64>,
+    /// Slippage against the trader in basis points, for every strategy.
+    #[arg(long, value_name = "BPS", allow_negative_numbers = true)]
+    slippage_bps: Option<f64>,
     #[command(flatten)]
     settings: SettingsArgs,
 }
@@ -47,11 +58,22 @@ pub fn command(args: Backtest) -> anyhow::Result<ExitCode> {
         from: args.from.map(|t| parse_time("--from", &t)).transpose()?,
         to: args.to.map(|t| parse_time("--to", &t)).transpose()?,
     };
+    let forced = Forced {
+        positions: args.positions,
+        fee_bps: args.fee_bps,
+        slippage_bps: args.slippage_bps,
+    };
+    forced
+        .apply(config.ledger)
+        .check()
+        .map_err(|e| anyhow::anyhow!("--{}", e.replacen('_', "-", 1)))?;
     let options = Options {
         data: args.data,
         signals: args.signals.unwrap_or(config.signals.dir),
         window,
         out: args.out,
+        ledger: config.ledger,
+        forced,
     };
     let started = Instant::now();
     let mut progress = Progress::new();
@@ -59,12 +81,12 @@ pub fn command(args: Backtest) -> anyhow::Result<ExitCode> {
         progress.show(fraction, events, started.elapsed())
     })?;
     progress.done(run.events, started.elapsed());
-    print!("{}", runner::table(&summaries));
+    print!("{}", runner::table(&run, &summaries));
     if summaries.iter().all(|s| s.signals == 0) {
         eprintln!("sigcast: backtest: {}", runner::no_signals_hint(&options)?);
     }
     println!(
-        "signals: {0}/signals.jsonl  summary: {0}/summary.json  report: {0}/report.html",
+        "signals: {0}/signals.jsonl  track record: {0}/report.json  summary: {0}/summary.json  report: {0}/report.html",
         options.out.display()
     );
     Ok(ExitCode::SUCCESS)

@@ -43,6 +43,9 @@ impl Config {
                 format!("{bad:?} is not an origin like https://dash.example.com (scheme and host, no path) or *"),
             ));
         }
+        if let Err(message) = self.ledger.check() {
+            p.push(invalid("ledger", message));
+        }
         if self.journal.retention_count == 0 {
             p.push(invalid("journal.retention_count", "must be at least 1"));
         }

@@ -9,11 +9,13 @@
 
 mod checks;
 mod keys;
+pub mod ledger;
 mod settings;
 mod speed;
 mod toml_error;
 
 pub use keys::{KEYS, Key, Kind, Overrides, key, reference};
+pub use ledger::{LedgerSettings, Positions};
 pub use settings::*;
 pub use speed::Speed;
 pub use toml_error::toml_error;
@@ -67,6 +69,8 @@ pub struct Config {
     pub admin: AdminSettings,
     pub log: LogSettings,
     pub cluster: ClusterSettings,
+    /// How signals are paper-traded for the track record (defaults for every strategy).
+    pub ledger: LedgerSettings,
 }
 
 impl Config {

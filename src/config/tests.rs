@@ -168,6 +168,7 @@ fn every_key_is_a_real_setting() {
                 "binance.proxy" => "socks5://127.0.0.1:1080",
                 "log.format" => "json",
                 "log.level" => "debug",
+                "ledger.positions" => "long_short",
                 _ => "x",
             },
             Kind::Path => "/tmp/x",
@@ -183,6 +184,7 @@ fn every_key_is_a_real_setting() {
             Kind::List => "BTCUSDT,ETHUSDT",
             Kind::PathList => "/tmp/a.gz,/tmp/b.txt",
             Kind::Bool => "true",
+            Kind::Number if key.name == "ledger.capital" => "20000",
             Kind::Number => "1.5",
         };
         let mut o = Overrides::default();

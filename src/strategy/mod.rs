@@ -112,6 +112,8 @@ pub struct Instance {
     /// The definition it came from, with its symbol, in canonical text.
     pub key: String,
     pub strategy: Box<dyn Strategy>,
+    /// Its definition's `[strategy.ledger]`, checked: paper-trading rules of its own.
+    pub ledger: Option<toml::Table>,
 }
 
 /// One instance inside the engine.

@@ -1,4 +1,5 @@
-//! The house's one-way flow, checked on the source: `market` → `strategy` → `hub` → `server`.
+//! The house's one-way flow, checked on the source: `market` → `strategy` → `ledger` → `hub`
+//! → `server`.
 //! A file of one of these rooms names only rooms before its own, never one after it; the
 //! foundation rooms (`clock`, `config`, `db`, `tls`) name only each other; `node`, which
 //! assembles the pipeline, is named only by `cli`; and no library room names `cli`, which
@@ -7,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 /// The rooms data flows through, in order.
-const FLOW: [&str; 4] = ["market", "strategy", "hub", "server"];
+const FLOW: [&str; 5] = ["market", "strategy", "ledger", "hub", "server"];
 /// The rooms every other room may read, which themselves read only each other.
 const FOUNDATION: [&str; 4] = ["clock", "config", "db", "tls"];
 

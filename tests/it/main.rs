@@ -37,4 +37,5 @@ mod tls;
 mod tls_adversarial;
 mod tls_scan;
 mod topics;
+mod track_record;
 mod upstream;

@@ -11,10 +11,9 @@
 //! enabled = true            # optional
 //! [strategy.params]         # per kind; omitted keys take their defaults
 //! period = 14
+//! [strategy.ledger]         # optional: how its track record trades it; omitted keys
+//! fee_bps = 4               #   take the [ledger] settings of sigcast.toml
 //! ```
-//!
-//! About 520 lines, 150 of them tests of whole definition files: every problem of a file is
-//! found in one pass.
 
 use std::path::{Path, PathBuf};
 
@@ -30,7 +29,7 @@ use super::builtin::rsi::RsiLevels;
 use super::common::{CandleLogic, Common, OnCandles};
 use super::exec::Exec;
 use super::{Instance, Strategy};
-use crate::config::valid_symbol;
+use crate::config::{LedgerSettings, valid_symbol};
 use crate::market::{Interval, Market};
 
 /// The most history candles a strategy may need: what one REST klines request returns.
@@ -71,6 +70,9 @@ pub struct Definition {
     pub cooldown: Option<String>,
     #[serde(default = "enabled_by_default")]
     pub enabled: bool,
+    /// Paper-trading rules of its own (`[strategy.ledger]`), over the `[ledger]` settings.
+    #[serde(default)]
+    pub ledger: Option<toml::Table>,
 }
 
 fn default_market() -> Market {
@@ -133,6 +135,11 @@ impl Definition {
                 .as_millis()
                 .min(i64::MAX as u128) as i64,
         };
+        if let Some(table) = &self.ledger {
+            LedgerSettings::default()
+                .with(table)
+                .map_err(|e| format!("{}.{e}", at("ledger")))?;
+        }
         let mut symbols = self.symbols.clone();
         if let Some(s) = &self.symbol {
             if !symbols.is_empty() {
@@ -187,6 +194,7 @@ impl Definition {
             out.push(Instance {
                 key: format!("{self:?} {symbol}"),
                 strategy: built,
+                ledger: self.ledger.clone(),
             });
         }
         Ok(out)

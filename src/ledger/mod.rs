@@ -1,0 +1,415 @@
+//! The ledger: each strategy's signals paper-traded on each symbol, the same way in a
+//! backtest and on a live server, marked to market once a minute for an equity curve, and
+//! the figures traders judge a signal provider by (docs/performance.md).
+//!
+//! Fed two things in time order: market prices ([`Ledger::mark`]) and signals
+//! ([`Ledger::signal`]). A signal for a symbol the ledger has no price for is counted as
+//! untracked, never traded at a guessed price.
+
+pub mod figures;
+pub mod trade;
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+pub use crate::config::ledger::{LedgerSettings, Positions};
+pub use figures::Figures;
+pub use trade::{Direction, Trade};
+
+use figures::Record;
+use trade::{Book, Order};
+
+use crate::strategy::{Instance, Side};
+
+/// Equity is sampled on each minute boundary.
+const MINUTE_MS: i64 = 60_000;
+
+/// Every strategy's paper trades and equity.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    /// The rules for a strategy with none of its own.
+    defaults: LedgerSettings,
+    /// Rules from a strategy's definition.
+    rules: HashMap<String, LedgerSettings>,
+    accounts: BTreeMap<String, Account>,
+    /// The first and latest price of each symbol marked.
+    prices: HashMap<String, Mark>,
+    /// When each equity sample was taken, shared by every curve.
+    times: Vec<i64>,
+    /// The minute of the latest mark.
+    minute: Option<i64>,
+    /// The latest mark's or signal's time.
+    now_ms: i64,
+    /// Signals for symbols with no price, by strategy and symbol.
+    untracked: BTreeMap<(String, String), u64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Mark {
+    first: f64,
+    last: f64,
+}
+
+/// One strategy's books and equity.
+#[derive(Debug)]
+struct Account {
+    settings: LedgerSettings,
+    books: BTreeMap<String, Sampled>,
+    /// P&L at each sample from `start` on (flat before).
+    pnl: Vec<f64>,
+    start: usize,
+    /// Positions open across its books, and since when at least one has been.
+    open: usize,
+    exposed_since: Option<i64>,
+    exposed_ms: i64,
+}
+
+/// A book and its P&L at each sample from `start` on.
+#[derive(Debug)]
+struct Sampled {
+    book: Book,
+    pnl: Vec<f64>,
+    start: usize,
+}
+
+impl Ledger {
+    /// A ledger trading every strategy by `defaults`, unless `rules` names its own.
+    pub fn new(defaults: LedgerSettings, rules: HashMap<String, LedgerSettings>) -> Self {
+        Ledger {
+            defaults,
+            rules,
+            ..Ledger::default()
+        }
+    }
+
+    /// A market price: the symbol's latest, for marking and for signals to come. Takes an
+    /// equity sample first when a minute boundary has passed since the last mark.
+    pub fn mark(&mut self, symbol: &str, time_ms: i64, price: f64) {
+        if !price.is_finite() || price <= 0.0 {
+            return;
+        }
+        let minute = time_ms.div_euclid(MINUTE_MS);
+        match self.minute {
+            None => {
+                self.minute = Some(minute);
+                self.now_ms = time_ms;
+                self.sample(time_ms);
+            }
+            Some(last) if minute > last => {
+                self.minute = Some(minute);
+                self.sample((last + 1) * MINUTE_MS);
+            }
+            _ => {}
+        }
+        self.now_ms = self.now_ms.max(time_ms);
+        match self.prices.get_mut(symbol) {
+            Some(mark) => mark.last = price,
+            None => {
+                self.prices.insert(
+                    symbol.to_string(),
+                    Mark {
+                        first: price,
+                        last: price,
+                    },
+                );
+            }
+        }
+    }
+
+    /// A signal of `strategy`'s, numbered `seq`, at `time_ms`.
+    pub fn signal(
+        &mut self,
+        strategy: &str,
+        symbol: &str,
+        side: Side,
+        price: f64,
+        seq: u64,
+        time_ms: i64,
+    ) {
+        if !self.prices.contains_key(symbol) || !price.is_finite() || price <= 0.0 {
+            *self
+                .untracked
+                .entry((strategy.to_string(), symbol.to_string()))
+                .or_default() += 1;
+            return;
+        }
+        self.now_ms = self.now_ms.max(time_ms);
+        let start = self.times.len();
+        let account = self
+            .accounts
+            .entry(strategy.to_string())
+            .or_insert_with(|| Account {
+                settings: self.rules.get(strategy).copied().unwrap_or(self.defaults),
+                books: BTreeMap::new(),
+                pnl: Vec::new(),
+                start,
+                open: 0,
+                exposed_since: None,
+                exposed_ms: 0,
+            });
+        let settings = account.settings;
+        let sampled = account
+            .books
+            .entry(symbol.to_string())
+            .or_insert_with(|| Sampled {
+                book: Book::default(),
+                pnl: Vec::new(),
+                start,
+            });
+        let was_open = sampled.book.open().is_some();
+        let order = Order {
+            side,
+            price,
+            seq,
+            time_ms,
+        };
+        let is_open = sampled.book.apply(order, &settings);
+        match (was_open, is_open) {
+            (false, true) => {
+                account.open += 1;
+                if account.open == 1 {
+                    account.exposed_since = Some(time_ms);
+                }
+            }
+            (true, false) => {
+                account.open -= 1;
+                if account.open == 0
+                    && let Some(since) = account.exposed_since.take()
+                {
+                    account.exposed_ms += (time_ms - since).max(0);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Marks every open position to its symbol's latest price and records each curve's P&L.
+    fn sample(&mut self, time_ms: i64) {
+        self.times.push(time_ms);
+        for account in self.accounts.values_mut() {
+            let mut total = 0.0;
+            for (symbol, sampled) in &mut account.books {
+                if let Some(mark) = self.prices.get(symbol) {
+                    sampled.book.mark(mark.last, &account.settings);
+                }
+                let pnl = sampled.book.realized + sampled.book.unrealized();
+                sampled.pnl.push(pnl);
+                total += pnl;
+            }
+            account.pnl.push(total);
+        }
+    }
+
+    /// Every strategy's figures, per symbol too, its trades and its equity curve, as of the
+    /// latest mark or signal (open positions marked to the latest prices).
+    pub fn report(&self) -> Report {
+        let now = self.now_ms;
+        let mut times = self.times.clone();
+        let final_sample = times.last().is_none_or(|t| *t < now);
+        if final_sample {
+            times.push(now);
+        }
+        let strategies = self
+            .accounts
+            .iter()
+            .map(|(name, account)| {
+                let settings = &account.settings;
+                let mut book_pnl_now = 0.0;
+                let mut symbols = Vec::new();
+                let mut trades = Vec::new();
+                let mut holds = Vec::new();
+                for (symbol, sampled) in &account.books {
+                    let mut book = sampled.book.clone();
+                    if let Some(mark) = self.prices.get(symbol) {
+                        book.mark(mark.last, settings);
+                        holds.push((mark.last / mark.first - 1.0) * 100.0);
+                    }
+                    let pnl_now = book.realized + book.unrealized();
+                    book_pnl_now += pnl_now;
+                    let mut pnl = sampled.pnl.clone();
+                    if final_sample {
+                        pnl.push(pnl_now);
+                    }
+                    let curve = equity(&times, sampled.start, &pnl, settings.capital);
+                    let hold = self
+                        .prices
+                        .get(symbol)
+                        .map(|m| (m.last / m.first - 1.0) * 100.0);
+                    symbols.push(SymbolReport {
+                        symbol: symbol.clone(),
+                        figures: figures_of(&book, &curve, book.exposed_until(now), hold, settings),
+                    });
+                    trades.extend(book.trades.iter().map(|t| TradeRow {
+                        symbol: symbol.clone(),
+                        trade: t.clone(),
+                    }));
+                }
+                let mut pnl = account.pnl.clone();
+                if final_sample {
+                    pnl.push(book_pnl_now);
+                }
+                let curve = equity(&times, account.start, &pnl, settings.capital);
+                trades
+                    .sort_by_key(|r| (r.trade.exit_time_ms.unwrap_or(i64::MAX), r.trade.entry_seq));
+                let closed: Vec<&Trade> = trades
+                    .iter()
+                    .map(|r| &r.trade)
+                    .filter(|t| !t.is_open())
+                    .collect();
+                let open: Vec<&Trade> = trades
+                    .iter()
+                    .map(|r| &r.trade)
+                    .filter(|t| t.is_open())
+                    .collect();
+                let exposed = account.exposed_ms
+                    + account
+                        .exposed_since
+                        .map_or(0, |since| (now - since).max(0));
+                let figures = figures::compute(&Record {
+                    closed: &closed,
+                    open: open.len(),
+                    unrealized: open.iter().fold(0.0, |sum, t| sum + t.pnl),
+                    capital: settings.capital,
+                    curve: &curve,
+                    exposed_ms: exposed,
+                    buy_and_hold_pct: (!holds.is_empty())
+                        .then(|| holds.iter().sum::<f64>() / holds.len() as f64),
+                });
+                StrategyReport {
+                    strategy: name.clone(),
+                    settings: *settings,
+                    figures,
+                    symbols,
+                    trades,
+                    equity: curve,
+                }
+            })
+            .collect();
+        Report {
+            strategies,
+            untracked: self
+                .untracked
+                .iter()
+                .map(|((strategy, symbol), signals)| Untracked {
+                    strategy: strategy.clone(),
+                    symbol: symbol.clone(),
+                    signals: *signals,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Each strategy's rules: `defaults` with its definition's `[strategy.ledger]` over them.
+pub fn rules(instances: &[Instance], defaults: &LedgerSettings) -> HashMap<String, LedgerSettings> {
+    instances
+        .iter()
+        .filter_map(|i| {
+            let table = i.ledger.as_ref()?;
+            // Checked when the definitions were loaded.
+            let settings = defaults.with(table).ok()?;
+            Some((i.strategy.name().to_string(), settings))
+        })
+        .collect()
+}
+
+/// Settings that win over the configuration and every definition (`sigcast backtest
+/// --positions --fee-bps --slippage-bps`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Forced {
+    pub positions: Option<Positions>,
+    pub fee_bps: Option<f64>,
+    pub slippage_bps: Option<f64>,
+}
+
+impl Forced {
+    /// `settings` with what is forced put over it.
+    pub fn apply(&self, settings: LedgerSettings) -> LedgerSettings {
+        LedgerSettings {
+            positions: self.positions.unwrap_or(settings.positions),
+            fee_bps: self.fee_bps.unwrap_or(settings.fee_bps),
+            slippage_bps: self.slippage_bps.unwrap_or(settings.slippage_bps),
+            ..settings
+        }
+    }
+}
+
+/// One symbol's figures in one strategy.
+fn figures_of(
+    book: &Book,
+    curve: &[(i64, f64)],
+    exposed_ms: i64,
+    buy_and_hold_pct: Option<f64>,
+    settings: &LedgerSettings,
+) -> Figures {
+    let closed: Vec<&Trade> = book.trades.iter().filter(|t| !t.is_open()).collect();
+    figures::compute(&Record {
+        closed: &closed,
+        open: usize::from(book.open().is_some()),
+        unrealized: book.unrealized(),
+        capital: settings.capital,
+        curve,
+        exposed_ms,
+        buy_and_hold_pct,
+    })
+}
+
+/// `(time, equity)` at every sample: the capital until `start`, then capital plus `pnl`.
+fn equity(times: &[i64], start: usize, pnl: &[f64], capital: f64) -> Vec<(i64, f64)> {
+    times
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| {
+            let p = i
+                .checked_sub(start)
+                .and_then(|j| pnl.get(j))
+                .copied()
+                .unwrap_or(0.0);
+            (t, capital + p)
+        })
+        .collect()
+}
+
+/// What the ledger shows: `report.json`'s figures, `/v1/performance`, `sigcast performance`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub strategies: Vec<StrategyReport>,
+    /// Signals for symbols sigcast had no price for: listed, never traded.
+    pub untracked: Vec<Untracked>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StrategyReport {
+    pub strategy: String,
+    pub settings: LedgerSettings,
+    pub figures: Figures,
+    pub symbols: Vec<SymbolReport>,
+    /// Every trade, closed ones in the order they closed, then the open ones.
+    pub trades: Vec<TradeRow>,
+    /// `(Unix ms, equity in quote)`, once a minute and at the end.
+    pub equity: Vec<(i64, f64)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SymbolReport {
+    pub symbol: String,
+    pub figures: Figures,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TradeRow {
+    pub symbol: String,
+    #[serde(flatten)]
+    pub trade: Trade,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Untracked {
+    pub strategy: String,
+    pub symbol: String,
+    pub signals: u64,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,124 @@
+//! The ledger over a hand-made tape: samples, exposure, untracked signals, per-symbol sums.
+
+use super::*;
+
+const S: i64 = 1_000;
+
+fn frictionless() -> LedgerSettings {
+    LedgerSettings {
+        positions: Positions::LongOnly,
+        fee_bps: 0.0,
+        slippage_bps: 0.0,
+        notional: 1_000.0,
+        capital: 10_000.0,
+    }
+}
+
+#[test]
+fn a_round_trip_by_hand() {
+    let mut ledger = Ledger::new(frictionless(), HashMap::new());
+    ledger.mark("BTCUSDT", 0, 100.0);
+    ledger.signal("ma", "BTCUSDT", Side::Buy, 100.0, 1, 30 * S);
+    ledger.signal("ma", "ETHUSDT", Side::Buy, 3_000.0, 2, 31 * S);
+    ledger.mark("BTCUSDT", 61 * S, 110.0); // sample at 60 s: still 100
+    ledger.mark("BTCUSDT", 125 * S, 120.0); // sample at 120 s: 110, +100
+    ledger.signal("ma", "BTCUSDT", Side::Sell, 120.0, 3, 130 * S);
+    ledger.mark("BTCUSDT", 190 * S, 90.0); // sample at 180 s: flat, +200
+    let report = ledger.report();
+    let ma = &report.strategies[0];
+    let equity: Vec<(i64, f64)> = vec![
+        (0, 10_000.0),
+        (60 * S, 10_000.0),
+        (120 * S, 10_100.0),
+        (180 * S, 10_200.0),
+        (190 * S, 10_200.0),
+    ];
+    assert_eq!(ma.equity, equity);
+    let f = &ma.figures;
+    assert_eq!((f.closed_trades, f.open_trades), (1, 0));
+    assert_eq!(f.win_rate_pct, Some(100.0));
+    assert!((f.total_return_pct - 2.0).abs() < 1e-12);
+    assert_eq!(f.max_drawdown_pct, 0.0);
+    assert_eq!(f.span_s, 190);
+    // In the market from 30 s to 130 s of 190 s.
+    assert!((f.exposure_pct.unwrap() - 100.0 / 190.0 * 100.0).abs() < 1e-9);
+    assert!((f.buy_and_hold_pct.unwrap() + 10.0).abs() < 1e-12);
+    assert_eq!(ma.trades.len(), 1);
+    assert_eq!(ma.trades[0].trade.exit_seq, Some(3));
+    // ETHUSDT had no price: listed, not traded.
+    assert_eq!(report.untracked.len(), 1);
+    assert_eq!(
+        (
+            report.untracked[0].symbol.as_str(),
+            report.untracked[0].signals
+        ),
+        ("ETHUSDT", 1)
+    );
+}
+
+#[test]
+fn symbols_add_up_to_their_strategy() {
+    let mut rules = HashMap::new();
+    rules.insert(
+        "flip".to_string(),
+        LedgerSettings {
+            positions: Positions::LongShort,
+            ..LedgerSettings::default()
+        },
+    );
+    let mut ledger = Ledger::new(LedgerSettings::default(), rules);
+    let tape = [
+        ("BTCUSDT", 100.0),
+        ("ETHUSDT", 50.0),
+        ("BTCUSDT", 104.0),
+        ("ETHUSDT", 47.0),
+        ("BTCUSDT", 99.0),
+        ("ETHUSDT", 52.0),
+    ];
+    for (i, (symbol, price)) in tape.iter().enumerate() {
+        let t = i as i64 * 45 * S;
+        ledger.mark(symbol, t, *price);
+        let side = if i % 4 < 2 { Side::Buy } else { Side::Sell };
+        ledger.signal("flip", symbol, side, *price, i as u64 + 1, t);
+        ledger.signal("plain", symbol, side, *price, i as u64 + 1, t);
+    }
+    let report = ledger.report();
+    for strategy in &report.strategies {
+        let sum: f64 = strategy
+            .symbols
+            .iter()
+            .map(|s| s.figures.total_return_pct)
+            .sum();
+        assert!(
+            (sum - strategy.figures.total_return_pct).abs() < 1e-9,
+            "{}: {sum} vs {}",
+            strategy.strategy,
+            strategy.figures.total_return_pct
+        );
+        let pnl: f64 = strategy.trades.iter().map(|t| t.trade.pnl).sum();
+        let f = &strategy.figures;
+        assert!((pnl - (f.realized_pnl + f.unrealized_pnl)).abs() < 1e-9);
+    }
+    let flip = report
+        .strategies
+        .iter()
+        .find(|s| s.strategy == "flip")
+        .unwrap();
+    assert_eq!(flip.settings.positions, Positions::LongShort);
+    assert!(
+        flip.trades
+            .iter()
+            .any(|t| t.trade.direction == Direction::Short)
+    );
+    let plain = report
+        .strategies
+        .iter()
+        .find(|s| s.strategy == "plain")
+        .unwrap();
+    assert!(
+        plain
+            .trades
+            .iter()
+            .all(|t| t.trade.direction == Direction::Long)
+    );
+}

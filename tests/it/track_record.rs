@@ -1,0 +1,249 @@
+//! The track record of `sigcast backtest`: `report.json`'s figures and trades, the flags and
+//! a definition's `[strategy.ledger]` over the defaults, and the figures recomputed on their
+//! own by `tests/e2e/track_record.py` (numpy) from the signals and the equity curve.
+
+use crate::common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use serde_json::Value;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every built-in kind on futures BTCUSDT, and `f-ma-flip`: `f-ma` again, traded long and
+/// short without fees by its own `[strategy.ledger]`.
+fn signals(dir: &Path) -> PathBuf {
+    let signals = dir.join("signals");
+    std::fs::create_dir_all(&signals).unwrap();
+    let mut text =
+        std::fs::read_to_string(root().join("tests/data/backtest_signals.toml")).unwrap();
+    text.push_str(
+        "[[strategy]]\nname = \"f-ma-flip\"\nkind = \"ma_cross\"\nmarket = \"futures\"\nsymbol = \"BTCUSDT\"\ninterval = \"1s\"\n[strategy.params]\nfast = 3\nslow = 8\n[strategy.ledger]\npositions = \"long_short\"\nfee_bps = 0\n",
+    );
+    std::fs::write(signals.join("all.toml"), text).unwrap();
+    signals
+}
+
+fn backtest(dir: &Path, out: &Path, extra: &[&str]) -> Output {
+    let data = root().join("../shared/data/binance/usdm_btcusdt_20240808.gz");
+    common::sigcast_command()
+        .args(["backtest", "--data"])
+        .arg(data)
+        .arg("--signals")
+        .arg(signals(dir))
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn json(path: PathBuf) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn strategy<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["strategies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["strategy"] == name)
+        .unwrap_or_else(|| panic!("no {name} in the report"))
+}
+
+const FIGURES: [&str; 24] = [
+    "closed_trades",
+    "open_trades",
+    "win_rate_pct",
+    "avg_trade_return_pct",
+    "median_trade_return_pct",
+    "best_trade_pct",
+    "worst_trade_pct",
+    "total_return_pct",
+    "annualized_return_pct",
+    "realized_pnl",
+    "unrealized_pnl",
+    "profit_factor",
+    "expectancy",
+    "expectancy_ratio",
+    "longest_win_streak",
+    "longest_loss_streak",
+    "max_drawdown_pct",
+    "max_drawdown_duration_s",
+    "sharpe",
+    "sortino",
+    "calmar",
+    "exposure_pct",
+    "buy_and_hold_pct",
+    "span_s",
+];
+
+/// Runs the independent check over `out`, when the e2e Python is there.
+fn recompute(out: &Path) {
+    let Some(python) = common::e2e_tool("SIGCAST_E2E_PYTHON") else {
+        return;
+    };
+    let run = std::process::Command::new(python)
+        .arg(root().join("tests/e2e/track_record.py"))
+        .arg(out)
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&run.stdout).to_string() + &String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{said}");
+    assert!(said.contains("agree"), "{said}");
+}
+
+#[test]
+fn the_backtest_writes_its_track_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("report");
+    let run = backtest(tmp.path(), &out, &[]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        stdout.contains("track record") && stdout.contains("report.json"),
+        "{stdout}"
+    );
+    let report = json(out.join("report.json"));
+    let signals: Vec<Value> = std::fs::read_to_string(out.join("signals.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let by_seq = |seq: &Value| -> &Value { &signals[seq.as_u64().unwrap() as usize - 1] };
+    assert_eq!(report["strategies"].as_array().unwrap().len(), 8);
+    for s in report["strategies"].as_array().unwrap() {
+        for figure in FIGURES {
+            assert!(
+                s["figures"].get(figure).is_some(),
+                "{}: no {figure}",
+                s["strategy"]
+            );
+        }
+        assert_eq!(s["symbols"][0]["symbol"], "BTCUSDT");
+        assert!(s["equity"].as_array().unwrap().len() >= 2);
+        // Every trade opens and closes on signals of its own strategy, in order.
+        for t in s["trades"].as_array().unwrap() {
+            let entry = by_seq(&t["entry_seq"]);
+            assert_eq!(entry["content"]["strategy"], s["strategy"]);
+            if let Some(exit) = t["exit_seq"].as_u64() {
+                assert!(exit > t["entry_seq"].as_u64().unwrap());
+                assert_eq!(by_seq(&t["exit_seq"])["content"]["strategy"], s["strategy"]);
+            }
+        }
+    }
+    // The defaults: long only, 10 bps a side, 2 bps slippage; every entry is a buy's fill.
+    let ma = strategy(&report, "f-ma");
+    assert_eq!(ma["settings"]["positions"], "long_only");
+    for t in ma["trades"].as_array().unwrap() {
+        assert_eq!(t["direction"], "long");
+        let price = by_seq(&t["entry_seq"])["content"]["price"]
+            .as_f64()
+            .unwrap();
+        let fill = t["entry_price"].as_f64().unwrap();
+        assert!((fill - price * 1.0002).abs() < 1e-6, "{fill} vs {price}");
+        assert!((t["entry_fee"].as_f64().unwrap() - 1.0).abs() < 1e-9);
+    }
+    // Its own [strategy.ledger]: long and short, no fee.
+    let flip = strategy(&report, "f-ma-flip");
+    assert_eq!(flip["settings"]["positions"], "long_short");
+    assert_eq!(flip["settings"]["fee_bps"], 0.0);
+    assert!(
+        flip["trades"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["direction"] == "short")
+    );
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("Track record"));
+    assert_eq!(
+        html.matches("class=\"equity\"").count(),
+        8,
+        "an equity curve each"
+    );
+    assert_eq!(
+        html.matches("class=\"drawdown\"").count(),
+        8,
+        "a drawdown chart each"
+    );
+    recompute(&out);
+}
+
+#[test]
+fn flags_win_over_the_definitions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("report");
+    let flags = [
+        "--positions",
+        "long_short",
+        "--fee-bps",
+        "0",
+        "--slippage-bps",
+        "0",
+    ];
+    let run = backtest(tmp.path(), &out, &flags);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let report = json(out.join("report.json"));
+    for s in report["strategies"].as_array().unwrap() {
+        assert_eq!(
+            s["settings"]["positions"], "long_short",
+            "{}",
+            s["strategy"]
+        );
+        assert_eq!(s["settings"]["fee_bps"], 0.0);
+    }
+    // f-ma and f-ma-flip are the same strategy now traded the same way.
+    let (ma, flip) = (strategy(&report, "f-ma"), strategy(&report, "f-ma-flip"));
+    assert_eq!(ma["figures"], flip["figures"]);
+    recompute(&out);
+
+    let bad = backtest(tmp.path(), &out, &["--fee-bps", "-1"]);
+    assert_eq!(bad.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("--fee-bps: expected 0 to 1000 basis points"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_bad_ledger_table_is_named_by_config_check() {
+    let tmp = tempfile::tempdir().unwrap();
+    let signals = tmp.path().join("signals");
+    std::fs::create_dir_all(&signals).unwrap();
+    std::fs::write(
+        signals.join("a.toml"),
+        "[[strategy]]\nname = \"x\"\nkind = \"rsi\"\nsymbol = \"BTCUSDT\"\ninterval = \"1m\"\n[strategy.ledger]\nfee_bps = 5000\n",
+    )
+    .unwrap();
+    let run = common::sigcast_command()
+        .args(["backtest", "--data"])
+        .arg(root().join("../shared/data/binance/spot_btcusdt_20240808.gz"))
+        .arg("--signals")
+        .arg(&signals)
+        .arg("--out")
+        .arg(tmp.path().join("out"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr
+            .contains("strategy \"x\": ledger.fee_bps: expected 0 to 1000 basis points, got 5000"),
+        "{stderr}"
+    );
+}
