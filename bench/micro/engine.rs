@@ -1,7 +1,8 @@
 //! Strategy-engine benchmark: market events per second on one core through the engine with
 //! 1, 10 and 100 strategy instances, over every real Binance recording (parsed beforehand, so
-//! only the engine is timed); then the wall time of `sigcast backtest` over the full set
-//! (decompression and parsing included).
+//! only the engine is timed); the ledger's cost per market price and per signal; then the
+//! wall time of `sigcast backtest` over the full set (decompression, parsing and the ledger
+//! included).
 //!
 //! Run: `cargo bench --bench engine` (reads `../shared/data/binance/` at run time).
 //! Target: at least 5 M events/s/core with 10 instances.
@@ -91,6 +92,8 @@ fn main() {
         );
     }
 
+    ledger_cost(&events);
+
     let started = Instant::now();
     let merged = Merged::open(&files).unwrap();
     let mut engine = Engine::new(instances(10, &symbols));
@@ -110,5 +113,57 @@ fn main() {
         run.events,
         run.signals.len(),
         summaries.len()
+    );
+}
+
+/// The track record's cost: a market price marked (per event with a price, equity sampled on
+/// each minute boundary), and a signal traded, with ten strategies holding positions on every
+/// symbol. Best of three passes each.
+fn ledger_cost(events: &[MarketEvent]) {
+    use sigcast::ledger::Ledger;
+    use sigcast::strategy::Side;
+    let priced: Vec<(&str, i64, f64)> = events
+        .iter()
+        .filter_map(|e| Some((e.symbol.as_str(), e.exchange_time_ms, e.price()?)))
+        .collect();
+    let symbols: BTreeSet<&str> = priced.iter().map(|p| p.0).collect();
+    let strategies: Vec<String> = (0..10).map(|i| format!("s{i}")).collect();
+    let opened = |ledger: &mut Ledger| {
+        for (i, (symbol, time, price)) in priced.iter().take(1_000).enumerate() {
+            ledger.mark(symbol, *time, *price);
+            for s in &strategies {
+                ledger.signal(s, symbol, Side::Buy, *price, i as u64, *time);
+            }
+        }
+    };
+    let mut mark = f64::MAX;
+    for _ in 0..3 {
+        let mut ledger = Ledger::new(Default::default(), Default::default());
+        opened(&mut ledger);
+        let started = Instant::now();
+        for (symbol, time, price) in &priced {
+            ledger.mark(std::hint::black_box(symbol), *time, *price);
+        }
+        mark = mark.min(started.elapsed().as_secs_f64() / priced.len() as f64);
+    }
+    let n = 200_000;
+    let mut signal = f64::MAX;
+    for _ in 0..3 {
+        let mut ledger = Ledger::new(Default::default(), Default::default());
+        opened(&mut ledger);
+        let started = Instant::now();
+        for i in 0..n {
+            let (symbol, time, price) = priced[i % priced.len()];
+            let side = if i % 2 == 0 { Side::Sell } else { Side::Buy };
+            ledger.signal(&strategies[i % 10], symbol, side, price, i as u64, time);
+        }
+        signal = signal.min(started.elapsed().as_secs_f64() / n as f64);
+    }
+    println!();
+    println!(
+        "ledger, 10 strategies with positions on {} symbols: {:.1} ns per market price marked, {:.1} ns per signal traded",
+        symbols.len(),
+        mark * 1e9,
+        signal * 1e9
     );
 }
