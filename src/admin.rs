@@ -4,7 +4,7 @@
 //! cluster mode also the node follows the signal stream, and an edge or a standby producer
 //! needs only that).
 //!
-//! About 500 lines: the metrics page names every counter, each with its help text.
+//! About 530 lines: the metrics page names every counter and gauge, each with its help text.
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -255,6 +255,7 @@ pub fn render(observed: &Observed) -> String {
             side.as_str()
         );
     }
+    track_metrics(&mut out, &hub.performance());
     counter(
         &mut out,
         "sigcast_messages_delivered_total",
@@ -432,6 +433,39 @@ fn histogram<const N: usize>(
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// The live track record's headline figures, per strategy (docs/performance.md).
+fn track_metrics(out: &mut String, report: &crate::ledger::Report) {
+    type Figure = fn(&crate::ledger::Figures) -> f64;
+    let families: [(&str, &str, Figure); 3] = [
+        (
+            "sigcast_track_return_percent",
+            "Total return of the strategy's paper-traded signals, open positions marked.",
+            |f| f.total_return_pct,
+        ),
+        (
+            "sigcast_track_max_drawdown_percent",
+            "Deepest fall of the strategy's paper-traded equity from its peak.",
+            |f| f.max_drawdown_pct,
+        ),
+        (
+            "sigcast_track_closed_trades",
+            "Paper trades the strategy's signals opened and closed.",
+            |f| f.closed_trades as f64,
+        ),
+    ];
+    for (name, help, figure) in families {
+        family(out, name, "gauge", help);
+        for s in &report.strategies {
+            let _ = writeln!(
+                out,
+                "{name}{{strategy=\"{}\"}} {}",
+                escape(&s.strategy),
+                figure(&s.figures)
+            );
+        }
+    }
 }
 
 /// The node's link to the cluster's signal stream.

@@ -11,7 +11,7 @@ mod track;
 use std::collections::BTreeMap;
 
 use crate::ledger::{self, Ledger};
-use crate::market::{MarketEvent, MarketEventKind};
+use crate::market::MarketEvent;
 use crate::strategy::{Engine, Signal};
 
 /// Horizons, in candle intervals, after which each signal's move is measured.
@@ -75,7 +75,7 @@ pub fn run(
     let mut run = Run::default();
     let mut out = Vec::new();
     for event in events {
-        let time = event_time(&event);
+        let time = event.market_time_ms();
         if window.to.is_some_and(|to| time > to) {
             break;
         }
@@ -124,15 +124,6 @@ fn trade(ledger: &mut Ledger, signal: &Signal, seq: u64) {
         seq,
         signal.timestamp.saturating_mul(1000),
     );
-}
-
-/// A trade's own time; otherwise the exchange's event time.
-fn event_time(event: &MarketEvent) -> i64 {
-    match &event.kind {
-        MarketEventKind::Trade(t) => t.time_ms,
-        MarketEventKind::AggTrade(t) => t.time_ms,
-        _ => event.exchange_time_ms,
-    }
 }
 
 /// Measured moves after one horizon.

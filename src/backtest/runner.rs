@@ -172,44 +172,9 @@ pub fn table(run: &Run, summaries: &[Summary]) -> String {
             s.strategy, s.interval, s.signals, h[0], h[1], h[2]
         ));
     }
-    if run.track.strategies.is_empty() {
-        return t;
-    }
-    let opt = |v: Option<f64>, digits: usize| match v {
-        Some(v) => format!("{v:.digits$}"),
-        None => "-".to_string(),
-    };
-    t.push_str(&format!(
-        "\n{:<20} {:>7} {:>5} {:>6} {:>9} {:>10} {:>8} {:>8} {:>6} {:>7} {:>6}\n",
-        "track record",
-        "trades",
-        "open",
-        "win %",
-        "return %",
-        "P&L",
-        "hold %",
-        "max DD %",
-        "PF",
-        "Sharpe",
-        "in %"
-    ));
-    for s in &run.track.strategies {
-        let f = &s.figures;
-        t.push_str(&format!(
-            "{:<20} {:>7} {:>5} {:>6} {:>+9.3} {:>+10.2} {:>8} {:>8.3} {:>6} {:>7} {:>6}\n",
-            s.strategy,
-            f.closed_trades,
-            f.open_trades,
-            opt(f.win_rate_pct, 1),
-            f.total_return_pct,
-            f.realized_pnl + f.unrealized_pnl,
-            opt(f.buy_and_hold_pct, 2),
-            f.max_drawdown_pct,
-            opt(f.profit_factor, 2),
-            opt(f.sharpe, 2),
-            opt(f.exposure_pct, 1),
-        ));
-    }
+    let track = serde_json::to_value(&run.track).unwrap_or_default();
+    t.push('\n');
+    t.push_str(&ledger::table::text(&track));
     t
 }
 

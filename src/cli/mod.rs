@@ -10,6 +10,7 @@ mod examples;
 mod healthcheck;
 mod init;
 mod listen;
+mod performance;
 mod record;
 mod serve;
 mod settings;
@@ -39,6 +40,7 @@ enum Command {
     Bench(bench::Bench),
     Listen(listen::Listen),
     Healthcheck(healthcheck::Healthcheck),
+    Performance(performance::Performance),
     /// Issue and check tokens.
     #[command(subcommand)]
     Token(token::TokenCommand),
@@ -59,6 +61,7 @@ pub fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Listen(args) => listen::run(args),
         Command::Healthcheck(args) => healthcheck::run(args),
+        Command::Performance(args) => performance::run(args),
         Command::Token(command) => token::run(command),
         Command::Config(command) => config::run(command),
     };

@@ -27,6 +27,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use history::History;
 
+use crate::config::LedgerSettings;
+use crate::ledger::Ledger;
 use crate::strategy::{Side, Signal};
 
 pub use contract::{encode, encode_seq};
@@ -131,6 +133,10 @@ pub struct Hub {
     feed: Arc<feed::Feed>,
     /// Signals published since start, by strategy, then buys and sells (for `/metrics`).
     emitted: Mutex<HashMap<String, [u64; 2]>>,
+    /// The live track record: every numbered signal paper-traded, marked to the market
+    /// prices the pipeline passes through [`Hub::mark`]. Fed under the numbering lock, so in
+    /// `seq` order.
+    track: Mutex<Ledger>,
 }
 
 /// Where a hub's signals are kept.
@@ -216,6 +222,7 @@ impl Hub {
             }),
             feed: Arc::new(feed::Feed::new()),
             emitted: Mutex::new(HashMap::new()),
+            track: Mutex::new(Ledger::default()),
         }
     }
 
@@ -342,6 +349,7 @@ impl Hub {
         }
         *last = seq;
         self.count(signal);
+        self.trade(seq, signal);
         self.tx.send(Published::of(seq, signal)).unwrap_or(0)
     }
 
@@ -352,6 +360,7 @@ impl Hub {
         let mut last = self.seq.lock().unwrap_or_else(|p| p.into_inner());
         *last += 1;
         let seq = *last;
+        self.trade(seq, signal);
         let published = Published::of(seq, signal);
         match self.journal() {
             // Write-ahead: the journal's writer broadcasts it once it is committed.
@@ -361,6 +370,54 @@ impl Hub {
             }
             None => (seq, self.tx.send(published).unwrap_or(0)),
         }
+    }
+
+    /// Hands a numbered signal to the track record, at the time it is about.
+    fn trade(&self, seq: u64, signal: &Signal) {
+        let mut track = self.track.lock().unwrap_or_else(|p| p.into_inner());
+        track.signal(
+            &signal.strategy,
+            &signal.symbol,
+            signal.side,
+            signal.price,
+            seq,
+            signal.timestamp.saturating_mul(1000),
+        );
+    }
+
+    /// A market price at its market time: the latest price for `test` signals, and a mark
+    /// for the track record.
+    pub fn mark(&self, symbol: &str, time_ms: i64, price: f64) {
+        self.mark_price(symbol, price);
+        let mut track = self.track.lock().unwrap_or_else(|p| p.into_inner());
+        track.mark(symbol, time_ms, price);
+    }
+
+    /// How the track record trades: `defaults` for every strategy, `rules` for those whose
+    /// definitions say (see [`crate::ledger::rules`]).
+    pub fn set_track_rules(
+        &self,
+        defaults: LedgerSettings,
+        rules: HashMap<String, LedgerSettings>,
+    ) {
+        let mut track = self.track.lock().unwrap_or_else(|p| p.into_inner());
+        track.set_rules(defaults, rules);
+    }
+
+    /// The rules the track record trades a strategy with none of its own by.
+    pub fn track_defaults(&self) -> LedgerSettings {
+        self.track
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .defaults()
+    }
+
+    /// The live track record: every strategy's figures, per symbol, trades and equity.
+    pub fn performance(&self) -> crate::ledger::Report {
+        self.track
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .report()
     }
 
     /// Counts a signal for `/metrics`.

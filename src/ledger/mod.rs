@@ -7,6 +7,7 @@
 //! untracked, never traded at a guessed price.
 
 pub mod figures;
+pub mod table;
 pub mod trade;
 
 use std::collections::{BTreeMap, HashMap};
@@ -81,6 +82,18 @@ impl Ledger {
             rules,
             ..Ledger::default()
         }
+    }
+
+    /// New rules (the configuration's defaults and the definitions', on a reload). A strategy
+    /// that has traded keeps the rules it started with, so its record is one set of rules.
+    pub fn set_rules(&mut self, defaults: LedgerSettings, rules: HashMap<String, LedgerSettings>) {
+        self.defaults = defaults;
+        self.rules = rules;
+    }
+
+    /// The rules a strategy with none of its own is traded by.
+    pub fn defaults(&self) -> LedgerSettings {
+        self.defaults
     }
 
     /// A market price: the symbol's latest, for marking and for signals to come. Takes an

@@ -176,6 +176,16 @@ pub struct Gap {
 }
 
 impl MarketEvent {
+    /// When it happened in the market: a trade's own time, otherwise the exchange's event
+    /// time. Backtests and the live track record mark prices at it.
+    pub fn market_time_ms(&self) -> i64 {
+        match &self.kind {
+            MarketEventKind::Trade(t) => t.time_ms,
+            MarketEventKind::AggTrade(t) => t.time_ms,
+            _ => self.exchange_time_ms,
+        }
+    }
+
     /// The traded or closing price, for events that have one, as `f64` for indicators.
     pub fn price(&self) -> Option<f64> {
         match &self.kind {

@@ -1,5 +1,6 @@
 //! TLS, then the connection's one HTTP request, read by hyper: a WebSocket upgrade whose
-//! bearer token is checked before any upgrade, a publish `POST`, or a dashboard page.
+//! bearer token is checked before any upgrade, a publish `POST`, the track record
+//! (`GET /v1/performance`), or a dashboard page.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -180,6 +181,9 @@ async fn route(
     }
     if request.method() == Method::POST {
         return super::webhook::serve(request, peer, shared, deadline).await;
+    }
+    if request.method() == Method::GET && request.uri().path() == super::performance::PATH {
+        return super::performance::serve(&request, peer, shared);
     }
     if super::dashboard::is_page_request(&request) {
         return super::dashboard::page(&request, shared.settings.dashboard);

@@ -13,6 +13,7 @@ mod handshake;
 pub mod histogram;
 pub mod http;
 mod per_ip;
+pub mod performance;
 mod prefixed;
 mod session;
 pub mod stats;

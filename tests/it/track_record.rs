@@ -247,3 +247,124 @@ fn a_bad_ledger_table_is_named_by_config_check() {
         "{stderr}"
     );
 }
+
+/// `GET /v1/performance` of a `serve` process, over TLS with `token`.
+async fn performance(served: &common::served::Served, token: &str) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tls = common::tls_connect(served.addr, &served.ca()).await;
+    let request = format!(
+        "GET /v1/performance HTTP/1.1\r\nHost: sigcast\r\nAuthorization: Bearer {token}\r\n\r\n"
+    );
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    let _ = tls.read_to_end(&mut response).await;
+    let text = String::from_utf8_lossy(&response).to_string();
+    let status: u16 = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("null");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// The same tape and strategies through `sigcast serve` (a replay) give the same track
+/// record as `sigcast backtest`: every strategy's rules, figures, per-symbol figures, equity
+/// curve and latest trades, exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_track_record_equals_the_backtest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("report");
+    let run = backtest(tmp.path(), &out, &[]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let expected = json(out.join("report.json"));
+    let tape = root().join("../shared/data/binance/usdm_btcusdt_20240808.gz");
+    let dir = signals(tmp.path());
+    let served = common::served::Served::start(&[
+        ("source.kind", "replay"),
+        ("source.replay", tape.to_str().unwrap()),
+        ("source.replay_speed", "max"),
+        ("signals.dir", dir.to_str().unwrap()),
+    ]);
+    let token = served.token("trader");
+    let (status, refused) = performance(&served, "not-a-token").await;
+    assert_eq!(status, 401, "{refused}");
+    // The replay plays to its end; then the record holds still.
+    let mut live = Value::Null;
+    for _ in 0..200 {
+        let (status, now) = performance(&served, &token).await;
+        assert_eq!(status, 200, "{now}");
+        if now["strategies"].as_array().map(Vec::len) == Some(8) && now == live {
+            break;
+        }
+        live = now;
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    for want in expected["strategies"].as_array().unwrap() {
+        let name = want["strategy"].as_str().unwrap();
+        let got = strategy(&live, name);
+        for part in ["settings", "figures", "symbols", "equity"] {
+            assert_eq!(got[part], want[part], "{name}: {part}");
+        }
+        let trades = want["trades"].as_array().unwrap();
+        let latest = &trades[trades.len().saturating_sub(100)..];
+        assert_eq!(
+            got["trades"].as_array().unwrap().as_slice(),
+            latest,
+            "{name}: trades"
+        );
+    }
+    // A token scoped to one strategy sees that one only.
+    let scoped = served.token_scoped(
+        "one",
+        &sigcast::auth::Scope {
+            strategies: Some(vec!["f-ma-flip".into()]),
+            ..Default::default()
+        },
+    );
+    let (_, one) = performance(&served, &scoped).await;
+    assert_eq!(one["strategies"].as_array().unwrap().len(), 1);
+    assert_eq!(one["strategies"][0]["strategy"], "f-ma-flip");
+    // `sigcast performance` asks the server and prints the same figures as a table.
+    let addr = served.addr;
+    let ca = served.ca();
+    let asked = tokio::task::spawn_blocking(move || {
+        common::sigcast_command()
+            .args([
+                "performance",
+                "--url",
+                &format!("https://localhost:{}", addr.port()),
+            ])
+            .arg("--ca")
+            .arg(ca)
+            .env("SIGCAST_TOKEN", token)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let table = String::from_utf8_lossy(&asked.stdout);
+    assert!(
+        asked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&asked.stderr)
+    );
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("f-ma "))
+        .unwrap_or_else(|| panic!("{table}"));
+    let ma = &strategy(&expected, "f-ma")["figures"];
+    assert_eq!(
+        row.split_whitespace().nth(1),
+        Some(ma["closed_trades"].to_string().as_str()),
+        "{table}"
+    );
+    let metrics = served.metrics();
+    assert!(
+        metrics.contains(&format!(
+            "sigcast_track_closed_trades{{strategy=\"f-ma\"}} {}",
+            ma["closed_trades"]
+        )),
+        "{metrics}"
+    );
+}
