@@ -18,6 +18,7 @@ pub mod inbound;
 pub mod journal;
 pub mod keys;
 mod prices;
+mod track;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -27,7 +28,6 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use history::History;
 
-use crate::config::LedgerSettings;
 use crate::ledger::Ledger;
 use crate::strategy::{Side, Signal};
 
@@ -370,54 +370,6 @@ impl Hub {
             }
             None => (seq, self.tx.send(published).unwrap_or(0)),
         }
-    }
-
-    /// Hands a numbered signal to the track record, at the time it is about.
-    fn trade(&self, seq: u64, signal: &Signal) {
-        let mut track = self.track.lock().unwrap_or_else(|p| p.into_inner());
-        track.signal(
-            &signal.strategy,
-            &signal.symbol,
-            signal.side,
-            signal.price,
-            seq,
-            signal.timestamp.saturating_mul(1000),
-        );
-    }
-
-    /// A market price at its market time: the latest price for `test` signals, and a mark
-    /// for the track record.
-    pub fn mark(&self, symbol: &str, time_ms: i64, price: f64) {
-        self.mark_price(symbol, price);
-        let mut track = self.track.lock().unwrap_or_else(|p| p.into_inner());
-        track.mark(symbol, time_ms, price);
-    }
-
-    /// How the track record trades: `defaults` for every strategy, `rules` for those whose
-    /// definitions say (see [`crate::ledger::rules`]).
-    pub fn set_track_rules(
-        &self,
-        defaults: LedgerSettings,
-        rules: HashMap<String, LedgerSettings>,
-    ) {
-        let mut track = self.track.lock().unwrap_or_else(|p| p.into_inner());
-        track.set_rules(defaults, rules);
-    }
-
-    /// The rules the track record trades a strategy with none of its own by.
-    pub fn track_defaults(&self) -> LedgerSettings {
-        self.track
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .defaults()
-    }
-
-    /// The live track record: every strategy's figures, per symbol, trades and equity.
-    pub fn performance(&self) -> crate::ledger::Report {
-        self.track
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .report()
     }
 
     /// Counts a signal for `/metrics`.

@@ -158,6 +158,18 @@ pub async fn run(
     link: Option<roles::Link>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    if link.is_none() {
+        // The record's rules first, then the journal's signals through them, then live.
+        let rules = crate::ledger::rules(&strategies, &config.ledger);
+        shared.hub.set_track_rules(config.ledger, rules);
+        match shared.hub.rebuild_track().await {
+            Ok(0) => {}
+            Ok(signals) => tracing::info!(signals, "track record rebuilt from the journal"),
+            Err(e) => {
+                tracing::warn!(error = %e, "track record not rebuilt from the journal; it starts afresh")
+            }
+        }
+    }
     let work = match link {
         None => roles::Work::from(pipeline::start(
             config,

@@ -264,6 +264,82 @@ async fn performance(served: &common::served::Served, token: &str) -> (u16, Valu
     (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
+/// The record once all eight strategies are in it and it holds still (the replay has
+/// played to its end).
+async fn settled(served: &common::served::Served, token: &str) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..200 {
+        let (status, now) = performance(served, token).await;
+        assert_eq!(status, 200, "{now}");
+        if now["strategies"].as_array().map(Vec::len) == Some(8) && now == last {
+            break;
+        }
+        last = now;
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    last
+}
+
+/// The closed trades of `strategy` in a record.
+fn closed(record: &Value, name: &str) -> Vec<Value> {
+    strategy(record, name)["trades"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| !t["exit_seq"].is_null())
+        .cloned()
+        .collect()
+}
+
+/// After a kill and a restart on the same data directory, with no new market data, the
+/// record holds the same closed trades and realized P&L, rebuilt from the journal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_rebuilds_the_record_from_the_journal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tape = root().join("../shared/data/binance/usdm_btcusdt_20240808.gz");
+    let dir = signals(tmp.path());
+    let replay = |delay: &'static str| {
+        vec![
+            ("source.kind", "replay".to_string()),
+            ("source.replay", tape.display().to_string()),
+            ("source.replay_speed", "max".to_string()),
+            ("source.replay_delay", delay.to_string()),
+            ("signals.dir", dir.display().to_string()),
+        ]
+    };
+    let settings = replay("0s");
+    let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let served = common::served::Served::start(&settings);
+    let token = served.token("trader");
+    let before = settled(&served, &token).await;
+    let material = served.kill();
+    // Nothing plays within the test: the record is the journal's alone.
+    let settings = replay("1h");
+    let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let served = common::served::Served::start_with(material, &settings);
+    let after = settled(&served, &served.token("trader")).await;
+    for s in before["strategies"].as_array().unwrap() {
+        let name = s["strategy"].as_str().unwrap();
+        let (was, is) = (&s["figures"], &strategy(&after, name)["figures"]);
+        assert_eq!(was["closed_trades"], is["closed_trades"], "{name}");
+        let (a, b) = (
+            was["realized_pnl"].as_f64().unwrap(),
+            is["realized_pnl"].as_f64().unwrap(),
+        );
+        assert!((a - b).abs() < 1e-9, "{name}: realized {a} then {b}");
+        assert_eq!(
+            closed(&before, name),
+            closed(&after, name),
+            "{name}: trades"
+        );
+    }
+    assert!(
+        served
+            .log_text()
+            .contains("track record rebuilt from the journal")
+    );
+}
+
 /// The same tape and strategies through `sigcast serve` (a replay) give the same track
 /// record as `sigcast backtest`: every strategy's rules, figures, per-symbol figures, equity
 /// curve and latest trades, exactly.
@@ -289,17 +365,7 @@ async fn the_live_track_record_equals_the_backtest() {
     let token = served.token("trader");
     let (status, refused) = performance(&served, "not-a-token").await;
     assert_eq!(status, 401, "{refused}");
-    // The replay plays to its end; then the record holds still.
-    let mut live = Value::Null;
-    for _ in 0..200 {
-        let (status, now) = performance(&served, &token).await;
-        assert_eq!(status, 200, "{now}");
-        if now["strategies"].as_array().map(Vec::len) == Some(8) && now == live {
-            break;
-        }
-        live = now;
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    }
+    let live = settled(&served, &token).await;
     for want in expected["strategies"].as_array().unwrap() {
         let name = want["strategy"].as_str().unwrap();
         let got = strategy(&live, name);

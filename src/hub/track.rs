@@ -1,0 +1,117 @@
+//! The live track record's feed: every numbered signal and the market's prices into the
+//! hub's ledger, and its rebuilding from the journal after a restart.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use super::history::HistoryError;
+use super::{Frame, Hub};
+use crate::config::LedgerSettings;
+use crate::strategy::{Side, Signal};
+
+impl Hub {
+    /// Hands a numbered signal to the track record, at the time it is about.
+    pub(super) fn trade(&self, seq: u64, signal: &Signal) {
+        let mut track = self.track.lock().unwrap_or_else(|p| p.into_inner());
+        track.signal(
+            &signal.strategy,
+            &signal.symbol,
+            signal.side,
+            signal.price,
+            seq,
+            signal.timestamp.saturating_mul(1000),
+        );
+    }
+
+    /// A market price at its market time: the latest price for `test` signals, and a mark
+    /// for the track record.
+    pub fn mark(&self, symbol: &str, time_ms: i64, price: f64) {
+        self.mark_price(symbol, price);
+        let mut track = self.track.lock().unwrap_or_else(|p| p.into_inner());
+        track.mark(symbol, time_ms, price);
+    }
+
+    /// How the track record trades: `defaults` for every strategy, `rules` for those whose
+    /// definitions say (see [`crate::ledger::rules`]).
+    pub fn set_track_rules(
+        &self,
+        defaults: LedgerSettings,
+        rules: HashMap<String, LedgerSettings>,
+    ) {
+        let mut track = self.track.lock().unwrap_or_else(|p| p.into_inner());
+        track.set_rules(defaults, rules);
+    }
+
+    /// The rules the track record trades a strategy with none of its own by.
+    pub fn track_defaults(&self) -> LedgerSettings {
+        self.track
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .defaults()
+    }
+
+    /// The live track record: every strategy's figures, per symbol, trades and equity.
+    pub fn performance(&self) -> crate::ledger::Report {
+        self.track
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .report()
+    }
+
+    /// Paper-trades the signals the journal holds again, in `seq` order, before anything
+    /// new is numbered (at startup), so a restart keeps the record's trades. The journal has
+    /// no market prices between signals: each signal's price marks its symbol, so the equity
+    /// curve before the restart is drawn from signal to signal. Returns the signals replayed.
+    pub async fn rebuild_track(&self) -> Result<u64, HistoryError> {
+        let Some(history) = self.history() else {
+            return Ok(0);
+        };
+        let upto = self.last_seq();
+        let (mut after, mut replayed) = (0, 0);
+        while after < upto {
+            let (page, _) = history.read(after, upto).await?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            after = last.seq;
+            let mut track = self.track.lock().unwrap_or_else(|p| p.into_inner());
+            for published in &page {
+                let Some(signal) = journaled(&published.frame) else {
+                    continue;
+                };
+                let time_ms = signal.timestamp.saturating_mul(1000);
+                track.mark(&signal.symbol, time_ms, signal.price);
+                track.signal(
+                    &signal.strategy,
+                    &signal.symbol,
+                    signal.side,
+                    signal.price,
+                    published.seq,
+                    time_ms,
+                );
+                replayed += 1;
+            }
+        }
+        Ok(replayed)
+    }
+}
+
+/// A journaled frame's signal (the contract shape, as the hub wrote it).
+fn journaled(frame: &Frame) -> Option<Signal> {
+    let v: Value = serde_json::from_str(frame.as_str()).ok()?;
+    let c = &v["content"];
+    Some(Signal {
+        side: match v["type"].as_str()? {
+            "buy" => Side::Buy,
+            "sell" => Side::Sell,
+            _ => return None,
+        },
+        symbol: c["symbol"].as_str()?.into(),
+        price: c["price"].as_f64()?,
+        timestamp: c["timestamp"].as_i64()?,
+        strategy: c["strategy"].as_str()?.to_string(),
+        interval: String::new(),
+        reason: String::new(),
+    })
+}
