@@ -54,6 +54,9 @@ const wait = (page, fn, arg, ms) => page.waitForFunction(fn, arg, { timeout: ms 
     price,
     10000,
   );
+  // The track-record panel fills with the strategy's paper-traded signals.
+  await wait(page, () => ((window.sigcastDashboard.track || {}).strategies || []).length > 0, null, 40000);
+  const track = await page.$$eval("#track tbody tr", (trs) => trs.map((tr) => [...tr.cells].map((td) => td.textContent)));
   await page.waitForTimeout(200); // one more frame drawn
   const rows = await page.$$eval("#feed tbody tr", (trs) => trs.map((tr) => [...tr.cells].map((td) => td.textContent)));
   const status = await page.textContent("#status");
@@ -94,7 +97,7 @@ const wait = (page, fn, arg, ms) => page.waitForFunction(fn, arg, { timeout: ms 
 
   await browser.close();
   console.log(
-    JSON.stringify({ addressAfterLoad, status, rows, state, published, pixels, requests, problems, refusedStatus, loginShown }),
+    JSON.stringify({ addressAfterLoad, status, rows, track, state, published, pixels, requests, problems, refusedStatus, loginShown }),
   );
 })().catch((e) => {
   console.error(e);

@@ -278,6 +278,13 @@ async fn the_dashboard_works_in_chromium() {
         rows.iter().any(|r| r[1] == "sell" && r[4] == "desk-alert"),
         "the published signal is in the feed: {rows:?}"
     );
+    let track = seen["track"].as_array().unwrap();
+    assert!(
+        track
+            .iter()
+            .any(|r| r[0] == "quick" && r[2].as_str().unwrap().contains("open")),
+        "the track record shows the strategy's trades: {track:?}"
+    );
     for url in seen["requests"].as_array().unwrap() {
         let url = url.as_str().unwrap();
         assert!(

@@ -1,7 +1,8 @@
 // sigcast dashboard: connects back to the server it came from as a WebSocket client, with
 // its token offered as a subprotocol ("sigcast.v1", "bearer.<JWT>"), and shows the
 // connection, a live price chart (the market-data topic <market>.<SYMBOL>.1m) with buy and
-// sell markers, the signal feed, and a button that sends `test`.
+// sell markers, the signal feed, a button that sends `test`, and the track record (every
+// strategy's paper-traded signals, from GET /v1/performance, with a small equity curve each).
 //
 // The token comes from the page address (#token=..., removed from the address bar at once
 // and never sent to the server in a URL) or the form, and is kept in sessionStorage only.
@@ -10,6 +11,7 @@
   const PROTOCOL = "sigcast.v1";
   const MAX_POINTS = 3000;
   const MAX_ROWS = 200;
+  const TRACK_EVERY = 10000;
   const $ = (id) => document.getElementById(id);
 
   // Everything the page knows; `window.sigcastDashboard` for tests and curious operators.
@@ -27,6 +29,8 @@
     errors: [],
     ws: null,
     retries: 0,
+    // The latest GET /v1/performance answer, refreshed every TRACK_EVERY ms.
+    track: null,
   };
   window.sigcastDashboard = state;
 
@@ -272,6 +276,75 @@
     }
   }
 
+  // The track record: asked with the token in a header (never in the URL), drawn with DOM
+  // nodes and textContent only (strategy names come from the server).
+  async function refreshTrack() {
+    const token = sessionStorage.getItem("sigcast.token");
+    if (!token) return;
+    try {
+      const answer = await fetch("/v1/performance", { headers: { Authorization: "Bearer " + token } });
+      if (!answer.ok) return;
+      state.track = await answer.json();
+      drawTrack(state.track);
+    } catch (e) {
+      state.errors.push("track: " + e);
+    }
+  }
+
+  function cell(row, text) {
+    const td = document.createElement("td");
+    td.textContent = text;
+    row.appendChild(td);
+  }
+
+  function figure(value, digits) {
+    return typeof value === "number" ? value.toFixed(digits) : "-";
+  }
+
+  function sparkline(equity) {
+    const canvas = document.createElement("canvas");
+    canvas.width = 160;
+    canvas.height = 32;
+    canvas.className = "equity";
+    if (!Array.isArray(equity) || equity.length < 2) return canvas;
+    const values = equity.map((p) => p[1]);
+    const lo = Math.min(...values), hi = Math.max(...values);
+    const span = hi > lo ? hi - lo : 1;
+    const t0 = equity[0][0], t1 = Math.max(equity[equity.length - 1][0], t0 + 1);
+    const g = canvas.getContext("2d");
+    g.strokeStyle = values[values.length - 1] < values[0] ? "#d73027" : "#1a9850";
+    g.lineWidth = 1.5;
+    g.beginPath();
+    equity.forEach(([t, v], i) => {
+      const x = (t - t0) / (t1 - t0) * 156 + 2, y = 30 - (v - lo) / span * 28;
+      if (i === 0) g.moveTo(x, y); else g.lineTo(x, y);
+    });
+    g.stroke();
+    return canvas;
+  }
+
+  function drawTrack(report) {
+    const body = $("track").tBodies[0];
+    body.replaceChildren();
+    for (const s of report.strategies || []) {
+      const f = s.figures || {};
+      const row = document.createElement("tr");
+      cell(row, s.strategy);
+      const chart = document.createElement("td");
+      chart.appendChild(sparkline(s.equity));
+      row.appendChild(chart);
+      cell(row, f.closed_trades === undefined ? "-" : `${f.closed_trades} (+${f.open_trades} open)`);
+      cell(row, figure(f.win_rate_pct, 1));
+      cell(row, figure(f.total_return_pct, 3));
+      cell(row, figure(f.max_drawdown_pct, 3));
+      cell(row, figure(f.profit_factor, 2));
+      cell(row, figure(f.sharpe, 2));
+      body.appendChild(row);
+    }
+    const untracked = (report.untracked || []).map((u) => `${u.strategy} ${u.symbol} ×${u.signals}`);
+    $("untracked").textContent = untracked.length ? "Untracked (no market price): " + untracked.join(", ") : "";
+  }
+
   $("login").addEventListener("submit", (e) => {
     e.preventDefault();
     const token = $("token").value.trim();
@@ -290,4 +363,6 @@
   if (query.get("symbol")) choose(state.market, query.get("symbol"), true);
   draw();
   connect();
+  refreshTrack();
+  setInterval(refreshTrack, TRACK_EVERY);
 })();
