@@ -99,31 +99,19 @@ pub fn run(
         }
         for signal in out.drain(..) {
             let seq = run.signals.len() as u64 + 1;
-            trade(&mut ledger, &signal, seq);
+            ledger.trade(&signal, seq);
             run.signals.push(signal);
         }
     }
     engine.finish(&mut out);
     for signal in out.drain(..) {
         let seq = run.signals.len() as u64 + 1;
-        trade(&mut ledger, &signal, seq);
+        ledger.trade(&signal, seq);
         run.signals.push(signal);
     }
     run.track = ledger.report();
     progress(run.events);
     run
-}
-
-/// Hands a signal to the ledger, at the time it is about.
-fn trade(ledger: &mut Ledger, signal: &Signal, seq: u64) {
-    ledger.signal(
-        &signal.strategy,
-        &signal.symbol,
-        signal.side,
-        signal.price,
-        seq,
-        signal.timestamp.saturating_mul(1000),
-    );
 }
 
 /// Measured moves after one horizon.

@@ -18,7 +18,7 @@ pub mod inbound;
 pub mod journal;
 pub mod keys;
 mod prices;
-mod track;
+pub mod track;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};

@@ -6,22 +6,16 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use super::history::HistoryError;
-use super::{Frame, Hub};
+use super::{Frame, Hub, Published};
 use crate::config::LedgerSettings;
+use crate::ledger::Ledger;
 use crate::strategy::{Side, Signal};
 
 impl Hub {
     /// Hands a numbered signal to the track record, at the time it is about.
     pub(super) fn trade(&self, seq: u64, signal: &Signal) {
         let mut track = self.track.lock().unwrap_or_else(|p| p.into_inner());
-        track.signal(
-            &signal.strategy,
-            &signal.symbol,
-            signal.side,
-            signal.price,
-            seq,
-            signal.timestamp.saturating_mul(1000),
-        );
+        track.trade(signal, seq);
     }
 
     /// A market price at its market time: the latest price for `test` signals, and a mark
@@ -76,25 +70,29 @@ impl Hub {
             };
             after = last.seq;
             let mut track = self.track.lock().unwrap_or_else(|p| p.into_inner());
-            for published in &page {
-                let Some(signal) = journaled(&published.frame) else {
-                    continue;
-                };
-                let time_ms = signal.timestamp.saturating_mul(1000);
-                track.mark(&signal.symbol, time_ms, signal.price);
-                track.signal(
-                    &signal.strategy,
-                    &signal.symbol,
-                    signal.side,
-                    signal.price,
-                    published.seq,
-                    time_ms,
-                );
-                replayed += 1;
-            }
+            replayed += replay(&mut track, &page);
         }
         Ok(replayed)
     }
+}
+
+/// Paper-trades journaled signals into `ledger`, each marking its symbol at its own price
+/// first (the journal holds no other prices); returns how many it took.
+pub fn replay(ledger: &mut Ledger, page: &[Published]) -> u64 {
+    let mut replayed = 0;
+    for published in page {
+        let Some(signal) = journaled(&published.frame) else {
+            continue;
+        };
+        ledger.mark(
+            &signal.symbol,
+            signal.timestamp.saturating_mul(1000),
+            signal.price,
+        );
+        ledger.trade(&signal, published.seq);
+        replayed += 1;
+    }
+    replayed
 }
 
 /// A journaled frame's signal (the contract shape, as the hub wrote it).

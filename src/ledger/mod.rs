@@ -21,7 +21,7 @@ pub use trade::{Direction, Trade};
 use figures::Record;
 use trade::{Book, Order};
 
-use crate::strategy::{Instance, Side};
+use crate::strategy::{Instance, Side, Signal};
 
 /// Equity is sampled on each minute boundary.
 const MINUTE_MS: i64 = 60_000;
@@ -195,6 +195,19 @@ impl Ledger {
             }
             _ => {}
         }
+    }
+
+    /// A numbered signal, traded at the time it is about (its `timestamp`): how backtests,
+    /// the live hub and a rebuild from the journal all hand signals over.
+    pub fn trade(&mut self, signal: &Signal, seq: u64) {
+        self.signal(
+            &signal.strategy,
+            &signal.symbol,
+            signal.side,
+            signal.price,
+            seq,
+            signal.timestamp.saturating_mul(1000),
+        );
     }
 
     /// Marks every open position to its symbol's latest price and records each curve's P&L.

@@ -85,6 +85,16 @@ pub fn authorize<B>(request: &Request<B>, shared: &Shared) -> Verdict {
     }
 }
 
+/// A bearer token checked against the key ring and the revocations: what the publish and
+/// performance endpoints accept (the upgrade also names whom a refused token was issued to).
+pub fn verified(token: &str, shared: &Shared) -> Result<Claims, AuthError> {
+    let claims = shared.keys.current().verify(token)?;
+    if shared.revoked.borrow().covers(&claims) {
+        return Err(AuthError::Invalid(crate::auth::REVOKED.into()));
+    }
+    Ok(claims)
+}
+
 impl Verdict {
     /// The HTTP answer: the `upgrade` (with the subprotocol when one was offered), or the
     /// refusal with its status, reason and headers.

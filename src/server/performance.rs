@@ -13,8 +13,9 @@ use hyper::{Request, Response, StatusCode, header};
 use serde_json::{Value, json};
 
 use super::Shared;
+use super::authorize::verified;
 use super::http::{self, Body};
-use crate::auth::{AuthError, Scope, bearer_token};
+use crate::auth::{Scope, bearer_token};
 use crate::ledger::Report;
 
 /// The endpoint's path.
@@ -33,14 +34,7 @@ pub fn serve<B>(request: &Request<B>, peer: SocketAddr, shared: &Shared) -> Resp
             .iter()
             .map(|v| v.as_bytes()),
     )
-    .and_then(|token| shared.keys.current().verify(token))
-    .and_then(|claims| {
-        if shared.revoked.borrow().covers(&claims) {
-            Err(AuthError::Invalid(crate::auth::REVOKED.into()))
-        } else {
-            Ok(claims)
-        }
-    });
+    .and_then(|token| verified(token, shared));
     let claims = match verified {
         Ok(claims) => claims,
         Err(reason) => {

@@ -20,6 +20,7 @@ use hyper::{Request, Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::Shared;
+use super::authorize::verified;
 use super::http::{self, Body};
 use crate::auth::{AuthError, bearer_token};
 use crate::clock::unix_now;
@@ -101,20 +102,13 @@ async fn answer(
     let header = |name: &'static str| header_values(&head.headers, name);
     let from_body = value.get("token").and_then(Value::as_str);
     let claims = match bearer_token(header("authorization")) {
-        Ok(token) => shared.keys.current().verify(token),
+        Ok(token) => verified(token, shared),
         Err(AuthError::Missing) => match from_body {
-            Some(token) => shared.keys.current().verify(token),
+            Some(token) => verified(token, shared),
             None => Err(AuthError::Missing),
         },
         Err(e) => Err(e),
-    }
-    .and_then(|claims| {
-        if shared.revoked.borrow().covers(&claims) {
-            Err(AuthError::Invalid(crate::auth::REVOKED.into()))
-        } else {
-            Ok(claims)
-        }
-    });
+    };
     let claims = match claims {
         Ok(c) => c,
         Err(reason) => {

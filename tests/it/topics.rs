@@ -266,6 +266,17 @@ async fn http_post(
     http_post_with(server, path, auth, "", body).await
 }
 
+/// The status and JSON body of the answer on `tls`, read to its end.
+async fn answer<S: tokio::io::AsyncRead + Unpin>(tls: &mut S) -> (u16, Value) {
+    use tokio::io::AsyncReadExt;
+    let mut response = Vec::new();
+    let _ = tls.read_to_end(&mut response).await;
+    let text = String::from_utf8_lossy(&response).to_string();
+    let status: u16 = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let json = text.split("\r\n\r\n").nth(1).unwrap_or("null");
+    (status, serde_json::from_str(json).unwrap_or(Value::Null))
+}
+
 /// [`http_post`] with `extra` header lines (each ending in CRLF).
 async fn http_post_with(
     server: &TestServer,
@@ -274,7 +285,7 @@ async fn http_post_with(
     extra: &str,
     body: &str,
 ) -> (u16, Value) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let mut tls = tls_connect(server.addr, &server.material.path("cert.pem")).await;
     let auth = auth
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
@@ -284,17 +295,12 @@ async fn http_post_with(
         body.len()
     );
     tls.write_all(request.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    let _ = tls.read_to_end(&mut response).await;
-    let text = String::from_utf8_lossy(&response).to_string();
-    let status: u16 = text.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let json = text.split("\r\n\r\n").nth(1).unwrap_or("null");
-    (status, serde_json::from_str(json).unwrap_or(Value::Null))
+    answer(&mut tls).await
 }
 
 /// `POST /v1/signals` with `body` sent in chunks (`Transfer-Encoding: chunked`, 4 KiB each).
 async fn http_post_chunked(server: &TestServer, token: &str, body: &str) -> (u16, Value) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let mut tls = tls_connect(server.addr, &server.material.path("cert.pem")).await;
     let mut request = format!(
         "POST /v1/signals HTTP/1.1\r\nHost: sigcast\r\nAuthorization: Bearer {token}\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -309,12 +315,7 @@ async fn http_post_chunked(server: &TestServer, token: &str, body: &str) -> (u16
     request.push_str("0\r\n\r\n");
     // The server may answer 413 and close before it has read everything.
     let _ = tls.write_all(request.as_bytes()).await;
-    let mut response = Vec::new();
-    let _ = tls.read_to_end(&mut response).await;
-    let text = String::from_utf8_lossy(&response).to_string();
-    let status: u16 = text.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let json = text.split("\r\n\r\n").nth(1).unwrap_or("null");
-    (status, serde_json::from_str(json).unwrap_or(Value::Null))
+    answer(&mut tls).await
 }
 
 /// `POST /v1/signals` with a publisher token publishes; the answers name what is wrong.

@@ -313,6 +313,39 @@ async fn a_restart_rebuilds_the_record_from_the_journal() {
     let token = served.token("trader");
     let before = settled(&served, &token).await;
     let material = served.kill();
+    // Offline, from the journal: the same closed trades.
+    let offline = common::sigcast_command()
+        .args(["performance", "--json", "--journal"])
+        .arg(material.path("data/sigcast.db"))
+        .arg("--config")
+        .arg(material.path("sigcast.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        offline.status.success(),
+        "{}",
+        String::from_utf8_lossy(&offline.stderr)
+    );
+    let offline: Value = serde_json::from_slice(&offline.stdout).unwrap();
+    for s in before["strategies"].as_array().unwrap() {
+        let name = s["strategy"].as_str().unwrap();
+        let all = strategy(&offline, name)["trades"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let closed_offline: Vec<Value> = all
+            .into_iter()
+            .filter(|t| !t["exit_seq"].is_null())
+            .collect();
+        let latest = &closed_offline[closed_offline
+            .len()
+            .saturating_sub(closed(&before, name).len())..];
+        assert_eq!(
+            latest,
+            closed(&before, name).as_slice(),
+            "{name}: offline trades"
+        );
+    }
     // Nothing plays within the test: the record is the journal's alone.
     let settings = replay("1h");
     let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();

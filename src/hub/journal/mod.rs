@@ -275,6 +275,12 @@ impl Journal {
     }
 }
 
+/// As [`Journal::read`], from a journal file no server need hold open (`sigcast
+/// performance --journal`): read-only, on the calling thread.
+pub fn read_file(path: &Path, after: u64, upto: u64) -> Result<Page, JournalError> {
+    read_page(path, after, upto)
+}
+
 fn read_page(path: &Path, after: u64, upto: u64) -> Result<Page, JournalError> {
     let sql = |source| JournalError::Sqlite {
         path: path.to_path_buf(),
