@@ -46,11 +46,11 @@ impl Hub {
     }
 
     /// The live track record: every strategy's figures, per symbol, trades and equity.
+    /// Computed from a copy taken under the lock: numbering takes the same lock for every
+    /// signal, and a report's figures take far longer than the copy.
     pub fn performance(&self) -> crate::ledger::Report {
-        self.track
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .report()
+        let copy = self.track.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        copy.report()
     }
 
     /// Paper-trades the signals the journal holds again, in `seq` order, before anything

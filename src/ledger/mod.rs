@@ -26,8 +26,9 @@ use crate::strategy::{Instance, Side, Signal};
 /// Equity is sampled on each minute boundary.
 const MINUTE_MS: i64 = 60_000;
 
-/// Every strategy's paper trades and equity.
-#[derive(Debug, Default)]
+/// Every strategy's paper trades and equity. Cloned whole for a report, so that a live
+/// server computes the figures outside the lock its numbering takes.
+#[derive(Debug, Default, Clone)]
 pub struct Ledger {
     /// The rules for a strategy with none of its own.
     defaults: LedgerSettings,
@@ -53,7 +54,7 @@ struct Mark {
 }
 
 /// One strategy's books and equity.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Account {
     settings: LedgerSettings,
     books: BTreeMap<String, Sampled>,
@@ -67,7 +68,7 @@ struct Account {
 }
 
 /// A book and its P&L at each sample from `start` on.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Sampled {
     book: Book,
     pnl: Vec<f64>,
