@@ -95,6 +95,12 @@ async fn demo(dir: &Path, port: u16, signals: Option<&Path>) -> anyhow::Result<(
     if let Some(admin) = &admin {
         println!("Metrics: http://{}/metrics", admin.local_addr()?);
     }
+    let config_file = dir.join("sigcast.toml");
+    println!(
+        "Every signal is signed; check the history (docs/verify.md):\nsigcast journal export --config {0} | sigcast verify - --config {0} --track-record",
+        config_file.display()
+    );
+    println!();
     println!("Files are in {}. Ctrl-C to stop.", dir.display());
     println!();
     let shutdown = CancellationToken::new();

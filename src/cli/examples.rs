@@ -94,7 +94,13 @@ fn sigcast_args(line: &str) -> Option<Vec<String>> {
         })
     });
     match words.next().as_deref() {
-        Some("sigcast") => Some(words.collect()),
+        // The command's own words end where the shell takes over: a redirection, a pipe,
+        // a comment.
+        Some("sigcast") => Some(
+            words
+                .take_while(|w| !matches!(w.as_str(), ">" | ">>" | "<" | "|" | "&&" | "#"))
+                .collect(),
+        ),
         _ => None,
     }
 }

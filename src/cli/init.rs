@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::devcert;
+use crate::hub::proof::KeyDir;
 use crate::strategy::definition::DEFAULT_DEFINITIONS;
 
 /// Write a commented sigcast.toml, a development certificate and a JWT secret into DIR.
@@ -174,8 +175,12 @@ pub fn write(dir: &Path, force: bool) -> anyhow::Result<()> {
         write_file(path, content, *secret)
             .with_context(|| format!("writing {}", path.display()))?;
     }
+    // The template's data.dir is `data`, beside the file. An existing key is kept, even
+    // with --force: signals it signed verify only with it (`sigcast journal rotate` retires
+    // a key properly).
+    KeyDir::of(&dir.join("data")).load_or_create()?;
     eprintln!(
-        "sigcast: wrote {}/{{sigcast.toml, certs/cert.pem, certs/key.pem, jwt.secret, signals/default.toml}}",
+        "sigcast: wrote {}/{{sigcast.toml, certs/cert.pem, certs/key.pem, jwt.secret, signals/default.toml, data/journal-keys/current.pem}}",
         dir.display()
     );
     Ok(())

@@ -9,12 +9,14 @@ mod demo;
 mod examples;
 mod healthcheck;
 mod init;
+mod journal;
 mod listen;
 mod performance;
 mod record;
 mod serve;
 mod settings;
 mod token;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -41,6 +43,10 @@ enum Command {
     Listen(listen::Listen),
     Healthcheck(healthcheck::Healthcheck),
     Performance(performance::Performance),
+    Verify(verify::Verify),
+    /// The signed journal: its public keys, its export, key rotation.
+    #[command(subcommand)]
+    Journal(journal::JournalCommand),
     /// Issue and check tokens.
     #[command(subcommand)]
     Token(token::TokenCommand),
@@ -62,6 +68,8 @@ pub fn main() -> ExitCode {
         Command::Listen(args) => listen::run(args),
         Command::Healthcheck(args) => healthcheck::run(args),
         Command::Performance(args) => performance::run(args),
+        Command::Verify(args) => verify::run(args),
+        Command::Journal(command) => journal::run(command),
         Command::Token(command) => token::run(command),
         Command::Config(command) => config::run(command),
     };

@@ -88,17 +88,30 @@ async fn ask(url: &str, args: &Performance) -> anyhow::Result<String> {
     let Some(token) = &args.token else {
         bail!("--token (or SIGCAST_TOKEN) is needed to ask a server");
     };
-    let tls = crate::client::tls_config(args.ca.as_ref()).map_err(anyhow::Error::msg)?;
+    get(url, "/v1/performance", Some(token), args.ca.as_ref()).await
+}
+
+/// The body of `GET <url><path>` (with a bearer `token` when given), trusting `ca` if given;
+/// a status other than 2xx is an error naming it.
+pub(super) async fn get(
+    url: &str,
+    path: &str,
+    token: Option<&str>,
+    ca: Option<&PathBuf>,
+) -> anyhow::Result<String> {
+    let tls = crate::client::tls_config(ca).map_err(anyhow::Error::msg)?;
     let http = reqwest::Client::builder()
         .tls_backend_preconfigured((*tls).clone())
         .timeout(Duration::from_secs(10))
         .no_proxy()
         .build()
         .context("cannot make an HTTP client")?;
-    let target = format!("{}/v1/performance", url.trim_end_matches('/'));
-    let response = http
-        .get(&target)
-        .bearer_auth(token)
+    let target = format!("{}{path}", url.trim_end_matches('/'));
+    let mut request = http.get(&target);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request
         .send()
         .await
         .with_context(|| format!("cannot reach {target}"))?;

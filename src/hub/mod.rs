@@ -18,6 +18,7 @@ pub mod inbound;
 pub mod journal;
 pub mod keys;
 mod prices;
+pub mod proof;
 pub mod track;
 
 use std::collections::HashMap;

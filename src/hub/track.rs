@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use super::history::HistoryError;
-use super::{Frame, Hub, Published};
+use super::{Hub, Published};
 use crate::config::LedgerSettings;
 use crate::ledger::Ledger;
 use crate::strategy::{Side, Signal};
@@ -79,25 +79,31 @@ impl Hub {
 /// Paper-trades journaled signals into `ledger`, each marking its symbol at its own price
 /// first (the journal holds no other prices); returns how many it took.
 pub fn replay(ledger: &mut Ledger, page: &[Published]) -> u64 {
-    let mut replayed = 0;
-    for published in page {
-        let Some(signal) = journaled(&published.frame) else {
-            continue;
-        };
-        ledger.mark(
-            &signal.symbol,
-            signal.timestamp.saturating_mul(1000),
-            signal.price,
-        );
-        ledger.trade(&signal, published.seq);
-        replayed += 1;
-    }
-    replayed
+    let replayed = page
+        .iter()
+        .filter(|p| replay_frame(ledger, p.seq, p.frame.as_str()))
+        .count();
+    replayed as u64
+}
+
+/// Paper-trades one journaled frame numbered `seq` (its price marking its symbol first);
+/// whether it was a signal.
+pub fn replay_frame(ledger: &mut Ledger, seq: u64, frame: &str) -> bool {
+    let Some(signal) = journaled(frame) else {
+        return false;
+    };
+    ledger.mark(
+        &signal.symbol,
+        signal.timestamp.saturating_mul(1000),
+        signal.price,
+    );
+    ledger.trade(&signal, seq);
+    true
 }
 
 /// A journaled frame's signal (the contract shape, as the hub wrote it).
-fn journaled(frame: &Frame) -> Option<Signal> {
-    let v: Value = serde_json::from_str(frame.as_str()).ok()?;
+fn journaled(frame: &str) -> Option<Signal> {
+    let v: Value = serde_json::from_str(frame).ok()?;
     let c = &v["content"];
     Some(Signal {
         side: match v["type"].as_str()? {

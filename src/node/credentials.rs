@@ -1,4 +1,5 @@
-//! Credential reload on SIGHUP: the TLS certificate and key files and the JWT key ring.
+//! Credential reload on SIGHUP: the TLS certificate and key files, the JWT key ring and the
+//! journal key.
 
 use std::sync::Arc;
 
@@ -11,8 +12,8 @@ use crate::server::Shared;
 /// Reads the configuration again, as it was read at startup (file, env, flags).
 pub type Reread = Arc<dyn Fn() -> anyhow::Result<Config> + Send + Sync>;
 
-/// On SIGHUP, reads the TLS certificate and key files and the JWT key ring (`auth.*`, from
-/// the configuration read again) for renewal and key rotation; whatever fails to load is
+/// On SIGHUP, reads the TLS certificate and key files, the JWT key ring (`auth.*`, from
+/// the configuration read again) and the journal key, for renewal and key rotation; whatever fails to load is
 /// logged and the running one stays. The strategy set reloads on the same signal
 /// (`node::reload`); other settings take a restart.
 pub fn reload_on_sighup(reread: Reread, shared: Arc<Shared>, stop: CancellationToken) {
@@ -54,5 +55,12 @@ fn reload(reread: &(dyn Fn() -> anyhow::Result<Config> + Send + Sync), shared: &
             tracing::info!("JWT keys reloaded");
         }
         Err(e) => tracing::error!(error = %e, "JWT keys not reloaded; the previous ones stay"),
+    }
+    // After `sigcast journal rotate`: new signals are signed with the new key.
+    if let Some(journal) = shared.hub.journal() {
+        let signing = reread().and_then(|config| super::sign(journal, &config.data.dir));
+        if let Err(e) = signing {
+            tracing::error!(error = %e, "journal key not reloaded; the previous one signs");
+        }
     }
 }

@@ -27,6 +27,7 @@ use crate::auth::registry::Revoked;
 use crate::config::{Config, Role, SourceKind};
 use crate::hub::Hub;
 use crate::hub::journal::{Journal, Retention};
+use crate::hub::proof::KeyDir;
 use crate::market::replay;
 use crate::server::{self, Shared};
 use crate::strategy::{Instance, definition};
@@ -93,6 +94,7 @@ pub fn build(config: &Config) -> anyhow::Result<Arc<Shared>> {
         )
     })?;
     tracing::info!(journal = %path.display(), last_seq, "signal journal open");
+    sign(&journal, &config.data.dir)?;
     let hub = Arc::new(Hub::with_journal(
         seed_symbols(config),
         config.server.queue_capacity,
@@ -100,6 +102,15 @@ pub fn build(config: &Config) -> anyhow::Result<Arc<Shared>> {
         last_seq,
     ));
     Ok(assemble(config, credentials, hub, revocations::watch(path)))
+}
+
+/// Has the journal seal what it writes with the data directory's journal key, made on first
+/// start.
+pub fn sign(journal: &Journal, data_dir: &std::path::Path) -> anyhow::Result<()> {
+    let keys = KeyDir::of(data_dir);
+    let signer = keys.load_or_create()?;
+    journal.sign_with(signer, keys.public_keys()?);
+    Ok(())
 }
 
 /// The parts every session shares, around a hub and a list of revocations.

@@ -95,6 +95,30 @@ pub fn verified(token: &str, shared: &Shared) -> Result<Claims, AuthError> {
     Ok(claims)
 }
 
+/// The claims of a request's `Authorization: Bearer` token, or the 401 to answer (JSON, as
+/// the API endpoints answer): what `/v1/performance` and `/v1/journal` check.
+pub fn bearer<B>(
+    request: &Request<B>,
+    peer: std::net::SocketAddr,
+    shared: &Shared,
+) -> Result<Claims, Box<Response<Body>>> {
+    let headers = request.headers().get_all(header::AUTHORIZATION);
+    bearer_token(headers.iter().map(|v| v.as_bytes()))
+        .and_then(|token| verified(token, shared))
+        .map_err(|reason| {
+            tracing::info!(%peer, path = request.uri().path(), %reason, "request refused: 401");
+            let mut answer = http::json(
+                StatusCode::UNAUTHORIZED,
+                &serde_json::json!({"type": "error", "error_code": "unauthorized", "error_message": reason.to_string()}),
+            );
+            answer.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"sigcast\""),
+            );
+            Box::new(answer)
+        })
+}
+
 impl Verdict {
     /// The HTTP answer: the `upgrade` (with the subprotocol when one was offered), or the
     /// refusal with its status, reason and headers.

@@ -1,6 +1,7 @@
 //! TLS, then the connection's one HTTP request, read by hyper: a WebSocket upgrade whose
 //! bearer token is checked before any upgrade, a publish `POST`, the track record
-//! (`GET /v1/performance`), or a dashboard page.
+//! and the signed journal (`GET /v1/performance`, `/v1/journal`, `/v1/journal/key`), or a
+//! dashboard page.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -182,8 +183,13 @@ async fn route(
     if request.method() == Method::POST {
         return super::webhook::serve(request, peer, shared, deadline).await;
     }
-    if request.method() == Method::GET && request.uri().path() == super::performance::PATH {
-        return super::performance::serve(&request, peer, shared);
+    if request.method() == Method::GET {
+        match request.uri().path() {
+            super::performance::PATH => return super::performance::serve(&request, peer, shared),
+            super::journal::KEY_PATH => return super::journal::key(shared),
+            super::journal::PATH => return super::journal::serve(&request, peer, shared).await,
+            _ => {}
+        }
     }
     if super::dashboard::is_page_request(&request) {
         return super::dashboard::page(&request, shared.settings.dashboard);

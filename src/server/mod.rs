@@ -12,6 +12,7 @@ mod framing;
 mod handshake;
 pub mod histogram;
 pub mod http;
+pub mod journal;
 mod per_ip;
 pub mod performance;
 mod prefixed;

@@ -9,13 +9,13 @@
 
 use std::net::SocketAddr;
 
-use hyper::{Request, Response, StatusCode, header};
+use hyper::{Request, Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::Shared;
-use super::authorize::verified;
+use super::authorize::bearer;
 use super::http::{self, Body};
-use crate::auth::{Scope, bearer_token};
+use crate::auth::Scope;
 use crate::ledger::Report;
 
 /// The endpoint's path.
@@ -27,28 +27,9 @@ pub const MAX_TRADES: usize = 100;
 
 /// Answers one `GET /v1/performance`.
 pub fn serve<B>(request: &Request<B>, peer: SocketAddr, shared: &Shared) -> Response<Body> {
-    let verified = bearer_token(
-        request
-            .headers()
-            .get_all(header::AUTHORIZATION)
-            .iter()
-            .map(|v| v.as_bytes()),
-    )
-    .and_then(|token| verified(token, shared));
-    let claims = match verified {
+    let claims = match bearer(request, peer, shared) {
         Ok(claims) => claims,
-        Err(reason) => {
-            tracing::info!(%peer, %reason, "performance refused: 401");
-            let mut answer = http::json(
-                StatusCode::UNAUTHORIZED,
-                &json!({"type": "error", "error_code": "unauthorized", "error_message": reason.to_string()}),
-            );
-            answer.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer realm=\"sigcast\""),
-            );
-            return answer;
-        }
+        Err(refused) => return *refused,
     };
     let report = shared.hub.performance();
     http::json(StatusCode::OK, &scoped(&report, &Scope::of(&claims)))

@@ -444,3 +444,26 @@ pub fn report(name: &str, text: &str) {
         format!("{}\n", text.trim_end()),
     );
 }
+
+/// `GET path` on a server's client port over TLS, with a bearer `token` if given: the
+/// status, the head and the body.
+pub async fn https_get(
+    addr: SocketAddr,
+    ca: &Path,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tls = tls_connect(addr, ca).await;
+    let authorization = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: sigcast\r\n{authorization}\r\n");
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    let _ = tls.read_to_end(&mut response).await;
+    let text = String::from_utf8_lossy(&response).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head.to_string(), body.to_string())
+}

@@ -678,7 +678,8 @@ fn backtest_writes_signals_summary_and_a_chart() {
     }
 }
 
-/// `serve --source replay:` gives a client exactly the signals `backtest` writes, byte for byte.
+/// `serve --source replay:` gives a client exactly the signals `backtest` writes, byte for
+/// byte, each sealed with the journal's proof (docs/verify.md), which verifies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_through_serve_gives_the_same_signals_as_backtest() {
     let tmp = tempfile::tempdir().unwrap();
@@ -727,7 +728,21 @@ async fn replay_through_serve_gives_the_same_signals_as_backtest() {
     })
     .await;
     expect_silence(&mut ws, Duration::from_secs(1)).await;
-    assert_eq!(got, expected);
+    let unsealed: Vec<String> = got
+        .iter()
+        .map(|frame| sigcast::hub::proof::open(frame).expect("signed").canonical)
+        .collect();
+    assert_eq!(unsealed, expected);
+    let keys = sigcast::hub::proof::KeyDir::of(&tmp.path().join("data"))
+        .public_keys()
+        .unwrap();
+    let mut verifier = sigcast::hub::proof::verify::Verifier::new(&keys, false);
+    for frame in &got {
+        verifier.line(frame);
+    }
+    let verdict = verifier.finish();
+    assert!(verdict.passed() && verdict.chain_start, "{verdict}");
+    assert_eq!(verdict.verified, expected.len());
 }
 
 /// The shipped signals/ (example.toml and default.toml) run offline in `sigcast demo`.

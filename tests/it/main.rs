@@ -39,3 +39,4 @@ mod tls_scan;
 mod topics;
 mod track_record;
 mod upstream;
+mod verify;

@@ -250,18 +250,9 @@ fn a_bad_ledger_table_is_named_by_config_check() {
 
 /// `GET /v1/performance` of a `serve` process, over TLS with `token`.
 async fn performance(served: &common::served::Served, token: &str) -> (u16, Value) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tls = common::tls_connect(served.addr, &served.ca()).await;
-    let request = format!(
-        "GET /v1/performance HTTP/1.1\r\nHost: sigcast\r\nAuthorization: Bearer {token}\r\n\r\n"
-    );
-    tls.write_all(request.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    let _ = tls.read_to_end(&mut response).await;
-    let text = String::from_utf8_lossy(&response).to_string();
-    let status: u16 = text.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or("null");
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    let (status, _, body) =
+        common::https_get(served.addr, &served.ca(), "/v1/performance", Some(token)).await;
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
 /// The record once all eight strategies are in it and it holds still (the replay has

@@ -10,6 +10,10 @@
 //! checkpoints, which do, run on a thread of their own so they never delay a broadcast.
 //! Readers (resumes) use their own connections on the blocking pool. Retention by age and
 //! count is applied by the writer between batches.
+//!
+//! Once given the journal key ([`Journal::sign_with`]), the writer seals each signal before
+//! committing it (`hub::proof`): the chain runs in `seq` order on the one thread that
+//! writes, so what is journaled, broadcast and resumed are the same signed bytes.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,6 +26,7 @@ use std::collections::HashMap;
 use rusqlite::{Connection, OpenFlags, params};
 use tokio::sync::{broadcast, watch};
 
+use super::proof::{self, Chain};
 use super::{Frame, Published};
 
 /// Most signals one writer transaction takes.
@@ -86,6 +91,8 @@ enum Command {
     Append(Entry),
     /// Where committed signals are broadcast from now on.
     DeliverTo(broadcast::Sender<Published>),
+    /// Seal every signal from now on with this key (at start, and after a rotation).
+    SignWith(proof::Signer),
 }
 
 /// The journal's footprint, measured by the checkpoint thread every second.
@@ -118,6 +125,8 @@ pub struct Journal {
     keys: std::sync::Mutex<HashMap<String, u64>>,
     /// Places for resume reads ([`READERS`]).
     readers: Arc<tokio::sync::Semaphore>,
+    /// The keys that signed, for those who verify.
+    public: std::sync::RwLock<Arc<proof::KeySet>>,
 }
 
 impl Journal {
@@ -187,6 +196,7 @@ impl Journal {
                 failed,
                 keys: std::sync::Mutex::new(keys),
                 readers: Arc::new(tokio::sync::Semaphore::new(READERS)),
+                public: Default::default(),
             },
             last,
         ))
@@ -208,6 +218,21 @@ impl Journal {
         {
             tracing::error!(seq, "journal writer stopped; signal not journaled");
         }
+    }
+
+    /// Seals every signal appended from now on with `signer`'s key, chained to the last
+    /// signal journaled; `keys` are the public keys to publish (current and retired).
+    pub fn sign_with(&self, signer: proof::Signer, keys: proof::KeySet) {
+        *self.public.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
+        let _ = self.writer.send(Command::SignWith(signer));
+    }
+
+    /// The public keys of the signed signals (`GET /v1/journal/key`); none until signing.
+    pub fn public_keys(&self) -> Arc<proof::KeySet> {
+        self.public
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Broadcasts every signal written from now on on `ring`.
@@ -328,13 +353,29 @@ fn write_loop(
 ) {
     let mut last_prune = Instant::now();
     let mut ring: Option<broadcast::Sender<Published>> = None;
+    let mut chain: Option<Chain> = None;
     let mut batch = Vec::new();
     while let Ok(first) = commands.recv() {
         let mut next = Some(first);
         while let Some(command) = next.take() {
             match command {
-                Command::Append(e) => batch.push(e),
+                Command::Append(mut e) => {
+                    if let Some(chain) = &mut chain
+                        && let Some(sealed) = chain.seal(e.signal.frame.as_str())
+                    {
+                        e.signal.frame = Frame::from(sealed);
+                    }
+                    batch.push(e);
+                }
                 Command::DeliverTo(r) => ring = Some(r),
+                Command::SignWith(signer) => {
+                    let prev = match &chain {
+                        Some(chain) => chain.prev,
+                        None => last_hash(&conn, &batch),
+                    };
+                    tracing::info!(kid = signer.kid(), "journal signing with key");
+                    chain = Some(Chain { prev, signer });
+                }
             }
             if batch.len() < BATCH {
                 next = commands.try_recv().ok();
@@ -376,6 +417,20 @@ fn write_loop(
     }
     // Every sender is gone (shutdown): apply retention once more and stop.
     let _ = prune(&conn, retention);
+}
+
+/// The chain hash after the newest signal: in the batch being gathered, else the last one
+/// committed (a new chain starts after a journal that has none).
+fn last_hash(conn: &Connection, batch: &[Entry]) -> proof::Hash {
+    if let Some(e) = batch.last() {
+        return proof::hash_after(e.signal.frame.as_str());
+    }
+    conn.query_row(
+        "SELECT frame FROM signals ORDER BY seq DESC LIMIT 1",
+        [],
+        |r| r.get::<_, String>(0),
+    )
+    .map_or(proof::GENESIS, |frame| proof::hash_after(&frame))
 }
 
 /// Moves the WAL into the database file every second, until the writer stops. PASSIVE:

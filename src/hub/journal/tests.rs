@@ -168,3 +168,52 @@ async fn retention_by_count_keeps_the_newest() {
     assert_eq!(oldest, Some(7));
     assert_eq!(page.len(), 4);
 }
+
+/// Once given the key, the writer seals what it journals, and the chain carries on across a
+/// reopen (a restart) and a new key (a rotation): the whole journal verifies as one chain.
+#[tokio::test]
+async fn the_chain_carries_on_across_a_restart_and_a_rotation() {
+    use crate::hub::proof::{self, KeyDir, verify::Verifier};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sigcast.db");
+    let keys = KeyDir::of(dir.path());
+    let frame = |seq: u64| format!(r#"{{"type":"buy","is_test":false,"seq":{seq}}}"#);
+    let now = crate::clock::unix_now() as i64;
+    let (journal, _) = Journal::open(&path, keep_all()).unwrap();
+    journal.append(now, entry(1, &frame(1)), None);
+    journal.sign_with(keys.load_or_create().unwrap(), keys.public_keys().unwrap());
+    for seq in 2..=3 {
+        journal.append(now, entry(seq, &frame(seq)), None);
+    }
+    journal.wait_flushed(3).await.unwrap();
+    drop(journal);
+    let (journal, last) = Journal::open(&path, keep_all()).unwrap();
+    keys.rotate().unwrap();
+    journal.sign_with(keys.load_or_create().unwrap(), keys.public_keys().unwrap());
+    for seq in last + 1..=5 {
+        journal.append(now, entry(seq, &frame(seq)), None);
+    }
+    journal.wait_flushed(5).await.unwrap();
+    let (page, _) = journal.read(0, 5).await.unwrap();
+    assert!(
+        proof::open(page[0].frame.as_str()).is_err(),
+        "journaled before signing: {:?}",
+        page[0]
+    );
+    assert_eq!(
+        proof::open(page[1].frame.as_str()).unwrap().prev,
+        proof::GENESIS
+    );
+    let published = journal.public_keys();
+    let mut verifier = Verifier::new(&published, false);
+    for p in &page[1..] {
+        assert!(verifier.line(p.frame.as_str()).is_some(), "{}", p.frame);
+    }
+    let verdict = verifier.finish();
+    assert!(verdict.passed() && verdict.chain_start, "{verdict}");
+    assert_eq!(
+        verdict.kids.len(),
+        2,
+        "signed before and after the rotation"
+    );
+}

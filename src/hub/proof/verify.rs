@@ -1,0 +1,216 @@
+//! Checking signed signals as a client saved them (a `sigcast listen` output, a journal
+//! export, a log of frames): every signature, and the chain from each `seq` to the next.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{Hash, KeySet, chain_hash, open};
+
+/// What was found wrong, and where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// The line of the file, from 1.
+    pub line: usize,
+    pub seq: Option<u64>,
+    pub what: String,
+}
+
+/// What a check of a file found.
+#[derive(Debug, Default, Serialize)]
+pub struct Verdict {
+    /// Journaled signals read (lines with a `seq`, not test signals).
+    pub signals: usize,
+    /// Of those, signed by a given key over exactly the bytes they hold.
+    pub verified: usize,
+    /// Lines that are no journaled signal (test signals, other messages, blank lines).
+    pub skipped: usize,
+    pub first_seq: Option<u64>,
+    pub last_seq: Option<u64>,
+    /// Whether the first signal starts its chain (the journal's first signed signal).
+    pub chain_start: bool,
+    /// The keys that signed what verified.
+    pub kids: BTreeSet<String>,
+    /// `seq` ranges absent between the first and last (inclusive).
+    pub gaps: Vec<(u64, u64)>,
+    pub problems: Vec<Problem>,
+}
+
+impl Verdict {
+    /// Whether the file passed: no problem, and a signal at all.
+    pub fn passed(&self) -> bool {
+        self.problems.is_empty() && self.verified > 0
+    }
+}
+
+/// A signal that verified, for recomputing the track record from it.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub seq: u64,
+    /// Its canonical bytes: the frame without its proof.
+    pub canonical: String,
+}
+
+/// Checks lines one at a time. `scoped`: the file holds only the signals a scoped token
+/// sees, so gaps in `seq` are expected: they are listed, not counted as problems, and the
+/// chain is checked only between consecutive signals.
+pub struct Verifier<'k> {
+    keys: &'k KeySet,
+    scoped: bool,
+    line: usize,
+    /// The last signal whose signature held, and its hash.
+    anchor: Option<(u64, Hash)>,
+    verdict: Verdict,
+}
+
+impl<'k> Verifier<'k> {
+    pub fn new(keys: &'k KeySet, scoped: bool) -> Self {
+        Verifier {
+            keys,
+            scoped,
+            line: 0,
+            anchor: None,
+            verdict: Verdict::default(),
+        }
+    }
+
+    /// Checks the next line; returns the signal when it verified.
+    pub fn line(&mut self, text: &str) -> Option<Verified> {
+        self.line += 1;
+        let text = text.trim_end_matches(['\r', '\n']);
+        let Some(seq) = journaled_seq(text) else {
+            self.verdict.skipped += 1;
+            return None;
+        };
+        let v = &mut self.verdict;
+        v.signals += 1;
+        v.first_seq.get_or_insert(seq);
+        let sealed = match open(text) {
+            Ok(sealed) => sealed,
+            Err(e) => {
+                self.problem(seq, e.to_string());
+                self.anchor = None;
+                return None;
+            }
+        };
+        let hash = chain_hash(&sealed.prev, sealed.canonical.as_bytes());
+        let Some(key) = self.keys.get(&sealed.kid) else {
+            self.problem(
+                seq,
+                format!(
+                    "signed by key {:?}, which is not among the keys given",
+                    sealed.kid
+                ),
+            );
+            self.anchor = None;
+            return None;
+        };
+        if !key.verifies(&hash, &sealed.sig) {
+            self.problem(
+                seq,
+                "the signature does not match its bytes: edited, or signed by another key".into(),
+            );
+            self.anchor = None;
+            return None;
+        }
+        self.verdict.verified += 1;
+        self.verdict.kids.insert(sealed.kid.clone());
+        if self.verdict.verified == 1 && self.anchor.is_none() && self.verdict.problems.is_empty() {
+            self.verdict.chain_start = sealed.prev == super::GENESIS;
+        }
+        match self.anchor {
+            Some((last, _)) if seq <= last => {
+                self.problem(
+                    seq,
+                    format!("comes after seq {last}: out of order or repeated"),
+                );
+                return None;
+            }
+            Some((last, last_hash)) if seq == last + 1 && sealed.prev != last_hash => {
+                self.problem(
+                    seq,
+                    format!("does not follow seq {last}: its prev is not that signal's hash"),
+                );
+            }
+            Some((last, _)) if seq > last + 1 => {
+                self.verdict.gaps.push((last + 1, seq - 1));
+                if !self.scoped {
+                    let missing = if seq - 1 == last + 1 {
+                        format!("seq {} is missing", last + 1)
+                    } else {
+                        format!("seq {}..{} are missing", last + 1, seq - 1)
+                    };
+                    self.problem(seq, format!("{missing} before it"));
+                }
+            }
+            _ => {}
+        }
+        self.anchor = Some((seq, hash));
+        self.verdict.last_seq = Some(seq);
+        Some(Verified {
+            seq,
+            canonical: sealed.canonical,
+        })
+    }
+
+    fn problem(&mut self, seq: u64, what: String) {
+        self.verdict.problems.push(Problem {
+            line: self.line,
+            seq: Some(seq),
+            what,
+        });
+    }
+
+    pub fn finish(self) -> Verdict {
+        self.verdict
+    }
+}
+
+/// The `seq` of a line that is a journaled signal: a JSON object with a `seq`, not a test.
+fn journaled_seq(text: &str) -> Option<u64> {
+    if !text.starts_with('{') {
+        return None;
+    }
+    let v: Value = serde_json::from_str(text).ok()?;
+    if v.get("is_test").and_then(Value::as_bool) == Some(true) {
+        return None;
+    }
+    v.get("seq")?.as_u64()
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let span = match (self.first_seq, self.last_seq) {
+            (Some(a), Some(b)) => format!(", seq {a}..{b}"),
+            _ => String::new(),
+        };
+        writeln!(
+            f,
+            "{} signals{span}: {} signatures good (keys: {}), {} other lines skipped",
+            self.signals,
+            self.verified,
+            self.kids.iter().cloned().collect::<Vec<_>>().join(", "),
+            self.skipped
+        )?;
+        let start = if self.chain_start {
+            "from the chain's first signal"
+        } else {
+            "from a signal whose predecessors are not in the file"
+        };
+        if self.gaps.is_empty() {
+            writeln!(f, "chain: unbroken {start}")?;
+        } else {
+            writeln!(
+                f,
+                "chain: checked between consecutive signals {start}; not checked across {} gaps in seq (a scoped client sees only its signals)",
+                self.gaps.len()
+            )?;
+        }
+        for p in &self.problems {
+            let seq = p.seq.map(|s| format!("seq {s}: ")).unwrap_or_default();
+            writeln!(f, "FAILED line {}: {seq}{}", p.line, p.what)?;
+        }
+        Ok(())
+    }
+}
