@@ -25,8 +25,8 @@
 //!   long/short), marked to market for an equity curve, and the figures of its track record;
 //!   the same in backtests and on a live server.
 //! - [`backtest`]: the engine over recordings, with hit rates, the ledger's figures and a chart.
-//! - [`hub`]: numbers, journals and serializes each signal once and fans the same bytes out to
-//!   every session; relays the market-data topics sessions subscribe to, conflated.
+//! - [`hub`]: numbers, journals, signs and serializes each signal once and fans the same bytes
+//!   out to every session; relays the market-data topics sessions subscribe to, conflated.
 //! - [`cluster`]: cluster mode on NATS JetStream: the signal stream between producers and
 //!   edges, resumes from it, the producers' leader lease and revocations in a bucket.
 //! - [`server`]: the TLS WebSocket listener, handshake authentication and client sessions.

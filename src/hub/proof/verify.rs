@@ -154,6 +154,16 @@ impl<'k> Verifier<'k> {
         })
     }
 
+    /// Counts a line too long to be a frame (over `limit` bytes), which was not read.
+    pub fn oversized(&mut self, limit: usize) {
+        self.line += 1;
+        self.verdict.problems.push(Problem {
+            line: self.line,
+            seq: None,
+            what: format!("longer than {limit} bytes: not a sigcast frame"),
+        });
+    }
+
     fn problem(&mut self, seq: u64, what: String) {
         self.verdict.problems.push(Problem {
             line: self.line,
@@ -179,26 +189,32 @@ fn journaled_seq(text: &str) -> Option<u64> {
     v.get("seq")?.as_u64()
 }
 
+/// Problems printed at most; the rest are counted.
+const SHOWN: usize = 100;
+
 impl std::fmt::Display for Verdict {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let span = match (self.first_seq, self.last_seq) {
             (Some(a), Some(b)) => format!(", seq {a}..{b}"),
             _ => String::new(),
         };
+        let kids = match self.kids.len() {
+            0 => "none".to_string(),
+            _ => self.kids.iter().cloned().collect::<Vec<_>>().join(", "),
+        };
         writeln!(
             f,
-            "{} signals{span}: {} signatures good (keys: {}), {} other lines skipped",
-            self.signals,
-            self.verified,
-            self.kids.iter().cloned().collect::<Vec<_>>().join(", "),
-            self.skipped
+            "{} signals{span}: {} signatures good (keys: {kids}), {} other lines skipped",
+            self.signals, self.verified, self.skipped
         )?;
         let start = if self.chain_start {
             "from the chain's first signal"
         } else {
             "from a signal whose predecessors are not in the file"
         };
-        if self.gaps.is_empty() {
+        if self.verified == 0 {
+            writeln!(f, "chain: not checked (no signature held)")?;
+        } else if self.gaps.is_empty() {
             writeln!(f, "chain: unbroken {start}")?;
         } else {
             writeln!(
@@ -207,9 +223,12 @@ impl std::fmt::Display for Verdict {
                 self.gaps.len()
             )?;
         }
-        for p in &self.problems {
+        for p in self.problems.iter().take(SHOWN) {
             let seq = p.seq.map(|s| format!("seq {s}: ")).unwrap_or_default();
             writeln!(f, "FAILED line {}: {seq}{}", p.line, p.what)?;
+        }
+        if self.problems.len() > SHOWN {
+            writeln!(f, "FAILED: {} more problems", self.problems.len() - SHOWN)?;
         }
         Ok(())
     }
