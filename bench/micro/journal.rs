@@ -4,6 +4,9 @@
 //! broadcast path does not wait on the disk: the hub's publish time per signal, and the time
 //! from publish to a session's ring through the write-ahead journal under light load.
 //!
+//! The journal signs what it commits (docs/verify.md): the append is measured unsigned and
+//! signed, and the cost of sealing and of checking one signal on its own.
+//!
 //! Then resume end to end: a real TLS server on loopback and `sigcast::client` asking for the
 //! whole history at once, in signals per second delivered to that one client.
 //!
@@ -13,20 +16,12 @@ use std::time::{Duration, Instant};
 
 use sigcast::hub::Hub;
 use sigcast::hub::journal::{Journal, Retention};
+use sigcast::hub::proof::{self, Chain, KeyDir, KeySet, Signer, verify::Verifier};
 use sigcast::strategy::{Side, Signal};
 
 const N: u64 = 200_000;
 
 fn main() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("sigcast.db");
-    let retention = Retention {
-        max_age: Duration::from_secs(86400),
-        max_count: 10_000_000,
-    };
-    let (journal, last) = Journal::open(&path, retention).unwrap();
-    let hub = Hub::with_journal(vec![], 1024, journal, last);
-    let _listener = hub.subscribe(); // a session's view, so frames are really broadcast
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -41,30 +36,16 @@ fn main() {
         interval: "1m".into(),
         reason: "journal benchmark".into(),
     };
-    let started = Instant::now();
-    let mut slowest = Duration::ZERO;
-    for _ in 0..N {
-        let t = Instant::now();
-        hub.publish(&signal);
-        slowest = slowest.max(t.elapsed());
-    }
-    let published = started.elapsed();
-    runtime.block_on(async {
-        hub.journal().unwrap().wait_flushed(N).await.unwrap();
-    });
-    let committed = started.elapsed();
-    println!(
-        "journal append, {N} signals of {} bytes:",
-        sigcast::hub::encode_seq(&signal, 1).len()
-    );
-    println!(
-        "  publish (number + serialize + queue for the writer): {:.0} ns/signal avg, slowest {:?}",
-        published.as_nanos() as f64 / N as f64,
-        slowest
-    );
-    println!(
-        "  committed to SQLite (WAL, batched): {:.0} signals/s",
-        N as f64 / committed.as_secs_f64()
+    seal_cost(&signal);
+    let dir = tempfile::tempdir().unwrap();
+    append(&dir.path().join("unsigned"), None, &signal, &runtime);
+    let keys = KeyDir::of(dir.path());
+    let signer = keys.load_or_create().unwrap();
+    let hub = append(
+        &dir.path().join("signed"),
+        Some((signer, keys.public_keys().unwrap())),
+        &signal,
+        &runtime,
     );
 
     let journal = hub.journal().unwrap();
@@ -90,6 +71,95 @@ fn main() {
 
     write_ahead_latency(&hub, &signal, &runtime);
     resume_to_one_client(&runtime);
+}
+
+/// `N` signals through a hub whose journal signs with `signer` (or does not); returns the
+/// hub.
+fn append(
+    dir: &std::path::Path,
+    signer: Option<(Signer, KeySet)>,
+    signal: &Signal,
+    runtime: &tokio::runtime::Runtime,
+) -> Hub {
+    let retention = Retention {
+        max_age: Duration::from_secs(86400),
+        max_count: 10_000_000,
+    };
+    let (journal, last) = Journal::open(&dir.join("sigcast.db"), retention).unwrap();
+    let signed = signer.is_some();
+    if let Some((signer, keys)) = signer {
+        journal.sign_with(signer, keys);
+    }
+    let hub = Hub::with_journal(vec![], 1024, journal, last);
+    let _listener = hub.subscribe(); // a session's view, so frames are really broadcast
+    let started = Instant::now();
+    let mut slowest = Duration::ZERO;
+    for _ in 0..N {
+        let t = Instant::now();
+        hub.publish(signal);
+        slowest = slowest.max(t.elapsed());
+    }
+    let published = started.elapsed();
+    runtime.block_on(async {
+        hub.journal().unwrap().wait_flushed(N).await.unwrap();
+    });
+    let committed = started.elapsed();
+    // The checkpoint thread measures the footprint every second.
+    std::thread::sleep(Duration::from_millis(2_500));
+    let bytes = hub
+        .journal()
+        .unwrap()
+        .footprint()
+        .bytes
+        .load(std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "journal append, {N} signals, {}:",
+        if signed { "signed" } else { "unsigned" }
+    );
+    println!(
+        "  publish (number + serialize + queue for the writer): {:.0} ns/signal avg, slowest {:?}",
+        published.as_nanos() as f64 / N as f64,
+        slowest
+    );
+    println!(
+        "  committed to SQLite (WAL, batched{}): {:.0} signals/s; on disk {:.0} bytes/signal",
+        if signed { ", sealed by the writer" } else { "" },
+        N as f64 / committed.as_secs_f64(),
+        bytes as f64 / N as f64
+    );
+    hub
+}
+
+/// Sealing one signal (SHA-256 chain + Ed25519 signature) and checking it, on one core.
+fn seal_cost(signal: &Signal) {
+    const M: u64 = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = KeyDir::of(dir.path());
+    let mut chain = Chain {
+        prev: proof::GENESIS,
+        signer: keys.load_or_create().unwrap(),
+    };
+    let frames: Vec<String> = (1..=M)
+        .map(|seq| sigcast::hub::encode_seq(signal, seq).to_string())
+        .collect();
+    let started = Instant::now();
+    let sealed: Vec<String> = frames.iter().map(|f| chain.seal(f).unwrap()).collect();
+    let seal = started.elapsed().as_nanos() as f64 / M as f64;
+    let published = keys.public_keys().unwrap();
+    let mut verifier = Verifier::new(&published, false);
+    let started = Instant::now();
+    for line in &sealed {
+        verifier.line(line);
+    }
+    let check = started.elapsed().as_nanos() as f64 / M as f64;
+    assert!(verifier.finish().passed());
+    println!(
+        "proof: {:.1} us to seal a signal (chain + sign), {:.1} us to check one (parse + chain + verify); frame {} -> {} bytes",
+        seal / 1e3,
+        check / 1e3,
+        frames[0].len(),
+        sealed[0].len()
+    );
 }
 
 /// Write-ahead costs the broadcast path a hop through the writer thread and a commit: the
