@@ -4,6 +4,7 @@
 //! The engine is the one `serve` runs, fed the same events in the same order, so a backtest
 //! gives exactly the signals a replay through `serve` does.
 
+mod chart;
 pub mod report;
 pub mod runner;
 mod track;

@@ -6,12 +6,11 @@
 use std::fmt::Write;
 use std::time::{Duration, SystemTime};
 
+use super::chart::Frame;
 use super::{Prices, Run, Summary};
 use crate::strategy::Side;
 
-const WIDTH: f64 = 960.0;
 const HEIGHT: f64 = 320.0;
-const PAD: f64 = 48.0;
 /// Chart points per symbol at most (min and max of each bucket are kept, so spikes show).
 const MAX_POINTS: usize = 2400;
 
@@ -119,30 +118,12 @@ pub(super) fn downsample(points: &[(i64, f64)]) -> Vec<(i64, f64)> {
 
 fn chart(symbol: &str, prices: &Prices, run: &Run) -> String {
     let points = downsample(&prices.points);
-    let (t0, t1) = (points[0].0, points[points.len() - 1].0.max(points[0].0 + 1));
-    let lo = points.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
-    let hi = points.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
-    let span = if hi > lo { hi - lo } else { 1.0 };
-    let x = |t: i64| PAD + (t - t0) as f64 / (t1 - t0) as f64 * (WIDTH - 2.0 * PAD);
-    let y = |p: f64| HEIGHT - PAD - (p - lo) / span * (HEIGHT - 2.0 * PAD);
-    let mut h = String::new();
-    let _ = writeln!(
-        h,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\" aria-label=\"{} price with signals\">",
-        escape(symbol)
-    );
-    let _ = writeln!(
-        h,
-        "<text x=\"4\" y=\"{:.1}\">{hi}</text><text x=\"4\" y=\"{:.1}\">{lo}</text>\
-<text x=\"{PAD}\" y=\"{:.1}\">{}</text><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
-        y(hi) - 4.0,
-        y(lo) + 14.0,
-        HEIGHT - 12.0,
-        utc(t0),
-        WIDTH - PAD,
-        HEIGHT - 12.0,
-        utc(t1)
-    );
+    let Some(frame) = Frame::around(&points, HEIGHT, false) else {
+        return String::new();
+    };
+    let (x, y) = (|t| frame.x(t), |p| frame.y(p));
+    let label = format!("{} price with signals", escape(symbol));
+    let mut h = frame.open(&label, |v| v.to_string(), None);
     h.push_str("<polyline class=\"price\" points=\"");
     for (t, p) in &points {
         let _ = write!(h, "{:.1},{:.1} ", x(*t), y(*p));

@@ -3,12 +3,11 @@
 
 use std::fmt::Write;
 
-use super::report::{downsample, escape, utc};
+use super::chart::Frame;
+use super::report::{downsample, escape};
 use crate::ledger::{Figures, Report, StrategyReport};
 
-const WIDTH: f64 = 960.0;
 const HEIGHT: f64 = 200.0;
-const PAD: f64 = 48.0;
 
 /// The section: a headline table, then each strategy's charts and per-symbol table.
 pub fn html(report: &Report) -> String {
@@ -112,41 +111,20 @@ fn table(first: &str, rows: &[(String, &Figures)]) -> String {
 
 /// A line over time; `filled` shades the area between the line and zero (drawdown).
 fn chart(points: &[(i64, f64)], class: &str, label: &str, filled: bool) -> String {
-    let Some(&(t0, _)) = points.first() else {
+    let Some(frame) = Frame::around(points, HEIGHT, filled) else {
         return String::new();
     };
-    let t1 = points.last().map_or(t0 + 1, |p| p.0.max(t0 + 1));
-    let mut lo = points.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
-    let mut hi = points.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
-    if filled {
-        hi = hi.max(0.0);
-        lo = lo.min(0.0);
-    }
-    let span = if hi > lo { hi - lo } else { 1.0 };
-    let x = |t: i64| PAD + (t - t0) as f64 / (t1 - t0) as f64 * (WIDTH - 2.0 * PAD);
-    let y = |v: f64| HEIGHT - PAD - (v - lo) / span * (HEIGHT - 2.0 * PAD);
-    let mut h = format!(
-        "<svg width=\"{WIDTH}\" height=\"{HEIGHT}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\" aria-label=\"{label}\">\n\
-<text x=\"4\" y=\"{:.1}\">{hi:.2}</text><text x=\"4\" y=\"{:.1}\">{lo:.2}</text><text x=\"{PAD}\" y=\"14\">{label}</text>\
-<text x=\"{PAD}\" y=\"{:.1}\">{}</text><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>\n",
-        y(hi) - 4.0,
-        y(lo) + 14.0,
-        HEIGHT - 12.0,
-        utc(t0),
-        WIDTH - PAD,
-        HEIGHT - 12.0,
-        utc(t1)
-    );
+    let mut h = frame.open(label, |v| format!("{v:.2}"), Some(label));
     let tag = if filled { "polygon" } else { "polyline" };
     let _ = write!(h, "<{tag} class=\"{class}\" points=\"");
     if filled {
-        let _ = write!(h, "{:.1},{:.1} ", x(t0), y(0.0));
+        let _ = write!(h, "{:.1},{:.1} ", frame.x(frame.t0), frame.y(0.0));
     }
     for (t, v) in points {
-        let _ = write!(h, "{:.1},{:.1} ", x(*t), y(*v));
+        let _ = write!(h, "{:.1},{:.1} ", frame.x(*t), frame.y(*v));
     }
     if filled {
-        let _ = write!(h, "{:.1},{:.1} ", x(t1), y(0.0));
+        let _ = write!(h, "{:.1},{:.1} ", frame.x(frame.t1), frame.y(0.0));
     }
     h.push_str("\"/>\n</svg>\n");
     h
