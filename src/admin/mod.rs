@@ -7,7 +7,6 @@
 //! The page `/metrics` serves is written in `metrics.rs`.
 
 use std::convert::Infallible;
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -25,9 +24,7 @@ mod metrics;
 pub use metrics::render;
 
 use crate::market::SourceStats;
-use crate::market::stats::KINDS;
 use crate::server::Shared;
-use crate::server::histogram::Histogram;
 use crate::server::http::{self, Body};
 use crate::strategy::Warmup;
 
@@ -183,4 +180,3 @@ fn answer<B>(request: &Request<B>, observed: &Observed) -> Response<Body> {
         ),
     }
 }
-
