@@ -17,8 +17,11 @@ pub struct Record<'a> {
     pub open: usize,
     pub unrealized: f64,
     pub capital: f64,
-    /// `(Unix ms, equity)`, once a minute over the whole span, the last at its end.
+    /// `(Unix ms, equity)`, once a sampling period over the whole span, the last at its end.
     pub curve: &'a [(i64, f64)],
+    /// Sampling periods in a year: [`PERIODS_PER_YEAR`] for one-minute samples (the ledger
+    /// lengthens the period on a long record, see `ledger::MAX_SAMPLES`).
+    pub periods_per_year: f64,
     /// Time with a position open.
     pub exposed_ms: i64,
     pub buy_and_hold_pct: Option<f64>,
@@ -109,8 +112,8 @@ pub fn compute(record: &Record) -> Figures {
         longest_loss_streak,
         max_drawdown_pct,
         max_drawdown_duration_s: drawdown_ms / 1000,
-        sharpe: sharpe(&period_returns),
-        sortino: sortino(&period_returns),
+        sharpe: sharpe(&period_returns, record.periods_per_year),
+        sortino: sortino(&period_returns, record.periods_per_year),
         calmar: annualized
             .filter(|_| max_drawdown_pct > 0.0)
             .map(|a| a / max_drawdown_pct),
@@ -180,27 +183,27 @@ fn streaks(pnls: &[f64]) -> (usize, usize) {
     (best_wins, best_losses)
 }
 
-/// Mean over sample standard deviation of the per-minute returns, times √(minutes a year).
-fn sharpe(returns: &[f64]) -> Option<f64> {
+/// Mean over sample standard deviation of the per-period returns, times √(periods a year).
+fn sharpe(returns: &[f64], periods_per_year: f64) -> Option<f64> {
     let n = returns.len();
     if n < 2 {
         return None;
     }
     let m = mean(returns)?;
     let variance = returns.iter().map(|r| (r - m).powi(2)).sum::<f64>() / (n - 1) as f64;
-    (variance > 0.0).then(|| m / variance.sqrt() * PERIODS_PER_YEAR.sqrt())
+    (variance > 0.0).then(|| m / variance.sqrt() * periods_per_year.sqrt())
 }
 
-/// Mean over the downside deviation (√ of the mean of min(r, 0)² over every minute), times
-/// √(minutes a year).
-fn sortino(returns: &[f64]) -> Option<f64> {
+/// Mean over the downside deviation (√ of the mean of min(r, 0)² over every period), times
+/// √(periods a year).
+fn sortino(returns: &[f64], periods_per_year: f64) -> Option<f64> {
     let n = returns.len();
     if n < 2 {
         return None;
     }
     let m = mean(returns)?;
     let downside = returns.iter().map(|r| r.min(0.0).powi(2)).sum::<f64>() / n as f64;
-    (downside > 0.0).then(|| m / downside.sqrt() * PERIODS_PER_YEAR.sqrt())
+    (downside > 0.0).then(|| m / downside.sqrt() * periods_per_year.sqrt())
 }
 
 #[cfg(test)]
@@ -249,6 +252,7 @@ mod tests {
             curve: &curve,
             exposed_ms: MIN / 2,
             buy_and_hold_pct: Some(1.5),
+            periods_per_year: PERIODS_PER_YEAR,
         });
         assert_eq!((f.closed_trades, f.open_trades), (6, 1));
         near(f.win_rate_pct, 200.0 / 6.0); // 2 of 6
@@ -283,6 +287,7 @@ mod tests {
             curve: &[],
             exposed_ms: 0,
             buy_and_hold_pct: None,
+            periods_per_year: PERIODS_PER_YEAR,
         });
         assert_eq!((f.profit_factor, f.expectancy_ratio), (None, None));
         assert_eq!((f.sharpe, f.sortino, f.calmar), (None, None, None));
@@ -300,6 +305,7 @@ mod tests {
                 curve: &[],
                 exposed_ms: 0,
                 buy_and_hold_pct: None,
+                periods_per_year: PERIODS_PER_YEAR,
             }
         });
         assert_eq!(
@@ -333,9 +339,13 @@ mod tests {
         let m: f64 = 0.02 / 3.0;
         let sd =
             (((0.01f64 - m).powi(2) + (-0.01f64 - m).powi(2) + (0.02f64 - m).powi(2)) / 2.0).sqrt();
-        assert!((sharpe(&returns).unwrap() - m / sd * year).abs() < 1e-9);
+        assert!((sharpe(&returns, PERIODS_PER_YEAR).unwrap() - m / sd * year).abs() < 1e-9);
         let downside = (0.0001f64 / 3.0).sqrt();
-        assert!((sortino(&returns).unwrap() - m / downside * year).abs() < 1e-9);
-        assert_eq!(sortino(&[0.01, 0.02]), None, "no losing minute");
+        assert!((sortino(&returns, PERIODS_PER_YEAR).unwrap() - m / downside * year).abs() < 1e-9);
+        assert_eq!(
+            sortino(&[0.01, 0.02], PERIODS_PER_YEAR),
+            None,
+            "no losing minute"
+        );
     }
 }

@@ -25,6 +25,10 @@ use crate::strategy::{Instance, Side, Signal};
 
 /// Equity is sampled on each minute boundary.
 const MINUTE_MS: i64 = 60_000;
+/// Most equity samples kept (a week of minutes): past it, every other sample is dropped and
+/// the period doubles, so a long-running server's record stays within a bounded size, and
+/// Sharpe and Sortino are annualized by the period in use (docs/performance.md).
+pub const MAX_SAMPLES: usize = 10_080;
 
 /// Every strategy's paper trades and equity. Cloned whole for a report, so that a live
 /// server computes the figures outside the lock its numbering takes.
@@ -39,7 +43,9 @@ pub struct Ledger {
     prices: HashMap<String, Mark>,
     /// When each equity sample was taken, shared by every curve.
     times: Vec<i64>,
-    /// The minute of the latest mark.
+    /// The sampling period is a minute doubled this many times (see [`MAX_SAMPLES`]).
+    coarse: u32,
+    /// The sampling period (counted from the Unix epoch) of the latest mark.
     minute: Option<i64>,
     /// The latest mark's or signal's time.
     now_ms: i64,
@@ -103,7 +109,8 @@ impl Ledger {
         if !price.is_finite() || price <= 0.0 {
             return;
         }
-        let minute = time_ms.div_euclid(MINUTE_MS);
+        let period = self.period_ms();
+        let minute = time_ms.div_euclid(period);
         match self.minute {
             None => {
                 self.minute = Some(minute);
@@ -112,7 +119,7 @@ impl Ledger {
             }
             Some(last) if minute > last => {
                 self.minute = Some(minute);
-                self.sample((last + 1) * MINUTE_MS);
+                self.sample((last + 1) * period);
             }
             _ => {}
         }
@@ -211,6 +218,33 @@ impl Ledger {
         );
     }
 
+    /// How often equity is sampled now.
+    fn period_ms(&self) -> i64 {
+        MINUTE_MS << self.coarse
+    }
+
+    /// Drops every other sample of every curve and doubles the period.
+    fn thin(&mut self) {
+        fn every_other<T>(start: usize, pnl: &mut Vec<T>) {
+            let mut i = start;
+            pnl.retain(|_| {
+                i += 1;
+                (i - 1) % 2 == 0
+            });
+        }
+        for account in self.accounts.values_mut() {
+            every_other(account.start, &mut account.pnl);
+            account.start = account.start.div_ceil(2);
+            for sampled in account.books.values_mut() {
+                every_other(sampled.start, &mut sampled.pnl);
+                sampled.start = sampled.start.div_ceil(2);
+            }
+        }
+        every_other(0, &mut self.times);
+        self.coarse += 1;
+        self.minute = self.minute.map(|m| m.div_euclid(2));
+    }
+
     /// Marks every open position to its symbol's latest price and records each curve's P&L.
     fn sample(&mut self, time_ms: i64) {
         self.times.push(time_ms);
@@ -226,12 +260,16 @@ impl Ledger {
             }
             account.pnl.push(total);
         }
+        if self.times.len() > MAX_SAMPLES {
+            self.thin();
+        }
     }
 
     /// Every strategy's figures, per symbol too, its trades and its equity curve, as of the
     /// latest mark or signal (open positions marked to the latest prices).
     pub fn report(&self) -> Report {
         let now = self.now_ms;
+        let periods_per_year = figures::PERIODS_PER_YEAR / f64::from(1u32 << self.coarse.min(31));
         let mut times = self.times.clone();
         let final_sample = times.last().is_none_or(|t| *t < now);
         if final_sample {
@@ -265,7 +303,14 @@ impl Ledger {
                         .map(|m| (m.last / m.first - 1.0) * 100.0);
                     symbols.push(SymbolReport {
                         symbol: symbol.clone(),
-                        figures: figures_of(&book, &curve, book.exposed_until(now), hold, settings),
+                        figures: figures_of(
+                            &book,
+                            &curve,
+                            book.exposed_until(now),
+                            hold,
+                            settings,
+                            periods_per_year,
+                        ),
                     });
                     trades.extend(book.trades.iter().map(|t| TradeRow {
                         symbol: symbol.clone(),
@@ -302,6 +347,7 @@ impl Ledger {
                     exposed_ms: exposed,
                     buy_and_hold_pct: (!holds.is_empty())
                         .then(|| holds.iter().sum::<f64>() / holds.len() as f64),
+                    periods_per_year,
                 });
                 StrategyReport {
                     strategy: name.clone(),
@@ -314,6 +360,7 @@ impl Ledger {
             })
             .collect();
         Report {
+            sample_minutes: 1u64 << self.coarse.min(63),
             strategies,
             untracked: self
                 .untracked
@@ -369,6 +416,7 @@ fn figures_of(
     exposed_ms: i64,
     buy_and_hold_pct: Option<f64>,
     settings: &LedgerSettings,
+    periods_per_year: f64,
 ) -> Figures {
     let closed: Vec<&Trade> = book.trades.iter().filter(|t| !t.is_open()).collect();
     figures::compute(&Record {
@@ -379,6 +427,7 @@ fn figures_of(
         curve,
         exposed_ms,
         buy_and_hold_pct,
+        periods_per_year,
     })
 }
 
@@ -401,6 +450,9 @@ fn equity(times: &[i64], start: usize, pnl: &[f64], capital: f64) -> Vec<(i64, f
 /// What the ledger shows: `report.json`'s figures, `/v1/performance`, `sigcast performance`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
+    /// Minutes between equity samples: 1, doubled each time a record outgrows
+    /// [`MAX_SAMPLES`].
+    pub sample_minutes: u64,
     pub strategies: Vec<StrategyReport>,
     /// Signals for symbols sigcast had no price for: listed, never traded.
     pub untracked: Vec<Untracked>,
@@ -414,7 +466,7 @@ pub struct StrategyReport {
     pub symbols: Vec<SymbolReport>,
     /// Every trade, closed ones in the order they closed, then the open ones.
     pub trades: Vec<TradeRow>,
-    /// `(Unix ms, equity in quote)`, once a minute and at the end.
+    /// `(Unix ms, equity in quote)`, once a sampling period and at the end.
     pub equity: Vec<(i64, f64)>,
 }
 

@@ -122,3 +122,48 @@ fn symbols_add_up_to_their_strategy() {
             .all(|t| t.trade.direction == Direction::Long)
     );
 }
+
+/// A record longer than [`MAX_SAMPLES`] keeps every other sample and doubles its period,
+/// again and again, so a long-running server's curves stay bounded; the trades, the P&L and
+/// the latest equity are those of the whole record.
+#[test]
+fn a_long_record_thins_its_curves_and_keeps_its_sums() {
+    const MIN: i64 = 60 * S;
+    let mut ledger = Ledger::new(frictionless(), HashMap::new());
+    ledger.mark("BTCUSDT", 0, 100.0);
+    ledger.signal("ma", "BTCUSDT", Side::Buy, 100.0, 1, 0);
+    let minutes = 3 * MAX_SAMPLES as i64 + 7;
+    for m in 1..=minutes {
+        // A walk with a different price each minute, so every sample is its own.
+        let price = 100.0 + (m % 50) as f64;
+        ledger.mark("BTCUSDT", m * MIN + S, price);
+        if m == MAX_SAMPLES as i64 {
+            ledger.signal("ma", "BTCUSDT", Side::Sell, price, 2, m * MIN + 2 * S);
+            ledger.signal("ma", "BTCUSDT", Side::Buy, price, 3, m * MIN + 3 * S);
+        }
+    }
+    let report = ledger.report();
+    assert_eq!(report.sample_minutes, 4, "doubled twice");
+    let ma = &report.strategies[0];
+    assert!(ma.equity.len() <= MAX_SAMPLES + 1, "{}", ma.equity.len());
+    assert!(ma.equity.len() > MAX_SAMPLES / 2, "{}", ma.equity.len());
+    assert!(
+        ma.equity.windows(2).all(|w| w[0].0 < w[1].0),
+        "in time order"
+    );
+    assert_eq!(ma.equity[0], (0, 10_000.0));
+    // Closed: bought at 100, sold at 100 + (MAX_SAMPLES % 50); open: marked at the last price.
+    let exit = 100.0 + (MAX_SAMPLES as i64 % 50) as f64;
+    let last = 100.0 + (minutes % 50) as f64;
+    let realized = 1_000.0 * (exit / 100.0 - 1.0);
+    let open = 1_000.0 * (last / exit - 1.0);
+    assert_eq!(ma.figures.closed_trades, 1);
+    assert!((ma.figures.realized_pnl - realized).abs() < 1e-9);
+    let end = ma.equity.last().unwrap();
+    assert_eq!(end.0, minutes * MIN + S);
+    assert!(
+        (end.1 - (10_000.0 + realized + open)).abs() < 1e-9,
+        "{end:?}"
+    );
+    assert!(ma.figures.sharpe.is_some());
+}

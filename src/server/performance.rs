@@ -72,7 +72,7 @@ pub fn scoped(report: &Report, scope: &Scope) -> Value {
         .iter()
         .filter(|u| scope.allows_strategy(&u.strategy) && scope.allows_symbol(&u.symbol))
         .collect();
-    json!({"type": "performance", "strategies": strategies, "untracked": untracked})
+    json!({"type": "performance", "sample_minutes": report.sample_minutes, "strategies": strategies, "untracked": untracked})
 }
 
 /// At most [`MAX_POINTS`] of `curve`, evenly spread, the last kept.

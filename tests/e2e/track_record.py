@@ -102,7 +102,7 @@ for strategy in report["strategies"]:
     same(f"{name} total return", f["total_return_pct"], float((equity[-1] / capital - 1) * 100))
     same(f"{name} span", f["span_s"], float((times[-1] - times[0]) // 1000))
     r = equity[1:] / equity[:-1] - 1
-    year = np.sqrt(525_600)
+    year = np.sqrt(525_600 / report.get("sample_minutes", 1))
     sd = np.std(r, ddof=1) if len(r) > 1 else 0.0
     same(f"{name} sharpe", f["sharpe"], float(np.mean(r) / sd * year) if sd > 0 else None)
     down = np.sqrt(np.mean(np.minimum(r, 0) ** 2)) if len(r) > 1 else 0.0
