@@ -1,14 +1,55 @@
-//! The reports' SVG charts: one frame (the scales, and the value and time labels) shared by
-//! the price charts and the track record's curves.
+//! What the reports draw with: one SVG frame (the scales, and the value and time labels)
+//! shared by the price charts and the track record's curves, points thinned for drawing, and
+//! text made safe for HTML.
 
 use std::fmt::Write;
-
-use super::report::utc;
+use std::time::{Duration, SystemTime};
 
 /// Every chart's width, in pixels.
 pub(super) const WIDTH: f64 = 960.0;
 /// Room around the plot for the labels.
 const PAD: f64 = 48.0;
+/// Chart points per line at most (min and max of each bucket are kept, so spikes show).
+const MAX_POINTS: usize = 2400;
+
+/// `text` safe inside HTML text and attribute values.
+pub(super) fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Unix milliseconds as an RFC 3339 UTC time, to the second.
+pub(super) fn utc(ms: i64) -> String {
+    let t = SystemTime::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// Min and max of each bucket, in time order.
+pub(super) fn downsample(points: &[(i64, f64)]) -> Vec<(i64, f64)> {
+    if points.len() <= MAX_POINTS {
+        return points.to_vec();
+    }
+    let per = points.len().div_ceil(MAX_POINTS / 2);
+    let mut out = Vec::with_capacity(MAX_POINTS + 2);
+    for chunk in points.chunks(per) {
+        let lo = chunk
+            .iter()
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .expect("chunk");
+        let hi = chunk
+            .iter()
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .expect("chunk");
+        let (a, b) = if lo.0 <= hi.0 { (lo, hi) } else { (hi, lo) };
+        out.push(*a);
+        if a != b {
+            out.push(*b);
+        }
+    }
+    out
+}
 
 /// Where a point lands in a chart `height` pixels high: time across, value up.
 pub(super) struct Frame {

@@ -4,27 +4,12 @@
 //! SVG is smaller than a plotting dependency for one line chart with markers.
 
 use std::fmt::Write;
-use std::time::{Duration, SystemTime};
 
-use super::chart::Frame;
+use super::chart::{Frame, downsample, escape, utc};
 use super::{Prices, Run, Summary};
 use crate::strategy::Side;
 
 const HEIGHT: f64 = 320.0;
-/// Chart points per symbol at most (min and max of each bucket are kept, so spikes show).
-const MAX_POINTS: usize = 2400;
-
-pub(super) fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-pub(super) fn utc(ms: i64) -> String {
-    let t = SystemTime::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
-}
 
 /// The whole report.
 pub fn html(run: &Run, summaries: &[Summary], sources: &[String]) -> String {
@@ -89,31 +74,6 @@ fn summary_table(summaries: &[Summary]) -> String {
     }
     h.push_str("</table>\n<p>Moves are measured in the signalled direction, from the signal's price to the last trade the given number of candle intervals later. Naive P&amp;L: long after a buy, short after a sell, one unit per symbol, no fees.</p>\n");
     h
-}
-
-/// Min and max of each bucket, in time order.
-pub(super) fn downsample(points: &[(i64, f64)]) -> Vec<(i64, f64)> {
-    if points.len() <= MAX_POINTS {
-        return points.to_vec();
-    }
-    let per = points.len().div_ceil(MAX_POINTS / 2);
-    let mut out = Vec::with_capacity(MAX_POINTS + 2);
-    for chunk in points.chunks(per) {
-        let lo = chunk
-            .iter()
-            .min_by(|a, b| a.1.total_cmp(&b.1))
-            .expect("chunk");
-        let hi = chunk
-            .iter()
-            .max_by(|a, b| a.1.total_cmp(&b.1))
-            .expect("chunk");
-        let (a, b) = if lo.0 <= hi.0 { (lo, hi) } else { (hi, lo) };
-        out.push(*a);
-        if a != b {
-            out.push(*b);
-        }
-    }
-    out
 }
 
 fn chart(symbol: &str, prices: &Prices, run: &Run) -> String {

@@ -3,8 +3,7 @@
 
 use std::fmt::Write;
 
-use super::chart::Frame;
-use super::report::{downsample, escape};
+use super::chart::{Frame, downsample, escape};
 use crate::ledger::{Figures, Report, StrategyReport};
 
 const HEIGHT: f64 = 200.0;
