@@ -1,5 +1,5 @@
-//! `sigcast listen`: its output over forced disconnects equals the journal exactly, and a
-//! refused token is a clear error, not endless retries.
+//! `sigcast listen`: its output over forced disconnects equals the journal exactly and
+//! passes `sigcast verify`, and a refused token is a clear error, not endless retries.
 
 use crate::common;
 
@@ -83,6 +83,36 @@ async fn listen_output_over_three_forced_disconnects_equals_the_journal() {
     let stderr: Vec<String> = err.try_iter().collect();
     let connects = stderr.iter().filter(|l| l.contains("connected to")).count();
     assert!(connects >= 4, "reconnected after each cut: {stderr:?}");
+
+    // Saved as printed, across the resumes, it is the signed chain, unbroken.
+    let tmp = tempfile::tempdir().unwrap();
+    let saved = tmp.path().join("listen.jsonl");
+    std::fs::write(&saved, printed.join("\n") + "\n").unwrap();
+    let keys = tmp.path().join("keys.json");
+    std::fs::write(
+        &keys,
+        serde_json::to_string(&*journal.public_keys()).unwrap(),
+    )
+    .unwrap();
+    let run = common::sigcast_command()
+        .args([
+            "verify",
+            saved.to_str().unwrap(),
+            "--keys",
+            keys.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{said}");
+    assert!(
+        said.contains("200 signals, seq 1..200: 200 signatures good"),
+        "{said}"
+    );
+    assert!(
+        said.contains("chain: unbroken from the chain's first signal"),
+        "{said}"
+    );
 }
 
 #[test]
