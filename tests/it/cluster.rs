@@ -582,6 +582,11 @@ async fn one_producer_three_edges_every_client_the_same_sequence() {
         },
     )
     .await;
+    // The stream numbers a cluster's signals after they are sent, so none carries a proof
+    // yet (docs/verify.md); the key endpoint says so rather than serving a key.
+    let (status, _, body) = common::https_get(edges[0].listen, &ca, "/v1/journal/key", None).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("cluster mode"), "{body}");
     wait_for(
         "a signal of the producer's strategies",
         Duration::from_secs(20),
