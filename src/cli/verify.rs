@@ -43,6 +43,10 @@ pub struct Verify {
     /// its symbol), by the configuration's [ledger] rules.
     #[arg(long)]
     track_record: bool,
+    /// Print what was checked as one JSON object (signals, verified, first_seq, last_seq,
+    /// chain_start, kids, gaps, problems, passed) instead of the text.
+    #[arg(long)]
+    json: bool,
     /// Without --keys or --url: the configuration whose data directory holds the keys, and
     /// whose [ledger] --track-record uses.
     #[command(flatten)]
@@ -98,10 +102,25 @@ pub fn run(args: Verify) -> anyhow::Result<ExitCode> {
         }
     }
     let verdict = verifier.finish();
+    let report = ledger
+        .map(|l| serde_json::to_value(l.report()))
+        .transpose()?;
+    if args.json {
+        let mut out = serde_json::to_value(&verdict)?;
+        out["passed"] = verdict.passed().into();
+        if let Some(report) = report {
+            out["track_record"] = report;
+        }
+        println!("{out}");
+        return Ok(if verdict.passed() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
     println!("sigcast verify: {}", args.file.display());
     print!("{verdict}");
-    if let Some(ledger) = ledger {
-        let report = serde_json::to_value(ledger.report())?;
+    if let Some(report) = report {
         println!();
         print!("{}", ledger::table::text(&report));
     }

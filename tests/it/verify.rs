@@ -303,6 +303,13 @@ async fn every_kind_of_tampering_fails_and_names_the_seq() {
         let out = text(&run);
         assert_eq!(run.status.code(), Some(1), "{what}: {out}");
         assert!(out.contains(named), "{what}: expected {named:?} in {out}");
+        let run = verify(&file, &keys_file, &["--json"]).await;
+        let json: Value = serde_json::from_slice(&run.stdout).unwrap();
+        assert_eq!(json["passed"], false, "{what}: {json}");
+        assert!(
+            json["problems"].as_array().is_some_and(|p| !p.is_empty()),
+            "{what}: {json}"
+        );
         if let Some(run) = python_check(&file) {
             assert_eq!(
                 run.status.code(),
