@@ -46,8 +46,8 @@ pub struct Export {
     #[arg(long, default_value_t = 1)]
     from: u64,
     /// The last seq (default: the newest).
-    #[arg(long, default_value_t = u64::MAX)]
-    to: u64,
+    #[arg(long)]
+    to: Option<u64>,
     /// A running server's client address, e.g. https://127.0.0.1:8443.
     #[arg(long, value_name = "URL")]
     url: Option<String>,
@@ -112,6 +112,8 @@ fn export(args: &Export) -> anyhow::Result<()> {
         }
     };
     let mut after = args.from.saturating_sub(1);
+    // SQLite's integers are signed: the newest seq is below this.
+    let to = args.to.unwrap_or(i64::MAX as u64).min(i64::MAX as u64);
     match &args.url {
         None => {
             let config = args.settings.load(Overrides::default())?;
@@ -119,8 +121,8 @@ fn export(args: &Export) -> anyhow::Result<()> {
             if !db.is_file() {
                 bail!("no journal at {}", db.display());
             }
-            while after < args.to {
-                let (page, _) = journal::read_file(&db, after, args.to.min(i64::MAX as u64))
+            while after < to {
+                let (page, _) = journal::read_file(&db, after, to)
                     .with_context(|| format!("cannot read {}", db.display()))?;
                 let Some(last) = page.last() else { break };
                 after = last.seq;
@@ -137,8 +139,7 @@ fn export(args: &Export) -> anyhow::Result<()> {
             };
             let runtime = super::runtime()?;
             // Pages of the server's size: each next one from after the last line taken.
-            while after < args.to {
-                let to = args.to.min(i64::MAX as u64);
+            while after < to {
                 let path = format!(
                     "{}?from={}&to={to}",
                     crate::server::journal::PATH,

@@ -320,3 +320,69 @@ async fn every_kind_of_tampering_fails_and_names_the_seq() {
         }
     }
 }
+
+/// The data directory's journal exported offline is the served history; after `sigcast
+/// journal rotate` and a reload (what SIGHUP does), new signals carry the new key, the old
+/// one is still published, and the whole history verifies as one chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_export_and_a_key_rotation_keep_one_verifiable_chain() {
+    let (server, mut frames) = served().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = server.material.path("data");
+    let local = |command: &[&str]| {
+        let mut args: Vec<String> = command.iter().map(|s| s.to_string()).collect();
+        args.extend([
+            "--set".to_string(),
+            format!("data.dir={}", data.display()),
+            "--jwt-secret-file".to_string(),
+            server.material.path("jwt.secret").display().to_string(),
+        ]);
+        sigcast(args)
+    };
+    let run = local(&["journal", "export"]).await;
+    assert!(run.status.success(), "{}", text(&run));
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout)
+            .lines()
+            .collect::<Vec<_>>(),
+        frames
+    );
+    let run = local(&["journal", "export", "--from", "4", "--to", "6"]).await;
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout)
+            .lines()
+            .collect::<Vec<_>>(),
+        frames[3..6]
+    );
+
+    let before: Value = serde_json::from_slice(&local(&["journal", "key"]).await.stdout).unwrap();
+    let run = local(&["journal", "rotate"]).await;
+    assert!(run.status.success(), "{}", text(&run));
+    let old = before["keys"][0]["kid"].as_str().unwrap().to_string();
+    assert!(
+        text(&run).contains(&format!("journal key {old} retired")),
+        "{}",
+        text(&run)
+    );
+    sigcast::node::sign(server.hub.journal().unwrap(), &data).unwrap();
+
+    let mut ws = server.connect(Some(&server.token("dave"))).await.unwrap();
+    server.wait_listeners(1).await;
+    server.hub.publish(&signal("BTCUSDT", Side::Buy, 76_000.0));
+    let after = next_text(&mut ws).await;
+    let new = proof::open(&after).unwrap().kid;
+    assert_ne!(new, old, "signed with the new key");
+    frames.push(after);
+
+    let ca = server.material.path("cert.pem");
+    let (_, _, keys) = https_get(server.addr, &ca, "/v1/journal/key", None).await;
+    let published: Value = serde_json::from_str(&keys).unwrap();
+    assert_eq!(published["keys"][0]["kid"], new.as_str());
+    assert_eq!(published["keys"][1]["kid"], old.as_str());
+    let keys_file = tmp.path().join("keys.json");
+    std::fs::write(&keys_file, keys).unwrap();
+    let log = lines(&tmp.path().join("all.jsonl"), &frames);
+    let run = verify(&log, &keys_file, &[]).await;
+    assert!(run.status.success(), "{}", text(&run));
+    assert!(text(&run).contains("chain: unbroken"), "{}", text(&run));
+}
