@@ -10,6 +10,7 @@ mod examples;
 mod healthcheck;
 mod init;
 mod journal;
+mod lines;
 mod listen;
 mod performance;
 mod record;

@@ -15,11 +15,11 @@ use crate::ledger::{self, Ledger};
 use crate::strategy::definition;
 
 /// Show the track record (every strategy's signals paper-traded): from a running server, a
-/// backtest's report.json, or a server's journal (offline).
+/// backtest's report.json, or offline from a server's journal or a journal export.
 #[derive(Debug, Args)]
 pub struct Performance {
     /// The server's client address, e.g. https://127.0.0.1:8443.
-    #[arg(long, value_name = "URL", required_unless_present_any = ["report", "journal"])]
+    #[arg(long, value_name = "URL", required_unless_present_any = ["report", "journal", "export"])]
     url: Option<String>,
     /// A bearer token the server accepts (default: $SIGCAST_TOKEN).
     #[arg(long, env = "SIGCAST_TOKEN", hide_env_values = true)]
@@ -33,8 +33,13 @@ pub struct Performance {
     /// A server's journal (data.dir's sigcast.db), its signals paper-traded again by the
     /// configuration's [ledger] and the definitions in signals.dir; each signal's price marks
     /// its symbol, as after a restart.
-    #[arg(long, value_name = "DB", conflicts_with = "url")]
+    #[arg(long, value_name = "DB", conflicts_with_all = ["url", "export"])]
     journal: Option<PathBuf>,
+    /// Signals as JSON lines (`sigcast journal export`, `GET /v1/journal`, a `sigcast listen`
+    /// output), paper-traded as --journal's are. `sigcast verify --track-record` does the
+    /// same for the signals whose signatures hold.
+    #[arg(long, value_name = "FILE", conflicts_with = "url")]
+    export: Option<PathBuf>,
     #[command(flatten)]
     settings: SettingsArgs,
     /// Print the JSON instead of the table.
@@ -43,13 +48,14 @@ pub struct Performance {
 }
 
 pub fn run(args: Performance) -> anyhow::Result<ExitCode> {
-    let text = match (&args.report, &args.journal, &args.url) {
-        (Some(file), _, _) => std::fs::read_to_string(file)
+    let text = match (&args.report, &args.journal, &args.export, &args.url) {
+        (Some(file), _, _, _) => std::fs::read_to_string(file)
             .with_context(|| format!("--report: cannot read {}", file.display()))?,
-        (None, Some(db), _) => from_journal(db, &args.settings)?,
-        (None, None, Some(url)) => super::runtime()?.block_on(ask(url, &args))?,
-        (None, None, None) => {
-            bail!("give --url (a running server), --report (a backtest's) or --journal")
+        (None, Some(db), _, _) => from_journal(db, &args.settings)?,
+        (None, None, Some(file), _) => from_export(file, &args.settings)?,
+        (None, None, None, Some(url)) => super::runtime()?.block_on(ask(url, &args))?,
+        (None, None, None, None) => {
+            bail!("give --url (a running server), --report (a backtest's), --journal or --export")
         }
     };
     let report: serde_json::Value =
@@ -62,14 +68,41 @@ pub fn run(args: Performance) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A ledger trading by the configuration's [ledger] and its definitions' rules.
+fn configured(settings: &SettingsArgs) -> anyhow::Result<Ledger> {
+    let config = settings.load(Overrides::default())?;
+    let instances = definition::load(&config.signals.dir, None)?;
+    Ok(Ledger::new(
+        config.ledger,
+        ledger::rules(&instances, &config.ledger),
+    ))
+}
+
+/// Exported signals paper-traded again, as the report's JSON.
+fn from_export(file: &Path, settings: &SettingsArgs) -> anyhow::Result<String> {
+    let read = std::fs::File::open(file)
+        .with_context(|| format!("--export: cannot read {}", file.display()))?;
+    let mut ledger = configured(settings)?;
+    // A line that is no frame (over-long, not JSON, without a seq) is not a signal.
+    super::lines::each_line(std::io::BufReader::new(read), |line| {
+        let Some(line) = line else { return };
+        let Ok(frame) = serde_json::from_str::<serde_json::Value>(line) else {
+            return;
+        };
+        if let Some(seq) = frame["seq"].as_u64() {
+            track::replay_frame(&mut ledger, seq, line);
+        }
+    })
+    .with_context(|| format!("--export: cannot read {}", file.display()))?;
+    Ok(serde_json::to_string(&ledger.report())?)
+}
+
 /// The journal's signals paper-traded again, as the report's JSON.
 fn from_journal(db: &Path, settings: &SettingsArgs) -> anyhow::Result<String> {
     if !db.is_file() {
         bail!("--journal: no journal at {}", db.display());
     }
-    let config = settings.load(Overrides::default())?;
-    let instances = definition::load(&config.signals.dir, None)?;
-    let mut ledger = Ledger::new(config.ledger, ledger::rules(&instances, &config.ledger));
+    let mut ledger = configured(settings)?;
     let mut after = 0;
     loop {
         let (page, _) = journal::read_file(db, after, i64::MAX as u64)

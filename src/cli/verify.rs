@@ -1,13 +1,14 @@
 //! `sigcast verify FILE`: checks signed signals as they were saved (a `sigcast listen`
 //! output, a journal export, a client's log of frames) and says what held and what failed.
 
-use std::io::{BufRead, Read};
+use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::Args;
 
+use super::lines::{MAX_LINE, each_line};
 use super::performance::get;
 use super::settings::SettingsArgs;
 use crate::config::Overrides;
@@ -15,9 +16,6 @@ use crate::hub::proof::verify::Verifier;
 use crate::hub::proof::{KeyDir, KeySet};
 use crate::hub::track;
 use crate::ledger::{self, Ledger};
-
-/// Longest line read: far above any frame sigcast sends (its message limit is smaller).
-const MAX_LINE: usize = 64 * 1024;
 
 /// Check a file of signed signals: every signature, and the chain from each seq to the
 /// next (a missing, inserted, reordered or edited signal is named by its seq). Exits 1 when
@@ -70,37 +68,15 @@ pub fn run(args: Verify) -> anyhow::Result<ExitCode> {
             Ok(Ledger::new(config.ledger, Default::default()))
         })
         .transpose()?;
-    let mut input = input;
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        let read = (&mut input)
-            .take(MAX_LINE as u64 + 1)
-            .read_until(b'\n', &mut buf)
-            .with_context(|| format!("cannot read {}", args.file.display()))?;
-        if read == 0 {
-            break;
-        }
-        if buf.len() > MAX_LINE {
-            // Not a frame sigcast sends: skip to the line's end without holding it.
-            let mut rest = Vec::new();
-            while !rest.ends_with(b"\n") {
-                rest.clear();
-                let n = (&mut input)
-                    .take(MAX_LINE as u64)
-                    .read_until(b'\n', &mut rest)?;
-                if n == 0 {
-                    break;
-                }
+    each_line(input, |line| match line {
+        None => verifier.oversized(MAX_LINE),
+        Some(line) => {
+            if let (Some(verified), Some(ledger)) = (verifier.line(line), &mut ledger) {
+                track::replay_frame(ledger, verified.seq, &verified.canonical);
             }
-            verifier.oversized(MAX_LINE);
-            continue;
         }
-        let line = String::from_utf8_lossy(&buf);
-        if let (Some(verified), Some(ledger)) = (verifier.line(&line), &mut ledger) {
-            track::replay_frame(ledger, verified.seq, &verified.canonical);
-        }
-    }
+    })
+    .with_context(|| format!("cannot read {}", args.file.display()))?;
     let verdict = verifier.finish();
     let report = ledger
         .map(|l| serde_json::to_value(l.report()))

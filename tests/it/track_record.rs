@@ -318,6 +318,28 @@ async fn a_restart_rebuilds_the_record_from_the_journal() {
         String::from_utf8_lossy(&offline.stderr)
     );
     let offline: Value = serde_json::from_slice(&offline.stdout).unwrap();
+    // And from the journal's export, the same record.
+    let export = common::sigcast_command()
+        .args(["journal", "export", "--config"])
+        .arg(material.path("sigcast.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    let exported = tmp.path().join("export.jsonl");
+    std::fs::write(&exported, &export.stdout).unwrap();
+    let from_export = common::sigcast_command()
+        .args(["performance", "--json", "--export"])
+        .arg(&exported)
+        .arg("--config")
+        .arg(material.path("sigcast.toml"))
+        .output()
+        .unwrap();
+    let from_export: Value = serde_json::from_slice(&from_export.stdout).unwrap();
+    assert_eq!(from_export, offline, "an export gives the journal's record");
     for s in before["strategies"].as_array().unwrap() {
         let name = s["strategy"].as_str().unwrap();
         let all = strategy(&offline, name)["trades"]
