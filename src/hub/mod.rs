@@ -45,6 +45,10 @@ pub struct Published {
     pub frame: Frame,
     /// When the hub numbered it: fan-out latency is measured from here.
     pub at: std::time::Instant,
+    /// When it went into the ring (after the journal committed and sealed it): how long a
+    /// session then takes to get to it tells whether the runtime is busy (coalescing), apart
+    /// from the journal's own time.
+    pub offered: std::time::Instant,
 }
 
 /// A signal on its way to the cluster's stream (cluster mode).
@@ -104,6 +108,7 @@ impl Published {
             strategy: Arc::from(signal.strategy.as_str()),
             frame: encode_seq(signal, seq),
             at: std::time::Instant::now(),
+            offered: std::time::Instant::now(),
         }
     }
 }

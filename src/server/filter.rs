@@ -128,6 +128,7 @@ mod tests {
             strategy: Arc::from(strategy),
             frame: "{}".into(),
             at: std::time::Instant::now(),
+            offered: std::time::Instant::now(),
         }
     }
 

@@ -381,6 +381,35 @@ async fn an_idle_runtime_does_not_coalesce() {
     assert!(held <= 2, "signals waited {waits:?}");
 }
 
+/// Time a signal spent being journaled (committed, sealed) is not a busy runtime: signals
+/// that waited on the disk are still sent at once, not held for the coalescing window. (CI
+/// caught the journal's time counted as busy once signals were sealed.)
+#[tokio::test]
+async fn a_slow_journal_is_not_a_busy_runtime() {
+    let server = TestServer::start(&[("server.coalesce", "1s")]).await;
+    let mut ws = server.connect(Some(&server.token("disk"))).await.unwrap();
+    server.wait_listeners(1).await;
+    let path = server.config.data.journal_path();
+    let mut waits = Vec::new();
+    for i in 1..=3 {
+        // Another process holds the database a moment: the commit waits for it.
+        let lock = rusqlite::Connection::open(&path).unwrap();
+        lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        let published = std::time::Instant::now();
+        server
+            .hub
+            .publish(&signal("BTCUSDT", Side::Buy, f64::from(i)));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        lock.execute_batch("ROLLBACK").unwrap();
+        assert_eq!(price_of(&next_text(&mut ws).await), f64::from(i));
+        waits.push(published.elapsed());
+    }
+    assert!(
+        waits.iter().all(|w| *w < Duration::from_millis(700)),
+        "signals waited {waits:?}"
+    );
+}
+
 /// A client whose connection ends without a close frame was dropped by the network: the
 /// server counts it so, and does not answer it as a protocol violation (1002).
 #[tokio::test]

@@ -333,6 +333,7 @@ fn read_page(path: &Path, after: u64, upto: u64) -> Result<Page, JournalError> {
                 strategy: Arc::from(r.get::<_, String>(2)?),
                 frame: Frame::from(r.get::<_, String>(3)?),
                 at: std::time::Instant::now(),
+                offered: std::time::Instant::now(),
             })
         })
         .map_err(sql)?;
@@ -403,7 +404,8 @@ fn write_loop(
         }
         flushed.send_replace(top);
         if let Some(ring) = &ring {
-            for e in batch.drain(..) {
+            for mut e in batch.drain(..) {
+                e.signal.offered = Instant::now();
                 let _ = ring.send(e.signal);
             }
         }

@@ -9,6 +9,7 @@ fn entry(seq: u64, frame: &str) -> Published {
         strategy: Arc::from("s"),
         frame: Frame::from(frame.to_string()),
         at: std::time::Instant::now(),
+        offered: std::time::Instant::now(),
     }
 }
 

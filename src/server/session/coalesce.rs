@@ -28,7 +28,8 @@ pub(super) async fn released(hold: &mut Option<Box<Hold>>) -> Published {
     }
 }
 
-/// A session that gets to a signal this long after the hub numbered it shares a busy runtime.
+/// A session that gets to a signal this long after it was offered to the ring shares a busy
+/// runtime.
 const BUSY: Duration = Duration::from_millis(1);
 
 impl Session {
@@ -39,8 +40,8 @@ impl Session {
 
     /// Holds a live signal back while the runtime is busy and it came sooner than
     /// `server.coalesce` after this client's last write; gives it back to be sent now
-    /// otherwise. Busy is judged afresh at each signal, by how long it waited for this
-    /// session, so a session is held only while the runtime is behind.
+    /// otherwise. Busy is judged afresh at each signal, by how long it waited in the ring for
+    /// this session, so a session is held only while the runtime is behind.
     pub(super) fn hold_back(
         &mut self,
         frame: Result<Published, RecvError>,
@@ -51,7 +52,8 @@ impl Session {
         if self.shared.settings.coalesce.is_zero() {
             return Some(frame);
         }
-        self.coalescing = p.at.elapsed() >= BUSY;
+        // From the offer, not the numbering: the journal's commit and seal are not the runtime's.
+        self.coalescing = p.offered.elapsed() >= BUSY;
         let at = match self.next_write {
             Some(at) if self.coalescing && std::time::Instant::now() < at => at,
             _ => return Some(frame),
