@@ -195,7 +195,13 @@ async fn history_older_than_retention_gives_history_expired() {
 async fn a_client_falling_a_ring_behind_during_its_resume_is_cut_off_then() {
     use futures_util::StreamExt;
     use tokio_tungstenite::tungstenite::Message;
-    let server = TestServer::start(&[("server.queue_capacity", "16")]).await;
+    // A small send buffer keeps the server from writing the whole history into the kernel's
+    // buffers ahead of the client: it is still sending history when the ring overflows.
+    let server = TestServer::start(&[
+        ("server.queue_capacity", "16"),
+        ("server.send_buffer", "4096"),
+    ])
+    .await;
     publish(&server, 5000);
     let journal = server.hub.journal().unwrap();
     journal.wait_flushed(5000).await.unwrap();
@@ -204,8 +210,11 @@ async fn a_client_falling_a_ring_behind_during_its_resume_is_cut_off_then() {
         .await
         .unwrap();
     assert_eq!(read_seqs(&mut ws, 10).await, (1..=10).collect::<Vec<_>>());
-    // The market goes on while it takes its history, 500 signals a second.
+    // The market goes on while it takes its history: more live signals than the ring holds,
+    // all in the ring before the client reads on.
     publish(&server, 100);
+    journal.wait_flushed(5100).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let (last, close) = within(Duration::from_secs(20), async {
         let mut last = 10;
         loop {
