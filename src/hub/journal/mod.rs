@@ -14,6 +14,10 @@
 //! Once given the journal key ([`Journal::sign_with`]), the writer seals each signal before
 //! committing it (`hub::proof`): the chain runs in `seq` order on the one thread that
 //! writes, so what is journaled, broadcast and resumed are the same signed bytes.
+//!
+//! About 550 lines: the writer, the checkpointer and the readers share one database file and
+//! one schema, and each needs the others' invariants (write-ahead, pruning below the newest
+//! row, the chain's last hash) in view; its tests live in `tests.rs`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
