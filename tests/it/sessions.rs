@@ -299,9 +299,20 @@ async fn a_client_losing_signals_while_a_write_waits_is_cut_then() {
 
 /// Publishes a signal and keeps the runtime from running meanwhile (the tests here run the
 /// server on their own one-thread runtime): the session gets to it late, as when it shares
-/// a busy runtime.
+/// a busy runtime. The wait starts once the journal has offered the signal to the ring, as
+/// sessions measure it: a slow commit on a loaded machine must not eat the busy time (CI
+/// caught a 5 ms sleep that started at the publish).
 fn publish_while_busy(server: &TestServer, price: f64) {
+    let mut ring = server.hub.subscribe();
     server.hub.publish(&signal("BTCUSDT", Side::Buy, price));
+    let started = std::time::Instant::now();
+    while ring.try_recv().is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the journal did not offer the signal"
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    }
     std::thread::sleep(Duration::from_millis(5));
 }
 
