@@ -13,7 +13,8 @@
 //! ```
 //!
 //! In cluster mode the hub's signals cross NATS JetStream: `hub ──▶ cluster (outbox) ──▶
-//! stream ──▶ cluster (inlet) ──▶ hub` on every node, producers and edges alike.
+//! stream ──▶ cluster (inlet) ──▶ hub` on every node, producers and edges alike; the leading
+//! producer is the stream's one writer and seals what it appends.
 //!
 //! - [`node`]: one node assembled from its configuration: the pipeline runner, the cluster
 //!   roles, hot reload of strategies and credentials, the revocation watch, the listeners.
@@ -28,7 +29,8 @@
 //! - [`hub`]: numbers, journals, signs and serializes each signal once and fans the same bytes
 //!   out to every session; relays the market-data topics sessions subscribe to, conflated.
 //! - [`cluster`]: cluster mode on NATS JetStream: the signal stream between producers and
-//!   edges, resumes from it, the producers' leader lease and revocations in a bucket.
+//!   edges, sealed by the leader, resumes from it, the producers' leader lease, their
+//!   journal keys and revocations in buckets.
 //! - [`server`]: the TLS WebSocket listener, handshake authentication and client sessions.
 //! - [`auth`]: JWT verification (key ring, pinned algorithms) and issuing.
 //! - [`tls`] and [`devcert`]: loading PEM material and making development certificates.

@@ -137,7 +137,7 @@ fn seal_cost(signal: &Signal) {
     let keys = KeyDir::of(dir.path());
     let mut chain = Chain {
         prev: proof::GENESIS,
-        signer: keys.load_or_create().unwrap(),
+        signer: keys.load_or_create().unwrap().into(),
     };
     let frames: Vec<String> = (1..=M)
         .map(|seq| sigcast::hub::encode_seq(signal, seq).to_string())

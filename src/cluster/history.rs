@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use tokio::sync::Semaphore;
 
-use super::{Cluster, from_payload};
+use super::{Cluster, from_stored};
 use crate::hub::Published;
 use crate::hub::history::{History, HistoryError};
 use crate::hub::journal::{PAGE, Page};
@@ -59,10 +59,10 @@ impl StreamHistory {
             if seq > end {
                 break;
             }
-            let Ok(signal) = from_payload(&message.payload) else {
+            let Ok((signal, frame)) = from_stored(seq, &message.payload) else {
                 continue;
             };
-            page.push(Published::of(seq, &signal));
+            page.push(Published::framed(seq, &signal, frame));
             if seq == end {
                 break;
             }

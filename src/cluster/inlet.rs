@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use super::{Cluster, from_payload};
+use super::{Cluster, from_stored};
 use crate::hub::Hub;
 
 const FIRST_RETRY: Duration = Duration::from_millis(100);
@@ -96,9 +96,9 @@ async fn follow(
             Ok(info) => (info.stream_sequence, info.pending),
             Err(e) => return Err(format!("a message without its stream position: {e}")),
         };
-        match from_payload(&message.payload) {
-            Ok(signal) => {
-                hub.deliver(seq, &signal);
+        match from_stored(seq, &message.payload) {
+            Ok((signal, frame)) => {
+                hub.deliver(seq, &signal, frame);
             }
             // Not sigcast's (something else published on its subjects): clients never see it.
             Err(e) => tracing::warn!(seq, error = %e, "not a signal in the stream; skipped"),

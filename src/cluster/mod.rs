@@ -2,7 +2,10 @@
 //!
 //! - [`Cluster::connect`]: the NATS connection, JetStream checked, the stream created or
 //!   checked against the configuration;
-//! - [`outbox`]: signals published on this node go to the stream, each with a `Nats-Msg-Id`;
+//! - [`outbox`]: signals published on this node go to the stream, each with a `Nats-Msg-Id`:
+//!   the leading producer numbers, seals and appends them ([`chain`]), the other nodes
+//!   forward theirs to it ([`forward`]);
+//! - [`keys`]: each producer's journal key, its public half announced to every node;
 //! - [`inlet`]: the stream comes back into this node's hub, in `seq` order, from where it
 //!   stopped (every node, so every client sees the same `seq`);
 //! - [`history`]: resumes read the stream by sequence, so a node keeps no state of its own;
@@ -10,8 +13,11 @@
 //! - [`positions`]: where the leader's strategies stand in each trade stream, for the next;
 //! - [`tokens`]: the token registry and revocations in a key-value bucket every node watches.
 
+pub mod chain;
+pub mod forward;
 pub mod history;
 pub mod inlet;
+pub mod keys;
 pub mod lease;
 pub mod outbox;
 pub mod positions;
@@ -25,6 +31,7 @@ use async_nats::jetstream::{self, stream};
 use serde::{Deserialize, Serialize};
 
 use crate::config::ClusterSettings;
+use crate::hub::{Frame, decode, encode_seq};
 use crate::strategy::{Side, Signal};
 
 /// How long connecting and each JetStream request at start may take.
@@ -355,7 +362,7 @@ struct Stored {
     reason: String,
 }
 
-/// The stream's payload of a signal.
+/// A signal as a standby or an edge forwards it to the leader (see `outbox`).
 pub fn to_payload(signal: &Signal) -> bytes::Bytes {
     let stored = Stored {
         side: signal.side.as_str().into(),
@@ -369,7 +376,24 @@ pub fn to_payload(signal: &Signal) -> bytes::Bytes {
     serde_json::to_vec(&stored).unwrap_or_default().into()
 }
 
-/// A signal from the stream's payload.
+/// A stored message read back: its signal, and the frame clients get. The leading producer
+/// stores each signal as its sealed frame, numbered with the `seq` the stream gives it
+/// (`outbox`), which is then sent as stored; a frame numbered otherwise (published around
+/// sigcast) or a signal stored before signing began is serialized afresh, without a proof.
+pub fn from_stored(seq: u64, payload: &[u8]) -> Result<(Signal, Frame), String> {
+    if let Some((signal, numbered)) = std::str::from_utf8(payload).ok().and_then(decode) {
+        let frame = match numbered {
+            Some(n) if n == seq => Frame::from(String::from_utf8_lossy(payload).into_owned()),
+            _ => encode_seq(&signal, seq),
+        };
+        return Ok((signal, frame));
+    }
+    let signal = from_payload(payload)?;
+    let frame = encode_seq(&signal, seq);
+    Ok((signal, frame))
+}
+
+/// A signal from a forwarded publish's payload (and messages stored before signing began).
 pub fn from_payload(payload: &[u8]) -> Result<Signal, String> {
     let s: Stored = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
     let side = match s.side.as_str() {

@@ -1,40 +1,67 @@
-//! Signals published on this node, to the stream: in batches (everything queued, sent before
-//! any confirmation is awaited), each signal confirmed, the unconfirmed retried with backoff
-//! while NATS is away. A retry carries the same `Nats-Msg-Id`, so one that had landed after
-//! all is not stored twice. Signals keep their order unless a retry is needed.
+//! Signals published on this node, on their way to the stream, in batches (everything
+//! queued). The leading producer seals and appends them itself ([`chain`](super::chain));
+//! a standby or an edge forwards them to the leader ([`forward`](super::forward)). Each is
+//! confirmed with the `seq` the stream stored it at; the unconfirmed are retried with
+//! backoff while NATS or the leader is away, under the same id (`Nats-Msg-Id`), so one that
+//! had landed after all is not stored twice. Signals keep their order unless a retry is
+//! needed.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use async_nats::jetstream::context::PublishAckFuture;
-use async_nats::jetstream::message::PublishMessage;
-use async_nats::jetstream::publish::PublishAck;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Cluster, to_payload};
+use super::Cluster;
+use super::chain::Writer;
+use super::forward;
+use super::keys::JournalKey;
 use crate::hub::Outgoing;
 
 /// Signals that may wait for the stream; beyond, new ones are refused (and logged).
 pub const CAPACITY: usize = 65_536;
-/// Signals sent before their confirmations are awaited.
+/// Signals taken from the queue at once (forwarded: sent before any answer is awaited).
 const BATCH: usize = 256;
 /// After a stop, how long queued signals may take to reach the stream.
 const DRAIN: Duration = Duration::from_secs(3);
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(2);
+/// Forwarding waits less between tries: asking costs the leader nothing while there is
+/// none (NATS answers "no responders"), and a new leader then gets the publishes sooner.
+const MAX_FORWARD_RETRY: Duration = Duration::from_millis(500);
+/// Appends refused because another writer came first, tried again at once before backing
+/// off.
+const CONFLICT_RETRIES: u32 = 8;
 
-/// Starts the outbox; the hub publishes into the sender. The task ends after `stop`, once
-/// what was queued is stored (or [`DRAIN`] has passed): wait for it before exiting.
+/// Starts the outbox; the hub publishes into the sender. `key` is a producer's, which
+/// signs while it leads (an edge has none and always forwards). The task ends after `stop`,
+/// once what was queued is stored (or [`DRAIN`] has passed): wait for it before exiting.
 pub fn spawn(
     cluster: Cluster,
+    key: Option<Arc<JournalKey>>,
     stop: CancellationToken,
 ) -> (mpsc::Sender<Outgoing>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(CAPACITY);
-    (tx, tokio::spawn(run(cluster, rx, stop)))
+    let writer = key.map(Writer::new);
+    (tx, tokio::spawn(run(cluster, writer, rx, stop)))
 }
 
-async fn run(cluster: Cluster, mut queue: mpsc::Receiver<Outgoing>, stop: CancellationToken) {
+/// What was not stored of a batch, and why.
+#[derive(Default)]
+pub struct Unsent {
+    pub signals: Vec<Outgoing>,
+    pub error: String,
+    /// Another writer appended first: worth trying again at once.
+    pub conflict: bool,
+}
+
+async fn run(
+    cluster: Cluster,
+    mut writer: Option<Writer>,
+    mut queue: mpsc::Receiver<Outgoing>,
+    stop: CancellationToken,
+) {
     loop {
         let first = tokio::select! {
             _ = stop.cancelled() => break,
@@ -44,7 +71,7 @@ async fn run(cluster: Cluster, mut queue: mpsc::Receiver<Outgoing>, stop: Cancel
             },
         };
         let batch = take_batch(first, &mut queue);
-        if !deliver(&cluster, batch, &stop).await {
+        if !deliver(&cluster, &mut writer, batch, &stop).await {
             break;
         }
     }
@@ -53,7 +80,7 @@ async fn run(cluster: Cluster, mut queue: mpsc::Receiver<Outgoing>, stop: Cancel
     let drained = tokio::time::timeout(DRAIN, async {
         while let Some(first) = queue.recv().await {
             let batch = take_batch(first, &mut queue);
-            if !deliver(&cluster, batch, &CancellationToken::new()).await {
+            if !deliver(&cluster, &mut writer, batch, &CancellationToken::new()).await {
                 return;
             }
         }
@@ -79,72 +106,59 @@ fn take_batch(first: Outgoing, queue: &mut mpsc::Receiver<Outgoing>) -> Vec<Outg
     batch
 }
 
-/// Publishes a batch, every message before waiting for any confirmation (one round trip
-/// for the batch, not one per signal), and retries the ones not confirmed until they are;
-/// false if stopped first.
-async fn deliver(cluster: &Cluster, mut batch: Vec<Outgoing>, stop: &CancellationToken) -> bool {
+/// Stores a batch: appended by this node while it leads, forwarded to the leader otherwise;
+/// retries what was not stored until it is; false if stopped first.
+async fn deliver(
+    cluster: &Cluster,
+    writer: &mut Option<Writer>,
+    mut batch: Vec<Outgoing>,
+    stop: &CancellationToken,
+) -> bool {
     let mut failures = 0u32;
+    let mut conflicts = 0u32;
     loop {
-        let mut sent = Vec::with_capacity(batch.len());
-        for out in batch.drain(..) {
-            let ack = send(cluster, &out).await;
-            sent.push((out, ack));
-        }
-        let mut failed = Vec::new();
-        let mut error = String::new();
-        for (out, ack) in sent {
-            let confirmed = match ack {
-                Ok(ack) => ack.await.map_err(|e| e.to_string()),
-                Err(e) => Err(e),
-            };
-            match confirmed {
-                Ok(ack) => confirm(cluster, out, &ack, failures),
-                Err(e) => {
-                    error = e;
-                    failed.push(out);
-                }
-            }
-        }
-        if failed.is_empty() {
+        let leading = cluster.status.leader.load(Ordering::Relaxed);
+        let unsent = match writer {
+            Some(writer) if leading => writer.append(cluster, batch, failures).await,
+            _ => forward::send(cluster, batch, failures).await,
+        };
+        if unsent.signals.is_empty() {
             return true;
+        }
+        batch = unsent.signals;
+        // Another writer came first (a takeover's overlap): again at once, from the new tail.
+        if unsent.conflict && conflicts < CONFLICT_RETRIES {
+            conflicts += 1;
+            continue;
         }
         failures += 1;
         if failures == 1 || failures % 20 == 0 {
-            tracing::warn!(%error, failures, signals = failed.len(), "signals not stored yet; retrying");
+            tracing::warn!(error = %unsent.error, failures, signals = batch.len(), "signals not stored yet; retrying");
         }
-        let delay = FIRST_RETRY
-            .saturating_mul(1 << failures.min(8))
-            .min(MAX_RETRY);
+        let most = if leading {
+            MAX_RETRY
+        } else {
+            MAX_FORWARD_RETRY
+        };
+        let delay = FIRST_RETRY.saturating_mul(1 << failures.min(8)).min(most);
         tokio::select! {
             _ = stop.cancelled() => return false,
             _ = tokio::time::sleep(delay) => {}
         }
-        batch = failed;
     }
 }
 
-fn confirm(cluster: &Cluster, out: Outgoing, ack: &PublishAck, failures: u32) {
+/// A signal stored at `seq` (`duplicate`: it was already): counted, and its publisher told.
+pub fn confirm(cluster: &Cluster, out: Outgoing, seq: u64, duplicate: bool, failures: u32) {
     let status = &cluster.status;
     status.published.fetch_add(1, Ordering::Relaxed);
-    if ack.duplicate {
+    if duplicate {
         status.duplicates.fetch_add(1, Ordering::Relaxed);
     }
     if failures > 0 {
-        tracing::info!(seq = ack.sequence, failures, "signal stored after retrying");
+        tracing::info!(seq, failures, "signal stored after retrying");
     }
     if let Some(confirm) = out.ack {
-        let _ = confirm.send(ack.sequence);
+        let _ = confirm.send(seq);
     }
-}
-
-/// Sends one signal; the future confirms it.
-async fn send(cluster: &Cluster, out: &Outgoing) -> Result<PublishAckFuture, String> {
-    let message = PublishMessage::build()
-        .payload(to_payload(&out.signal))
-        .message_id(&out.id);
-    cluster
-        .js
-        .send_publish(cluster.subject(&out.signal), message)
-        .await
-        .map_err(|e| e.to_string())
 }

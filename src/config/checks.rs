@@ -69,6 +69,7 @@ impl Config {
             ("cluster.lease_bucket", &c.lease_bucket),
             ("cluster.tokens_bucket", &c.tokens_bucket),
             ("cluster.positions_bucket", &c.positions_bucket),
+            ("cluster.keys_bucket", &c.keys_bucket),
         ] {
             if !name_ok(name) {
                 p.push(invalid(

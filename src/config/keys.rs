@@ -107,6 +107,7 @@ keys! {
     "cluster.lease_bucket", Text, "key-value bucket of the leader lease";
     "cluster.tokens_bucket", Text, "key-value bucket of the token registry and revocations";
     "cluster.positions_bucket", Text, "key-value bucket of the strategies' trade positions (producers)";
+    "cluster.keys_bucket", Text, "key-value bucket of the producers' journal public keys";
     "ledger.positions", Text, "how signals are paper-traded: long_only (a sell closes) or long_short (a sell goes short)";
     "ledger.fee_bps", Number, "fee per side, basis points of the traded value";
     "ledger.slippage_bps", Number, "fill distance from the signal's price, against the trader, basis points";

@@ -410,6 +410,9 @@ pub struct ClusterSettings {
     /// The key-value bucket of the strategies' trade positions, so the producer that takes
     /// over continues after the last trade the leader's strategies took.
     pub positions_bucket: String,
+    /// The key-value bucket of the producers' journal public keys, which every node serves
+    /// at `GET /v1/journal/key`.
+    pub keys_bucket: String,
 }
 
 impl Default for ClusterSettings {
@@ -425,6 +428,7 @@ impl Default for ClusterSettings {
             lease_bucket: "sigcast_leader".into(),
             tokens_bucket: "sigcast_tokens".into(),
             positions_bucket: "sigcast_positions".into(),
+            keys_bucket: "sigcast_journal_keys".into(),
         }
     }
 }

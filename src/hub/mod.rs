@@ -25,14 +25,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use history::History;
 
 use crate::ledger::Ledger;
 use crate::strategy::{Side, Signal};
 
-pub use contract::{encode, encode_seq};
+pub use contract::{decode, encode, encode_seq};
 pub use frame::Frame;
 use prices::Prices;
 
@@ -102,11 +102,16 @@ enum SubmitState {
 impl Published {
     /// `signal` numbered `seq`, serialized once.
     pub fn of(seq: u64, signal: &Signal) -> Published {
+        Self::framed(seq, signal, encode_seq(signal, seq))
+    }
+
+    /// `signal` numbered `seq`, as `frame` (serialized, and sealed, where it was stored).
+    pub fn framed(seq: u64, signal: &Signal, frame: Frame) -> Published {
         Published {
             seq,
             symbol: signal.symbol.clone(),
             strategy: Arc::from(signal.strategy.as_str()),
-            frame: encode_seq(signal, seq),
+            frame,
             at: std::time::Instant::now(),
             offered: std::time::Instant::now(),
         }
@@ -161,6 +166,8 @@ enum Mode {
     Cluster {
         outbox: mpsc::Sender<Outgoing>,
         history: Arc<dyn History>,
+        /// The producers' public keys, as the cluster announces them.
+        keys: watch::Receiver<Arc<proof::KeySet>>,
     },
 }
 
@@ -172,16 +179,21 @@ impl Hub {
 
     /// A cluster node's hub: signals published here go to `outbox`, and sessions get what
     /// the cluster's stream delivers ([`Hub::deliver`]) after `last_seq`; resumes read
-    /// `history`.
+    /// `history`; `keys` are the producers' public keys, which sign what the stream stores.
     pub fn clustered(
         symbols: Vec<String>,
         capacity: usize,
         outbox: mpsc::Sender<Outgoing>,
         history: Arc<dyn History>,
+        keys: watch::Receiver<Arc<proof::KeySet>>,
         last_seq: u64,
     ) -> Self {
         let mut hub = Self::build(symbols, capacity, None, last_seq);
-        hub.mode = Mode::Cluster { outbox, history };
+        hub.mode = Mode::Cluster {
+            outbox,
+            history,
+            keys,
+        };
         hub
     }
 
@@ -346,9 +358,10 @@ impl Hub {
         }
     }
 
-    /// Cluster mode: offers a signal the stream numbered `seq` to every session (serialized
-    /// once here); one at or below the last delivered is dropped. Returns how many listen.
-    pub fn deliver(&self, seq: u64, signal: &Signal) -> usize {
+    /// Cluster mode: offers a signal the stream numbered `seq` to every session, as `frame`
+    /// (the sealed frame the stream stores); one at or below the last delivered is dropped.
+    /// Returns how many listen.
+    pub fn deliver(&self, seq: u64, signal: &Signal, frame: Frame) -> usize {
         let mut last = self.seq.lock().unwrap_or_else(|p| p.into_inner());
         if seq <= *last {
             return 0;
@@ -356,7 +369,9 @@ impl Hub {
         *last = seq;
         self.count(signal);
         self.trade(seq, signal);
-        self.tx.send(Published::of(seq, signal)).unwrap_or(0)
+        self.tx
+            .send(Published::framed(seq, signal, frame))
+            .unwrap_or(0)
     }
 
     /// As [`Hub::publish`] on a single node, returning the `seq` given too; a publish key
@@ -420,6 +435,16 @@ impl Hub {
         match &self.mode {
             Mode::Journal { journal, .. } => Some(journal),
             Mode::Memory | Mode::Cluster { .. } => None,
+        }
+    }
+
+    /// The public keys that verify this node's signals (`GET /v1/journal/key`): the
+    /// journal's, or the cluster's producers'; `None` for a hub that keeps nothing.
+    pub fn public_keys(&self) -> Option<Arc<proof::KeySet>> {
+        match &self.mode {
+            Mode::Journal { journal, .. } => Some(journal.public_keys()),
+            Mode::Cluster { keys, .. } => Some(keys.borrow().clone()),
+            Mode::Memory => None,
         }
     }
 

@@ -3,13 +3,11 @@
 
 use std::collections::HashMap;
 
-use serde_json::Value;
-
 use super::history::HistoryError;
 use super::{Hub, Published};
 use crate::config::LedgerSettings;
 use crate::ledger::Ledger;
-use crate::strategy::{Side, Signal};
+use crate::strategy::Signal;
 
 impl Hub {
     /// Hands a numbered signal to the track record, at the time it is about.
@@ -103,19 +101,5 @@ pub fn replay_frame(ledger: &mut Ledger, seq: u64, frame: &str) -> bool {
 
 /// A journaled frame's signal (the contract shape, as the hub wrote it).
 fn journaled(frame: &str) -> Option<Signal> {
-    let v: Value = serde_json::from_str(frame).ok()?;
-    let c = &v["content"];
-    Some(Signal {
-        side: match v["type"].as_str()? {
-            "buy" => Side::Buy,
-            "sell" => Side::Sell,
-            _ => return None,
-        },
-        symbol: c["symbol"].as_str()?.into(),
-        price: c["price"].as_f64()?,
-        timestamp: c["timestamp"].as_i64()?,
-        strategy: c["strategy"].as_str()?.to_string(),
-        interval: String::new(),
-        reason: String::new(),
-    })
+    super::contract::decode(frame).map(|(signal, _)| signal)
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::KeyRing;
+use crate::cluster::keys::JournalKey;
 use crate::config::Config;
 use crate::server::Shared;
 
@@ -16,7 +17,13 @@ pub type Reread = Arc<dyn Fn() -> anyhow::Result<Config> + Send + Sync>;
 /// the configuration read again) and the journal key, for renewal and key rotation; whatever fails to load is
 /// logged and the running one stays. The strategy set reloads on the same signal
 /// (`node::reload`); other settings take a restart.
-pub fn reload_on_sighup(reread: Reread, shared: Arc<Shared>, stop: CancellationToken) {
+/// `key` is a cluster producer's journal key, which signs what it appends to the stream.
+pub fn reload_on_sighup(
+    reread: Reread,
+    shared: Arc<Shared>,
+    key: Option<Arc<JournalKey>>,
+    stop: CancellationToken,
+) {
     #[cfg(unix)]
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
@@ -35,6 +42,9 @@ pub fn reload_on_sighup(reread: Reread, shared: Arc<Shared>, stop: CancellationT
             let reloaded = tokio::task::spawn_blocking(move || reload(&*reread, &shared)).await;
             if let Err(e) = reloaded {
                 tracing::error!(error = %e, "credential reload failed");
+            }
+            if let Some(key) = &key {
+                reload_cluster_key(key.clone()).await;
             }
         }
     });
@@ -62,5 +72,20 @@ fn reload(reread: &(dyn Fn() -> anyhow::Result<Config> + Send + Sync), shared: &
         if let Err(e) = signing {
             tracing::error!(error = %e, "journal key not reloaded; the previous one signs");
         }
+    }
+}
+
+/// A cluster producer's journal key, after `sigcast journal rotate`: the new key signs what
+/// this producer appends from now on, and every node learns its public half.
+async fn reload_cluster_key(key: Arc<JournalKey>) {
+    let reading = key.clone();
+    let reloaded = tokio::task::spawn_blocking(move || reading.reload()).await;
+    let announced = match reloaded {
+        Ok(Ok(public)) => key.announce(&public).await,
+        Ok(Err(e)) => Err(e),
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = announced {
+        tracing::error!(error = %format!("{e:#}"), "journal key not reloaded; the previous one signs");
     }
 }

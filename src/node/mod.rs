@@ -181,6 +181,7 @@ pub async fn run(
             }
         }
     }
+    let key = link.as_ref().and_then(|l| l.key.clone());
     let work = match link {
         None => roles::Work::from(pipeline::start(
             config,
@@ -209,7 +210,7 @@ pub async fn run(
         );
     }
     cancel_on_signal(shutdown.clone());
-    credentials::reload_on_sighup(reread, shared.clone(), shutdown.clone());
+    credentials::reload_on_sighup(reread, shared.clone(), key, shutdown.clone());
     let listener: TcpListener = listeners.clients;
     tracing::info!(
         listen = %listener.local_addr()?,

@@ -10,11 +10,13 @@ use tokio_util::sync::CancellationToken;
 use super::pipeline::{self, Pipeline};
 use super::strategies::{load as load_strategies, seed_symbols};
 use crate::auth::registry::Revoked;
+use crate::cluster::keys::{self, JournalKey};
 use crate::cluster::{
-    Cluster, Status, history::StreamHistory, inlet, lease::Lease, outbox, positions, tokens,
+    Cluster, Status, forward, history::StreamHistory, inlet, lease::Lease, outbox, positions,
+    tokens,
 };
 use crate::config::{Config, Role};
-use crate::hub::Hub;
+use crate::hub::{Hub, Outgoing};
 use crate::market::SourceStats;
 use crate::strategy::{Instance, Warmup};
 
@@ -51,6 +53,10 @@ pub struct Link {
     cluster: Cluster,
     /// The outbox task: done once the signals queued at the stop are stored.
     outbox: JoinHandle<()>,
+    /// Its queue, where the leader puts the publishes other nodes forward to it.
+    queue: mpsc::Sender<Outgoing>,
+    /// A producer's journal key (reloaded on SIGHUP, after `sigcast journal rotate`).
+    pub key: Option<Arc<JournalKey>>,
 }
 
 /// Connects to the cluster: a hub whose signals go to the stream and come back from it,
@@ -79,12 +85,19 @@ pub async fn join(
         role = config.cluster.role.as_str(),
         "joined the cluster"
     );
-    let (outbox, outbox_task) = outbox::spawn(cluster.clone(), stop.clone());
+    // A producer signs what it appends while it leads, with the key in its data directory.
+    let key = match config.cluster.role {
+        Role::Producer => Some(JournalKey::open(&cluster, &config.data.dir).await?),
+        _ => None,
+    };
+    let (outbox, outbox_task) = outbox::spawn(cluster.clone(), key.clone(), stop.clone());
+    let public = keys::watch(keys::bucket(&cluster).await?, stop.clone());
     let hub = Arc::new(Hub::clustered(
         seed_symbols(config),
         config.server.queue_capacity,
-        outbox,
+        outbox.clone(),
         Arc::new(StreamHistory::new(cluster.clone())),
+        public,
         last,
     ));
     tokio::spawn(inlet::run(cluster.clone(), hub.clone(), stop.clone()));
@@ -93,6 +106,8 @@ pub async fn join(
     let link = Link {
         cluster,
         outbox: outbox_task,
+        queue: outbox,
+        key,
     };
     Ok((hub, revoked, link))
 }
@@ -107,7 +122,15 @@ pub async fn work(
     hub: Arc<Hub>,
     stop: &CancellationToken,
 ) -> anyhow::Result<Work> {
-    let mut work = run(config, link.cluster, strategies.len(), hub, stop).await?;
+    let mut work = run(
+        config,
+        link.cluster,
+        link.queue,
+        strategies.len(),
+        hub,
+        stop,
+    )
+    .await?;
     // Done once the strategies (or the lease) have stopped and then the outbox has stored
     // what they sent last: a standby that takes over starts after those signals.
     let (task, outbox) = (work.task, link.outbox);
@@ -121,6 +144,7 @@ pub async fn work(
 async fn run(
     config: &Config,
     cluster: Cluster,
+    queue: mpsc::Sender<Outgoing>,
     instances: usize,
     hub: Arc<Hub>,
     stop: &CancellationToken,
@@ -158,6 +182,8 @@ async fn run(
     let task = tokio::spawn(lease.run(stop.clone(), move |term: CancellationToken| {
         let (config, hub, current) = (config.clone(), hub.clone(), current.clone());
         let (source, warmup, bucket) = (term_source.clone(), term_warmup.clone(), bucket.clone());
+        // The stream's one writer takes the other nodes' publishes while it leads.
+        tokio::spawn(forward::serve(cluster.clone(), queue.clone(), term.clone()));
         async move {
             // Where the last leader's strategies stood, so this term continues after it.
             let saved = positions::load(&bucket).await;

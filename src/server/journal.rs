@@ -25,12 +25,9 @@ pub const MAX_SIGNALS: usize = 1_024;
 
 /// Answers `GET /v1/journal/key`: public, as public keys are.
 pub fn key(shared: &Shared) -> Response<Body> {
-    match shared.hub.journal() {
-        Some(journal) => http::json(StatusCode::OK, &json!(*journal.public_keys())),
-        None => http::text(
-            StatusCode::NOT_FOUND,
-            "this node keeps no signed journal (cluster mode relays the stream's signals)",
-        ),
+    match shared.hub.public_keys() {
+        Some(keys) => http::json(StatusCode::OK, &json!(*keys)),
+        None => http::text(StatusCode::NOT_FOUND, "this server keeps no signed journal"),
     }
 }
 

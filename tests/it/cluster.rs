@@ -26,6 +26,8 @@ use common::Material;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use sigcast::auth::{KeyRing, Scope};
+use sigcast::hub::proof::KeySet;
+use sigcast::hub::proof::verify::{Verdict, Verifier};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -278,8 +280,19 @@ impl Node {
 }
 
 impl Drop for Node {
+    /// Stops the node; when a test failed, its log's last lines tell what it was doing.
     fn drop(&mut self) {
         self.kill();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(40)..];
+            eprintln!(
+                "--- node {} (last lines of its log)\n{}",
+                self.name,
+                tail.join("\n")
+            );
+        }
     }
 }
 
@@ -409,19 +422,21 @@ async fn connect(
 }
 
 /// Publishes `n` signals through `node`'s publish API, one at a time; returns the seqs the
-/// cluster confirmed.
+/// cluster confirmed. A publish answered as pending (no leader or no stream for a while, as
+/// in a NATS failover) is sent again under its id, as the protocol asks.
 async fn publish(node: SocketAddr, ca: &Path, token: &str, from: usize, n: usize) -> Vec<u64> {
     let mut ws = connect(node, ca, token, None)
         .await
         .expect("publisher connects");
     let mut seqs = Vec::new();
     for i in from..from + n {
-        let signal = json!({"type": "publish", "signal": {"type": "buy", "content": {
+        let mut signal = json!({"type": "publish", "signal": {"type": "buy", "content": {
             "symbol": "PUBUSDT", "price": 100.0 + i as f64, "timestamp": sigcast::clock::unix_now() as usize + i,
             "strategy": "pub", "reason": format!("p{i}")}}});
         ws.send(Message::text(signal.to_string())).await.unwrap();
+        let mut tries = 1;
         loop {
-            let m = common::within(Duration::from_secs(10), ws.next()).await;
+            let m = common::within(Duration::from_secs(15), ws.next()).await;
             let Some(Ok(Message::Text(t))) = m else {
                 panic!("publisher lost its connection: {m:?}");
             };
@@ -431,7 +446,12 @@ async fn publish(node: SocketAddr, ca: &Path, token: &str, from: usize, n: usize
                     seqs.push(v["seq"].as_u64().unwrap());
                     break;
                 }
-                Some("error") => panic!("publish refused: {t}"),
+                Some("publish_pending") if tries < 3 => {
+                    tries += 1;
+                    signal["id"] = v["id"].clone();
+                    ws.send(Message::text(signal.to_string())).await.unwrap();
+                }
+                Some("error" | "publish_pending") => panic!("publish not stored: {t}"),
                 _ => {}
             }
         }
@@ -485,6 +505,7 @@ fn assert_no_duplicate_signal(frames: &BTreeMap<u64, String>) {
     for (seq, frame) in frames {
         let mut v: Value = serde_json::from_str(frame).unwrap();
         v.as_object_mut().unwrap().remove("seq");
+        v.as_object_mut().unwrap().remove("proof");
         assert!(
             seen.insert(v.to_string()),
             "seq {seq} repeats an earlier signal: {frame}"
@@ -582,11 +603,6 @@ async fn one_producer_three_edges_every_client_the_same_sequence() {
         },
     )
     .await;
-    // The stream numbers a cluster's signals after they are sent, so none carries a proof
-    // yet (docs/verify.md); the key endpoint says so rather than serving a key.
-    let (status, _, body) = common::https_get(edges[0].listen, &ca, "/v1/journal/key", None).await;
-    assert_eq!(status, 404, "{body}");
-    assert!(body.contains("cluster mode"), "{body}");
     wait_for(
         "a signal of the producer's strategies",
         Duration::from_secs(20),
@@ -648,6 +664,26 @@ async fn one_producer_three_edges_every_client_the_same_sequence() {
         );
     }
     assert_no_duplicate_signal(&frames);
+    // The producer sealed every signal, the edges' forwarded publishes too, at the seq the
+    // stream gave it; any edge serves the key, and the chain runs from the stream's first.
+    let verdict = assert_verifies(&edges[0], &ca, &frames).await;
+    assert!(verdict.chain_start, "{verdict}");
+}
+
+/// Every frame's proof checks against the keys `node` serves, and the chain runs unbroken
+/// through them in `seq` order. The verdict, for what else a test asks of it.
+async fn assert_verifies(node: &Node, ca: &Path, frames: &BTreeMap<u64, String>) -> Verdict {
+    let (status, _, body) = common::https_get(node.listen, ca, "/v1/journal/key", None).await;
+    assert_eq!(status, 200, "{body}");
+    let keys: KeySet = serde_json::from_str(&body).unwrap();
+    let mut verifier = Verifier::new(&keys, false);
+    for frame in frames.values() {
+        verifier.line(frame);
+    }
+    let verdict = verifier.finish();
+    assert!(verdict.passed(), "{verdict}");
+    assert_eq!(verdict.verified, frames.len(), "{verdict}");
+    verdict
 }
 
 /// An edge killed: its clients resume on another edge with their last seq and lose nothing.
@@ -784,6 +820,9 @@ async fn the_standby_producer_takes_over_with_no_gap_and_no_duplicate() {
     stop.cancel();
     let frames = assert_same_sequence(std::slice::from_ref(&client));
     assert_no_duplicate_signal(&frames);
+    // Each producer signs with its own key; the chain runs on through the takeover.
+    let verdict = assert_verifies(&edge, &ca, &frames).await;
+    assert_eq!(verdict.kids.len(), 2, "both producers signed: {verdict}");
     assert!(took <= Duration::from_secs(5), "takeover took {took:?}");
     eprintln!("takeover in {took:?}");
     common::report(
@@ -1289,6 +1328,7 @@ async fn a_three_node_nats_cluster_outlives_one_server() {
         "the edge kept its client"
     );
     assert_no_duplicate_signal(&frames);
+    assert_verifies(&edge, &ca, &frames).await;
 }
 
 /// Start errors are one clear line and a non-zero exit: NATS unreachable, JetStream not
@@ -1336,4 +1376,105 @@ async fn cluster_start_errors_are_clear() {
         ),
         "{text}"
     );
+}
+
+/// Two producers appending at once, as leaders overlap for a moment in a takeover: each
+/// append the other got in first is refused and sealed afresh from the stream's tail, so
+/// the stream holds one unbroken chain signed by both keys, every signal stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writers_at_once_keep_one_chain() {
+    use sigcast::cluster::{Cluster, chain::Writer, from_stored, keys::JournalKey};
+    use sigcast::hub::Outgoing;
+    use sigcast::strategy::{Side, Signal};
+    let Some(bin) = nats_bin() else { return };
+    let material = Material::new();
+    let nats = Nats::start(&bin, material.dir.path(), true);
+    let mut settings = material.config(&[]).cluster;
+    settings.nats = nats.url();
+    let cluster = Cluster::connect(&settings, Duration::from_secs(3600), 100_000)
+        .await
+        .unwrap();
+    // 60 signals both emit (the same ids, as two producers' strategies make them) and 30
+    // each of their own.
+    let batch = |own: &str| -> Vec<Outgoing> {
+        let shared = (0..60).map(|i| (format!("shared-{i}"), i));
+        let mine = (0..30).map(|i| (format!("{own}-{i}"), 100 + i));
+        shared
+            .chain(mine)
+            .map(|(id, i)| Outgoing {
+                signal: Signal {
+                    side: Side::Buy,
+                    symbol: "BTCUSDT".into(),
+                    price: 100.0 + f64::from(i),
+                    timestamp: 1_720_000_000 + i64::from(i),
+                    strategy: "both".into(),
+                    interval: "1m".into(),
+                    reason: id.clone(),
+                },
+                id,
+                ack: None,
+            })
+            .collect()
+    };
+    let mut writers = Vec::new();
+    for name in ["a", "b"] {
+        let key = JournalKey::open(&cluster, &material.path(&format!("data-{name}")))
+            .await
+            .unwrap();
+        let (cluster, mut pending) = (cluster.clone(), batch(name));
+        writers.push(tokio::spawn(async move {
+            let mut writer = Writer::new(key);
+            let mut conflicts = 0;
+            while !pending.is_empty() {
+                let take = pending.len().min(5);
+                let rest = pending.split_off(take);
+                let unsent = writer.append(&cluster, pending, 0).await;
+                conflicts += usize::from(unsent.conflict);
+                pending = unsent.signals;
+                pending.extend(rest);
+            }
+            conflicts
+        }));
+    }
+    let mut conflicts = 0;
+    for w in writers {
+        conflicts += common::within(Duration::from_secs(60), w).await.unwrap();
+    }
+    let stream = cluster.stream().await.unwrap();
+    let mut messages = Cluster::messages_from(&stream, 1).await.unwrap();
+    let mut frames = BTreeMap::new();
+    while frames.len() < 120 {
+        let m = common::within(Duration::from_secs(5), messages.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let seq = m.info().unwrap().stream_sequence;
+        let (_, frame) = from_stored(seq, &m.payload).unwrap();
+        frames.insert(seq, frame.to_string());
+    }
+    let info = cluster
+        .stream()
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .state
+        .clone();
+    assert_eq!(info.messages, 120, "60 shared + 30 + 30, each stored once");
+    assert_no_duplicate_signal(&frames);
+    let mut keys = KeySet::default();
+    for name in ["a", "b"] {
+        let dir = sigcast::hub::proof::KeyDir::of(&material.path(&format!("data-{name}")));
+        keys.keys.extend(dir.public_keys().unwrap().keys);
+    }
+    let mut verifier = Verifier::new(&keys, false);
+    for frame in frames.values() {
+        verifier.line(frame);
+    }
+    let verdict = verifier.finish();
+    assert!(verdict.passed() && verdict.chain_start, "{verdict}");
+    assert_eq!(verdict.verified, 120, "{verdict}");
+    assert_eq!(verdict.kids.len(), 2, "{verdict}");
+    eprintln!("two writers: {conflicts} appends refused and sealed afresh");
 }

@@ -191,7 +191,7 @@ async fn every_kind_of_tampering_fails_and_names_the_seq() {
     let forger = KeyDir::of(&tmp.path().join("forger"));
     let mut forged = Chain {
         prev: proof::hash_after(&frames[3]),
-        signer: forger.load_or_create().unwrap(),
+        signer: forger.load_or_create().unwrap().into(),
     };
     let fake = forged
         .seal(

@@ -379,7 +379,10 @@ fn write_loop(
                         None => last_hash(&conn, &batch),
                     };
                     tracing::info!(kid = signer.kid(), "journal signing with key");
-                    chain = Some(Chain { prev, signer });
+                    chain = Some(Chain {
+                        prev,
+                        signer: Arc::new(signer),
+                    });
                 }
             }
             if batch.len() < BATCH {

@@ -37,10 +37,11 @@ pub fn chain_hash(prev: &Hash, canonical: &[u8]) -> Hash {
     hash
 }
 
-/// The chain as the journal writer extends it: the last hash and who signs.
+/// The chain as its one writer extends it (the journal's writer thread; in cluster mode the
+/// leading producer's outbox): the last hash and who signs.
 pub struct Chain {
     pub prev: Hash,
-    pub signer: Signer,
+    pub signer: std::sync::Arc<Signer>,
 }
 
 impl Chain {

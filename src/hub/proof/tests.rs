@@ -7,7 +7,7 @@ fn chain(dir: &std::path::Path) -> (Chain, KeySet) {
     (
         Chain {
             prev: GENESIS,
-            signer,
+            signer: signer.into(),
         },
         keys.public_keys().unwrap(),
     )
@@ -190,7 +190,7 @@ fn a_rotated_key_still_verifies_what_it_signed() {
     let mut lines = sealed(&mut chain);
     let (old, new) = keydir.rotate().unwrap();
     assert_ne!(old, new);
-    chain.signer = keydir.load_or_create().unwrap();
+    chain.signer = keydir.load_or_create().unwrap().into();
     lines.push(chain.seal(&frame(6, 1.0)).unwrap());
     let keys = keydir.public_keys().unwrap();
     assert_eq!(keys.keys[0].kid, new);
