@@ -1397,10 +1397,15 @@ async fn two_writers_at_once_keep_one_chain() {
     // 60 signals both emit (the same ids, as two producers' strategies make them) and 30
     // each of their own.
     let batch = |own: &str| -> Vec<Outgoing> {
-        let shared = (0..60).map(|i| (format!("shared-{i}"), i));
-        let mine = (0..30).map(|i| (format!("{own}-{i}"), 100 + i));
-        shared
-            .chain(mine)
+        // Each of its own, then two of both: the writers race for the shared ones.
+        (0..30)
+            .flat_map(|i| {
+                [
+                    (format!("{own}-{i}"), 100 + i),
+                    (format!("shared-{}", 2 * i), 2 * i),
+                    (format!("shared-{}", 2 * i + 1), 2 * i + 1),
+                ]
+            })
             .map(|(id, i)| Outgoing {
                 signal: Signal {
                     side: Side::Buy,
@@ -1416,17 +1421,22 @@ async fn two_writers_at_once_keep_one_chain() {
             })
             .collect()
     };
-    let mut writers = Vec::new();
+    let mut keys = Vec::new();
     for name in ["a", "b"] {
-        let key = JournalKey::open(&cluster, &material.path(&format!("data-{name}")))
-            .await
-            .unwrap();
-        let (cluster, mut pending) = (cluster.clone(), batch(name));
+        let dir = material.path(&format!("data-{name}"));
+        keys.push((name, JournalKey::open(&cluster, &dir).await.unwrap()));
+    }
+    // Both start together, a few signals a batch, so their appends interleave.
+    let start = Arc::new(tokio::sync::Barrier::new(2));
+    let mut writers = Vec::new();
+    for (name, key) in keys {
+        let (cluster, mut pending, start) = (cluster.clone(), batch(name), start.clone());
         writers.push(tokio::spawn(async move {
             let mut writer = Writer::new(key);
             let mut conflicts = 0;
+            start.wait().await;
             while !pending.is_empty() {
-                let take = pending.len().min(5);
+                let take = pending.len().min(3);
                 let rest = pending.split_off(take);
                 let unsent = writer.append(&cluster, pending, 0).await;
                 conflicts += usize::from(unsent.conflict);
@@ -1477,4 +1487,41 @@ async fn two_writers_at_once_keep_one_chain() {
     assert_eq!(verdict.verified, 120, "{verdict}");
     assert_eq!(verdict.kids.len(), 2, "{verdict}");
     eprintln!("two writers: {conflicts} appends refused and sealed afresh");
+
+    // One batch, half of it stored already (retries after lost acks): those are confirmed
+    // at their first seq, and the new ones chained on after the stream's last.
+    let mut pending: Vec<Outgoing> = batch("c").into_iter().take(13).collect();
+    pending.retain(|o| o.id.starts_with("c-") || o.id == "shared-1" || o.id == "shared-5");
+    assert_eq!(pending.len(), 7);
+    let key = JournalKey::open(&cluster, &material.path("data-a"))
+        .await
+        .unwrap();
+    let mut writer = Writer::new(key);
+    while !pending.is_empty() {
+        pending = writer.append(&cluster, pending, 0).await.signals;
+    }
+    let mut messages = Cluster::messages_from(&stream, 121).await.unwrap();
+    let mut verifier = Verifier::new(&keys, false);
+    verifier.line(&frames[&120]);
+    for seq in 121..=125 {
+        let m = common::within(Duration::from_secs(5), messages.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let (_, frame) = from_stored(seq, &m.payload).unwrap();
+        assert!(frame.as_str().contains("\"reason\":\"c-"), "{frame}");
+        verifier.line(frame.as_str());
+    }
+    let verdict = verifier.finish();
+    assert!(verdict.passed() && verdict.verified == 6, "{verdict}");
+    let info = cluster
+        .stream()
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .state
+        .clone();
+    assert_eq!(info.messages, 125, "the stored ones not again");
 }
