@@ -166,6 +166,29 @@ fn every_kind_of_tampering_is_named_by_its_seq() {
     }
 }
 
+/// A signal that fails its check still holds its place: what comes after it is checked for
+/// order and gaps against it, so every problem of a file is named, not just the first.
+#[test]
+fn after_a_failed_signature_the_next_gap_is_still_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut chain, keys) = chain(dir.path());
+    let mut lines = sealed(&mut chain);
+    lines[2] = lines[2].replace("75003.0", "75300.0");
+    lines.remove(3);
+    let verdict = check(&lines, &keys, false);
+    assert_eq!(named(&verdict), vec![3, 5], "{verdict}");
+    assert!(
+        verdict.to_string().contains("seq 4 is missing before it"),
+        "{verdict}"
+    );
+    // Stripped of its proof, a signal holds its place too.
+    let mut lines = sealed(&mut self::chain(dir.path()).0);
+    lines[1] = open(&lines[1]).unwrap().canonical;
+    lines.swap(2, 3);
+    let verdict = check(&lines, &keys, false);
+    assert_eq!(named(&verdict)[..2], [2, 4], "{verdict}");
+}
+
 #[test]
 fn a_scoped_history_has_gaps_and_still_verifies() {
     let dir = tempfile::tempdir().unwrap();

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Hash, KeySet, chain_hash, open};
+use super::{Hash, KeySet, Sealed, chain_hash, open};
 
 /// What was found wrong, and where.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -59,8 +59,8 @@ pub struct Verifier<'k> {
     keys: &'k KeySet,
     scoped: bool,
     line: usize,
-    /// The last signal whose signature held, and its hash.
-    anchor: Option<(u64, Hash)>,
+    /// The last signal in order, and its hash when its signature held.
+    anchor: Option<(u64, Option<Hash>)>,
     verdict: Verdict,
 }
 
@@ -86,14 +86,27 @@ impl<'k> Verifier<'k> {
         let v = &mut self.verdict;
         v.signals += 1;
         v.first_seq.get_or_insert(seq);
-        let sealed = match open(text) {
-            Ok(sealed) => sealed,
-            Err(e) => {
-                self.problem(seq, e.to_string());
-                self.anchor = None;
-                return None;
-            }
-        };
+        let sealed = open(text)
+            .map_err(|e| self.problem(seq, e.to_string()))
+            .ok();
+        let hash = sealed.as_ref().and_then(|s| self.signature(seq, s));
+        if !self.follows(seq, sealed.as_ref().map(|s| s.prev)) {
+            return None;
+        }
+        // A signal whose signature failed still holds its place: the next is checked for
+        // order and gaps against it (its hash, unknown, is not checked against).
+        self.anchor = Some((seq, hash));
+        self.verdict.last_seq = Some(seq);
+        hash?;
+        Some(Verified {
+            seq,
+            canonical: sealed?.canonical,
+        })
+    }
+
+    /// The signal's chain hash when its signature holds by one of the keys; a problem
+    /// otherwise.
+    fn signature(&mut self, seq: u64, sealed: &Sealed) -> Option<Hash> {
         let hash = chain_hash(&sealed.prev, sealed.canonical.as_bytes());
         let Some(key) = self.keys.get(&sealed.kid) else {
             self.problem(
@@ -103,7 +116,6 @@ impl<'k> Verifier<'k> {
                     sealed.kid
                 ),
             );
-            self.anchor = None;
             return None;
         };
         if !key.verifies(&hash, &sealed.sig) {
@@ -111,7 +123,6 @@ impl<'k> Verifier<'k> {
                 seq,
                 "the signature does not match its bytes: edited, or signed by another key".into(),
             );
-            self.anchor = None;
             return None;
         }
         self.verdict.verified += 1;
@@ -119,39 +130,44 @@ impl<'k> Verifier<'k> {
         if self.verdict.verified == 1 && self.anchor.is_none() && self.verdict.problems.is_empty() {
             self.verdict.chain_start = sealed.prev == super::GENESIS;
         }
-        match self.anchor {
-            Some((last, _)) if seq <= last => {
-                self.problem(
-                    seq,
-                    format!("comes after seq {last}: out of order or repeated"),
-                );
-                return None;
-            }
-            Some((last, last_hash)) if seq == last + 1 && sealed.prev != last_hash => {
+        Some(hash)
+    }
+
+    /// Whether `seq` (whose proof names `prev`) may follow the signal before it: a repeat or
+    /// a step back is a problem and does not move the chain on; a gap, or a `prev` that is
+    /// not the previous signal's hash, is a problem that does.
+    fn follows(&mut self, seq: u64, prev: Option<Hash>) -> bool {
+        let Some((last, last_hash)) = self.anchor else {
+            return true;
+        };
+        if seq <= last {
+            self.problem(
+                seq,
+                format!("comes after seq {last}: out of order or repeated"),
+            );
+            return false;
+        }
+        if seq == last + 1 {
+            if let (Some(prev), Some(last_hash)) = (prev, last_hash)
+                && prev != last_hash
+            {
                 self.problem(
                     seq,
                     format!("does not follow seq {last}: its prev is not that signal's hash"),
                 );
             }
-            Some((last, _)) if seq > last + 1 => {
-                self.verdict.gaps.push((last + 1, seq - 1));
-                if !self.scoped {
-                    let missing = if seq - 1 == last + 1 {
-                        format!("seq {} is missing", last + 1)
-                    } else {
-                        format!("seq {}..{} are missing", last + 1, seq - 1)
-                    };
-                    self.problem(seq, format!("{missing} before it"));
-                }
-            }
-            _ => {}
+            return true;
         }
-        self.anchor = Some((seq, hash));
-        self.verdict.last_seq = Some(seq);
-        Some(Verified {
-            seq,
-            canonical: sealed.canonical,
-        })
+        self.verdict.gaps.push((last + 1, seq - 1));
+        if !self.scoped {
+            let missing = if seq - 1 == last + 1 {
+                format!("seq {} is missing", last + 1)
+            } else {
+                format!("seq {}..{} are missing", last + 1, seq - 1)
+            };
+            self.problem(seq, format!("{missing} before it"));
+        }
+        true
     }
 
     /// Counts a line too long to be a frame (over `limit` bytes), which was not read.
