@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
-use super::performance::get;
+use super::https::get;
 use super::settings::SettingsArgs;
 use crate::config::Overrides;
 use crate::hub::journal;
@@ -71,12 +71,16 @@ pub fn run(command: JournalCommand) -> anyhow::Result<ExitCode> {
     match command {
         JournalCommand::Key(args) => {
             let text = match &args.url {
-                Some(url) => super::runtime()?.block_on(get(
-                    url,
-                    crate::server::journal::KEY_PATH,
-                    None,
-                    args.ca.as_ref(),
-                ))?,
+                Some(url) => {
+                    super::runtime()?
+                        .block_on(get(
+                            url,
+                            crate::server::journal::KEY_PATH,
+                            None,
+                            args.ca.as_ref(),
+                        ))?
+                        .body
+                }
                 None => {
                     let config = args.settings.load(Overrides::default())?;
                     let keys = KeyDir::of(&config.data.dir);
@@ -145,16 +149,20 @@ fn export(args: &Export) -> anyhow::Result<()> {
                     crate::server::journal::PATH,
                     after + 1
                 );
-                let body = runtime.block_on(get(url, &path, Some(token), args.ca.as_ref()))?;
+                let answer = runtime.block_on(get(url, &path, Some(token), args.ca.as_ref()))?;
                 let mut last = None;
-                for line in body.lines() {
+                for line in answer.body.lines() {
                     last = seq_of(line).or(last);
                     if !write(line.as_bytes())? {
                         return Ok(());
                     }
                 }
-                match last {
-                    Some(seq) if seq > after => after = seq,
+                // The server says where to go on when it stopped short (a full page, or as
+                // many signals looked at as one answer may: an empty page then, for a
+                // narrowly scoped token).
+                match (answer.next_from, last) {
+                    (Some(next), _) if next > after + 1 => after = next - 1,
+                    (None, Some(seq)) if seq > after => after = seq,
                     _ => break,
                 }
             }

@@ -8,6 +8,7 @@ mod demo;
 #[cfg(test)]
 mod examples;
 mod healthcheck;
+mod https;
 mod init;
 mod journal;
 mod lines;

@@ -3,11 +3,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
 
+use super::https;
 use super::settings::SettingsArgs;
 use crate::config::Overrides;
 use crate::hub::{journal, track};
@@ -121,37 +121,6 @@ async fn ask(url: &str, args: &Performance) -> anyhow::Result<String> {
     let Some(token) = &args.token else {
         bail!("--token (or SIGCAST_TOKEN) is needed to ask a server");
     };
-    get(url, "/v1/performance", Some(token), args.ca.as_ref()).await
-}
-
-/// The body of `GET <url><path>` (with a bearer `token` when given), trusting `ca` if given;
-/// a status other than 2xx is an error naming it.
-pub(super) async fn get(
-    url: &str,
-    path: &str,
-    token: Option<&str>,
-    ca: Option<&PathBuf>,
-) -> anyhow::Result<String> {
-    let tls = crate::client::tls_config(ca).map_err(anyhow::Error::msg)?;
-    let http = reqwest::Client::builder()
-        .tls_backend_preconfigured((*tls).clone())
-        .timeout(Duration::from_secs(10))
-        .no_proxy()
-        .build()
-        .context("cannot make an HTTP client")?;
-    let target = format!("{}{path}", url.trim_end_matches('/'));
-    let mut request = http.get(&target);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let response = request
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {target}"))?;
-    let status = response.status();
-    let body = response.text().await.context("the answer broke off")?;
-    if !status.is_success() {
-        bail!("{target}: {status}: {}", body.trim());
-    }
-    Ok(body)
+    let answer = https::get(url, "/v1/performance", Some(token), args.ca.as_ref()).await?;
+    Ok(answer.body)
 }
