@@ -10,6 +10,7 @@
 //!   stopped (every node, so every client sees the same `seq`);
 //! - [`history`]: resumes read the stream by sequence, so a node keeps no state of its own;
 //! - [`lease`]: producers elect the one that runs the upstream and the strategies;
+//! - [`marks`]: the leader's market prices, which mark the other nodes' track records;
 //! - [`positions`]: where the leader's strategies stand in each trade stream, for the next;
 //! - [`tokens`]: the token registry and revocations in a key-value bucket every node watches.
 
@@ -19,6 +20,7 @@ pub mod history;
 pub mod inlet;
 pub mod keys;
 pub mod lease;
+pub mod marks;
 pub mod outbox;
 pub mod positions;
 pub mod tokens;

@@ -148,6 +148,9 @@ pub struct Hub {
     /// prices the pipeline passes through [`Hub::mark`]. Fed under the numbering lock, so in
     /// `seq` order.
     track: Mutex<Ledger>,
+    /// Cluster mode: the latest price of each symbol marked since the cluster last took
+    /// them, for the nodes that do not follow the market (see `cluster::marks`).
+    relayed: Option<Mutex<HashMap<String, (i64, f64)>>>,
 }
 
 /// Where a hub's signals are kept.
@@ -194,6 +197,7 @@ impl Hub {
             history,
             keys,
         };
+        hub.relayed = Some(Mutex::default());
         hub
     }
 
@@ -241,6 +245,7 @@ impl Hub {
             feed: Arc::new(feed::Feed::new()),
             emitted: Mutex::new(HashMap::new()),
             track: Mutex::new(Ledger::default()),
+            relayed: None,
         }
     }
 

@@ -17,11 +17,40 @@ impl Hub {
     }
 
     /// A market price at its market time: the latest price for `test` signals, and a mark
-    /// for the track record.
+    /// for the track record. A cluster node also keeps it for the other nodes (see
+    /// [`Hub::take_relayed_marks`]).
     pub fn mark(&self, symbol: &str, time_ms: i64, price: f64) {
+        self.mark_track(symbol, time_ms, price);
+        if let Some(relayed) = &self.relayed {
+            let mut relayed = relayed.lock().unwrap_or_else(|p| p.into_inner());
+            match relayed.get_mut(symbol) {
+                Some(latest) => *latest = (time_ms, price),
+                None => {
+                    relayed.insert(symbol.to_string(), (time_ms, price));
+                }
+            }
+        }
+    }
+
+    /// A price another node followed (cluster mode: the leader's): marks the track record
+    /// and sets the latest price, and is not relayed again.
+    pub fn mark_track(&self, symbol: &str, time_ms: i64, price: f64) {
         self.mark_price(symbol, price);
         let mut track = self.track.lock().unwrap_or_else(|p| p.into_inner());
         track.mark(symbol, time_ms, price);
+    }
+
+    /// Cluster mode: each symbol's latest price and its time since the last call, for the
+    /// nodes that do not follow the market.
+    pub fn take_relayed_marks(&self) -> Vec<(String, i64, f64)> {
+        let Some(relayed) = &self.relayed else {
+            return Vec::new();
+        };
+        let mut relayed = relayed.lock().unwrap_or_else(|p| p.into_inner());
+        relayed
+            .drain()
+            .map(|(symbol, (time_ms, price))| (symbol, time_ms, price))
+            .collect()
     }
 
     /// How the track record trades: `defaults` for every strategy, `rules` for those whose

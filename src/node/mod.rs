@@ -148,7 +148,7 @@ pub async fn serve(config: Config, reread: Reread) -> anyhow::Result<()> {
         Role::Single => (build(&config)?, None),
         Role::Producer | Role::Edge => {
             let credentials = Credentials::load(&config)?;
-            let (hub, revoked, link) = roles::join(&config, &shutdown).await?;
+            let (hub, revoked, link) = roles::join(&config, &strategies, &shutdown).await?;
             (assemble(&config, credentials, hub, revoked), Some(link))
         }
     };

@@ -12,8 +12,8 @@ use super::strategies::{load as load_strategies, seed_symbols};
 use crate::auth::registry::Revoked;
 use crate::cluster::keys::{self, JournalKey};
 use crate::cluster::{
-    Cluster, Status, forward, history::StreamHistory, inlet, lease::Lease, outbox, positions,
-    tokens,
+    Cluster, Status, forward, history::StreamHistory, inlet, lease::Lease, marks, outbox,
+    positions, tokens,
 };
 use crate::config::{Config, Role};
 use crate::hub::{Hub, Outgoing};
@@ -60,9 +60,11 @@ pub struct Link {
 }
 
 /// Connects to the cluster: a hub whose signals go to the stream and come back from it,
-/// resumes read from the stream, and revocations from the bucket.
+/// resumes read from the stream, and revocations from the bucket. The track record trades
+/// by `strategies`' rules, as a single node's does.
 pub async fn join(
     config: &Config,
+    strategies: &[Instance],
     stop: &CancellationToken,
 ) -> anyhow::Result<(Arc<Hub>, watch::Receiver<Arc<Revoked>>, Link)> {
     let cluster = Cluster::connect(
@@ -100,7 +102,21 @@ pub async fn join(
         public,
         last,
     ));
+    hub.set_track_rules(
+        config.ledger,
+        crate::ledger::rules(strategies, &config.ledger),
+    );
+    // The stream's signals through the track record before anything live: new signals, the
+    // leader's prices, a term's pipeline.
+    match hub.rebuild_track().await {
+        Ok(0) => {}
+        Ok(signals) => tracing::info!(signals, "track record rebuilt from the stream"),
+        Err(e) => {
+            tracing::warn!(error = %e, "track record not rebuilt from the stream; it starts afresh")
+        }
+    }
     tokio::spawn(inlet::run(cluster.clone(), hub.clone(), stop.clone()));
+    tokio::spawn(marks::run(cluster.clone(), hub.clone(), stop.clone()));
     let bucket = tokens::bucket(&cluster).await?;
     let revoked = tokens::watch(bucket, stop.clone());
     let link = Link {

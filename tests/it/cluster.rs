@@ -617,6 +617,64 @@ async fn one_producer_three_edges_every_client_the_same_sequence() {
         },
     )
     .await;
+    // An edge follows no market: the leader's prices mark its track record, which trades
+    // the stream's signals as the leader's does.
+    let trades = |report: &Value| -> Vec<(u64, String)> {
+        let quick = report["strategies"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["strategy"] == "quick"));
+        quick
+            .and_then(|q| q["trades"].as_array())
+            .map(|t| {
+                t.iter()
+                    .map(|t| {
+                        (
+                            t["entry_seq"].as_u64().unwrap(),
+                            t["entry_price"].to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let performance = |node: SocketAddr| {
+        let (ca, token) = (ca.clone(), token.clone());
+        async move {
+            let (status, _, body) =
+                common::https_get(node, &ca, "/v1/performance", Some(&token)).await;
+            assert_eq!(status, 200, "{body}");
+            serde_json::from_str::<Value>(&body).unwrap()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let on_edge = loop {
+        let report = performance(edges[1].listen).await;
+        if !trades(&report).is_empty() {
+            break report;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no tracked trade on the edge: {report}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let on_producer = trades(&performance(producer.listen).await);
+    for trade in trades(&on_edge) {
+        assert!(
+            on_producer.contains(&trade),
+            "edge trade {trade:?} not the leader's: {on_producer:?}"
+        );
+    }
+    // An edge started now rebuilds the record from the stream: the leader's first trades too.
+    let late = Node::start(&material, "late", "edge", &nats.url()).await;
+    late.wait_ready("following", |code, _| code == 200).await;
+    let rebuilt = trades(&performance(late.listen).await);
+    assert_eq!(rebuilt.first(), on_producer.first(), "{rebuilt:?}");
+    let now = trades(&performance(producer.listen).await);
+    for trade in &rebuilt {
+        assert!(now.contains(trade), "rebuilt {trade:?} not the leader's");
+    }
+
     // A late client resuming from the start, on an edge that has never seen it.
     let (history, _) = reader(
         vec![edges[2].listen],
