@@ -172,12 +172,7 @@ async fn what_clients_receive_is_signed_served_and_verifies() {
     )
     .await;
     assert!(run.status.success(), "{}", text(&run));
-    assert_eq!(
-        String::from_utf8_lossy(&run.stdout)
-            .lines()
-            .collect::<Vec<_>>(),
-        frames
-    );
+    assert_eq!(stdout_lines(&run), frames);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -341,19 +336,9 @@ async fn an_offline_export_and_a_key_rotation_keep_one_verifiable_chain() {
     };
     let run = local(&["journal", "export"]).await;
     assert!(run.status.success(), "{}", text(&run));
-    assert_eq!(
-        String::from_utf8_lossy(&run.stdout)
-            .lines()
-            .collect::<Vec<_>>(),
-        frames
-    );
+    assert_eq!(stdout_lines(&run), frames);
     let run = local(&["journal", "export", "--from", "4", "--to", "6"]).await;
-    assert_eq!(
-        String::from_utf8_lossy(&run.stdout)
-            .lines()
-            .collect::<Vec<_>>(),
-        frames[3..6]
-    );
+    assert_eq!(stdout_lines(&run), frames[3..6]);
 
     let before: Value = serde_json::from_slice(&local(&["journal", "key"]).await.stdout).unwrap();
     let run = local(&["journal", "rotate"]).await;
@@ -385,4 +370,12 @@ async fn an_offline_export_and_a_key_rotation_keep_one_verifiable_chain() {
     let run = verify(&log, &keys_file, &[]).await;
     assert!(run.status.success(), "{}", text(&run));
     assert!(text(&run).contains("chain: unbroken"), "{}", text(&run));
+}
+
+/// What a command printed, a line each.
+fn stdout_lines(run: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&run.stdout)
+        .lines()
+        .map(String::from)
+        .collect()
 }
