@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use super::history::HistoryError;
 use super::{Hub, Published};
 use crate::config::LedgerSettings;
-use crate::ledger::Ledger;
+use crate::ledger::{Checkpoint, Ledger};
 use crate::strategy::Signal;
 
 impl Hub {
@@ -36,8 +36,15 @@ impl Hub {
     /// and sets the latest price, and is not relayed again.
     pub fn mark_track(&self, symbol: &str, time_ms: i64, price: f64) {
         self.mark_price(symbol, price);
-        let mut track = self.track.lock().unwrap_or_else(|p| p.into_inner());
-        track.mark(symbol, time_ms, price);
+        let checkpoint = self
+            .track
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .mark_checked(symbol, time_ms, price);
+        // A single node keeps what a restart needs to take the same samples.
+        if let (Some(checkpoint), Some(journal)) = (checkpoint, self.journal()) {
+            journal.keep_checkpoint(checkpoint);
+        }
     }
 
     /// Cluster mode: each symbol's latest price and its time since the last call, for the
@@ -80,14 +87,18 @@ impl Hub {
         copy.report()
     }
 
-    /// Paper-trades the signals the journal holds again, in `seq` order, before anything
-    /// new is numbered (at startup), so a restart keeps the record's trades. The journal has
-    /// no market prices between signals: each signal's price marks its symbol, so the equity
-    /// curve before the restart is drawn from signal to signal. Returns the signals replayed.
+    /// Paper-trades the signals the journal (or the cluster's stream) holds again, in `seq`
+    /// order, before anything new is numbered (at startup), so a restart keeps the record.
+    /// A single node's checkpoints (`ledger::checkpoint`) are taken again in their places
+    /// among the signals, so its equity samples are the ones it took live. Signals from
+    /// before the first checkpoint (a journal older than checkpoints, or the stream) mark their
+    /// symbol at their own price, the only price there is. Returns the signals replayed.
     pub async fn rebuild_track(&self) -> Result<u64, HistoryError> {
         let Some(history) = self.history() else {
             return Ok(0);
         };
+        let mut checkpoints = Checkpoints::new(self.journal());
+        let first = checkpoints.first_after_seq().await?;
         let upto = self.last_seq();
         let (mut after, mut replayed) = (0, 0);
         while after < upto {
@@ -96,10 +107,83 @@ impl Hub {
                 break;
             };
             after = last.seq;
-            let mut track = self.track.lock().unwrap_or_else(|p| p.into_inner());
-            replayed += replay(&mut track, &page);
+            for p in &page {
+                while let Some(c) = checkpoints.next_before(p.seq).await? {
+                    self.track_lock().restore(&c);
+                }
+                let mut track = self.track_lock();
+                let marked = first.is_some_and(|f| p.seq > f);
+                let took = match super::contract::decode(p.frame.as_str()) {
+                    Some((signal, _)) if marked && track.has_price(&signal.symbol) => {
+                        track.trade(&signal, p.seq);
+                        true
+                    }
+                    _ => replay_frame(&mut track, p.seq, p.frame.as_str()),
+                };
+                replayed += u64::from(took);
+            }
+        }
+        while let Some(c) = checkpoints.next_before(u64::MAX).await? {
+            self.track_lock().restore(&c);
         }
         Ok(replayed)
+    }
+
+    fn track_lock(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        self.track.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A single node's checkpoints, read a page at a time as the rebuild reaches them.
+struct Checkpoints<'j> {
+    journal: Option<&'j super::journal::Journal>,
+    page: std::collections::VecDeque<Checkpoint>,
+    after_id: i64,
+    done: bool,
+}
+
+impl<'j> Checkpoints<'j> {
+    fn new(journal: Option<&'j super::journal::Journal>) -> Self {
+        Checkpoints {
+            journal,
+            page: Default::default(),
+            after_id: 0,
+            done: journal.is_none(),
+        }
+    }
+
+    /// The first checkpoint's `after_seq`, `None` when there is none.
+    async fn first_after_seq(&mut self) -> Result<Option<u64>, HistoryError> {
+        self.fill().await?;
+        Ok(self.page.front().map(|c| c.after_seq))
+    }
+
+    /// The next checkpoint when it was taken before `seq` was traded.
+    async fn next_before(&mut self, seq: u64) -> Result<Option<Checkpoint>, HistoryError> {
+        self.fill().await?;
+        match self.page.front() {
+            Some(c) if c.after_seq < seq => Ok(self.page.pop_front()),
+            _ => Ok(None),
+        }
+    }
+
+    async fn fill(&mut self) -> Result<(), HistoryError> {
+        if !self.page.is_empty() || self.done {
+            return Ok(());
+        }
+        let Some(journal) = self.journal else {
+            return Ok(());
+        };
+        let page = journal
+            .checkpoints(self.after_id)
+            .await
+            .map_err(|e| HistoryError(e.to_string()))?;
+        match page.last() {
+            Some((id, _)) => self.after_id = *id,
+            None => self.done = true,
+        }
+        self.page.extend(page.into_iter().map(|(_, c)| c));
+        Ok(())
     }
 }
 

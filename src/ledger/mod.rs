@@ -6,6 +6,7 @@
 //! ([`Ledger::signal`]). A signal for a symbol the ledger has no price for is counted as
 //! untracked, never traded at a guessed price.
 
+pub mod checkpoint;
 pub mod figures;
 pub mod table;
 pub mod trade;
@@ -15,6 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 pub use crate::config::ledger::{LedgerSettings, Positions};
+pub use checkpoint::Checkpoint;
 pub use figures::Figures;
 pub use trade::{Direction, Trade};
 
@@ -51,6 +53,8 @@ pub struct Ledger {
     now_ms: i64,
     /// Signals for symbols with no price, by strategy and symbol.
     untracked: BTreeMap<(String, String), u64>,
+    /// The last `seq` traded, which a [`Checkpoint`] names.
+    last_seq: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -96,6 +100,11 @@ impl Ledger {
     pub fn set_rules(&mut self, defaults: LedgerSettings, rules: HashMap<String, LedgerSettings>) {
         self.defaults = defaults;
         self.rules = rules;
+    }
+
+    /// Whether `symbol` has been marked: a signal for it is traded, not listed as untracked.
+    pub fn has_price(&self, symbol: &str) -> bool {
+        self.prices.contains_key(symbol)
     }
 
     /// The rules a strategy with none of its own is traded by.
@@ -208,6 +217,7 @@ impl Ledger {
     /// A numbered signal, traded at the time it is about (its `timestamp`): how backtests,
     /// the live hub and a rebuild from the journal all hand signals over.
     pub fn trade(&mut self, signal: &Signal, seq: u64) {
+        self.last_seq = self.last_seq.max(seq);
         self.signal(
             &signal.strategy,
             &signal.symbol,

@@ -378,6 +378,18 @@ async fn a_restart_rebuilds_the_record_from_the_journal() {
             closed(&after, name),
             "{name}: trades"
         );
+        // The equity samples are the ones taken live, from the checkpoints kept beside the
+        // journal (only the closing point, at the latest mark, is another).
+        let curve = |record: &Value| {
+            let mut equity = strategy(record, name)["equity"].as_array().unwrap().clone();
+            equity.pop();
+            equity
+        };
+        assert!(
+            curve(&before).len() >= 5,
+            "{name}: a sample a minute of the tape"
+        );
+        assert_eq!(curve(&before), curve(&after), "{name}: equity samples");
     }
     assert!(
         served

@@ -15,9 +15,14 @@
 //! committing it (`hub::proof`): the chain runs in `seq` order on the one thread that
 //! writes, so what is journaled, broadcast and resumed are the same signed bytes.
 //!
-//! About 550 lines: the writer, the checkpointer and the readers share one database file and
+//! The track record's checkpoints are kept in the same database, by the same writer
+//! (`checkpoints.rs`), and pruned with the signals.
+//!
+//! About 590 lines: the writer, the checkpointer and the readers share one database file and
 //! one schema, and each needs the others' invariants (write-ahead, pruning below the newest
 //! row, the chain's last hash) in view; its tests live in `tests.rs`.
+
+mod checkpoints;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -97,6 +102,8 @@ enum Command {
     DeliverTo(broadcast::Sender<Published>),
     /// Seal every signal from now on with this key (at start, and after a rotation).
     SignWith(proof::Signer),
+    /// Keep one of the track record's checkpoints.
+    Checkpoint(crate::ledger::Checkpoint),
 }
 
 /// The journal's footprint, measured by the checkpoint thread every second.
@@ -162,6 +169,7 @@ impl Journal {
             ) WITHOUT ROWID;",
         )
         .map_err(sql)?;
+        conn.execute_batch(checkpoints::SCHEMA).map_err(sql)?;
         let keys = load_keys(&conn).map_err(sql)?;
         let last: u64 = conn
             .query_row("SELECT COALESCE(MAX(seq), 0) FROM signals", [], |r| {
@@ -237,6 +245,28 @@ impl Journal {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Keeps a track record checkpoint beside the signals; never blocks.
+    pub fn keep_checkpoint(&self, checkpoint: crate::ledger::Checkpoint) {
+        let _ = self.writer.send(Command::Checkpoint(checkpoint));
+    }
+
+    /// The track record's checkpoints after row `after_id`, in order, at most [`PAGE`], each
+    /// with its row id. Runs on the blocking pool.
+    pub async fn checkpoints(
+        &self,
+        after_id: i64,
+    ) -> Result<Vec<(i64, crate::ledger::Checkpoint)>, JournalError> {
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            checkpoints::read(&path, after_id).map_err(|source| JournalError::Sqlite {
+                path: path.clone(),
+                source,
+            })
+        })
+        .await
+        .map_err(|_| JournalError::Stopped)?
     }
 
     /// Broadcasts every signal written from now on on `ring`.
@@ -383,6 +413,11 @@ fn write_loop(
                         prev,
                         signer: Arc::new(signer),
                     });
+                }
+                Command::Checkpoint(c) => {
+                    if let Err(e) = checkpoints::insert(&conn, &c) {
+                        tracing::warn!(path = %path.display(), error = %e, "track record checkpoint not kept");
+                    }
                 }
             }
             if batch.len() < BATCH {
@@ -531,6 +566,7 @@ fn prune(conn: &Connection, retention: Retention) -> rusqlite::Result<()> {
         "DELETE FROM signals WHERE seq <= (SELECT MAX(seq) FROM signals) - ?1",
         params![retention.max_count.min(i64::MAX as u64) as i64],
     )?;
+    checkpoints::prune(conn, cutoff)?;
     // A publish key lives as long as its signal.
     conn.execute(
         "DELETE FROM publish_keys WHERE seq < (SELECT COALESCE(MIN(seq), 0) FROM signals)",
