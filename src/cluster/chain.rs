@@ -6,13 +6,8 @@
 //! producers overlapping in a takeover), the append is refused; the writer reads the tail
 //! again and seals afresh.
 //!
-//! A batch is sent whole before its acks are awaited (one round trip, not one per signal).
-//! Each signal after the first expects the one before it as the stream's last message, by
-//! `seq` and by id (`Nats-Expected-Last-Msg-Id`): once one is not stored where it was sealed
-//! for (refused, or a duplicate of a signal stored before), the rest of the batch is refused
-//! too and sealed afresh, unless another writer stored a signal of that very id at that very
-//! `seq`, the same signal chained on the same predecessor, which leaves the chain intact
-//! when its bytes are the same (a strategy's signal, or a publish retried as it was).
+//! One signal is in flight at a time: with several, a duplicate (refused by its id while
+//! the next was accepted) could leave the next chained to a frame the stream never stored.
 
 use std::sync::Arc;
 
@@ -35,111 +30,99 @@ pub struct Writer {
     tail: Option<(u64, Hash)>,
 }
 
+/// Why one append failed.
+struct Failed {
+    error: String,
+    /// Another writer appended first: try again at once from the new tail.
+    conflict: bool,
+}
+
 impl Writer {
     pub fn new(key: Arc<JournalKey>) -> Self {
         Writer { key, tail: None }
     }
 
-    /// Seals and appends `batch` in order, confirming each stored signal; hands back the
-    /// ones not stored, in order.
+    /// Seals and appends `batch` in order, confirming each; stops at the first that fails
+    /// and hands it back with the rest.
     pub async fn append(
         &mut self,
         cluster: &Cluster,
         batch: Vec<Outgoing>,
         failures: u32,
     ) -> Unsent {
-        let (last, prev) = match self.tail.take() {
-            Some(tail) => tail,
-            None => match read_tail(cluster).await {
-                Ok(tail) => tail,
-                Err(error) => {
+        let mut rest = batch.into_iter();
+        while let Some(out) = rest.next() {
+            match self.append_one(cluster, &out).await {
+                Ok((seq, duplicate)) => confirm(cluster, out, seq, duplicate, failures),
+                Err(failed) => {
+                    let mut signals = vec![out];
+                    signals.extend(rest);
                     return Unsent {
-                        signals: batch,
-                        error,
-                        conflict: false,
+                        signals,
+                        error: failed.error,
+                        conflict: failed.conflict,
                     };
                 }
-            },
+            }
+        }
+        Unsent::default()
+    }
+
+    /// The `seq` the stream stored `out` at, and whether it held it already.
+    async fn append_one(
+        &mut self,
+        cluster: &Cluster,
+        out: &Outgoing,
+    ) -> Result<(u64, bool), Failed> {
+        let failed = |error: String| Failed {
+            error,
+            conflict: false,
         };
+        let (last, prev) = match self.tail.take() {
+            Some(tail) => tail,
+            None => read_tail(cluster).await.map_err(failed)?,
+        };
+        let seq = last + 1;
+        let frame = encode_seq(&out.signal, seq);
         let mut chain = Chain {
             prev,
             signer: self.key.current(),
         };
-        let mut sent = Vec::with_capacity(batch.len());
-        let mut before: Option<&str> = None;
-        let mut broken: Option<String> = None;
-        for (i, out) in batch.iter().enumerate() {
-            let seq = last + 1 + i as u64;
-            let frame = encode_seq(&out.signal, seq);
-            let sealed = chain
-                .seal(frame.as_str())
-                .unwrap_or_else(|| frame.to_string());
-            let ack = match &broken {
-                Some(e) => Err(e.clone()),
-                None => {
-                    let mut message = PublishMessage::build()
-                        .payload(sealed.into())
-                        .message_id(&out.id)
-                        .expected_last_sequence(seq - 1);
-                    if let Some(id) = before {
-                        message = message.expected_last_message_id(id);
-                    }
-                    cluster
-                        .js
-                        .send_publish(cluster.subject(&out.signal), message)
-                        .await
-                        .map_err(|e| e.to_string())
-                }
-            };
-            if let Err(e) = &ack {
-                broken.get_or_insert_with(|| e.clone());
+        let sealed = chain
+            .seal(frame.as_str())
+            .unwrap_or_else(|| frame.to_string());
+        let message = PublishMessage::build()
+            .payload(sealed.into())
+            .message_id(&out.id)
+            .expected_last_sequence(last);
+        let ack = cluster
+            .js
+            .send_publish(cluster.subject(&out.signal), message)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        match ack.await {
+            // Stored before under its id: nothing appended, the tail is as it was.
+            Ok(ack) if ack.duplicate => {
+                self.tail = Some((last, prev));
+                Ok((ack.sequence, true))
             }
-            before = Some(&out.id);
-            sent.push((seq, chain.prev, ack));
-        }
-        let mut unsent = Unsent::default();
-        let mut tail = Some((last, prev));
-        for (out, (seq, hash, ack)) in batch.into_iter().zip(sent) {
-            let stored = match ack {
-                Ok(ack) => ack.await.map_err(|e| {
-                    let conflict = matches!(
-                        e.kind(),
-                        PublishErrorKind::WrongLastSequence | PublishErrorKind::WrongLastMessageId
+            Ok(ack) => {
+                if ack.sequence == seq {
+                    self.tail = Some((seq, chain.prev));
+                } else {
+                    tracing::error!(
+                        sealed = seq,
+                        stored = ack.sequence,
+                        "the stream stored a signal at another seq than it was sealed for"
                     );
-                    (e.to_string(), conflict)
-                }),
-                Err(e) => Err((e, false)),
-            };
-            match stored {
-                // Where it was sealed for, after what it was chained on.
-                Ok(ack) if !ack.duplicate && ack.sequence == seq && tail.is_some() => {
-                    tail = Some((seq, hash));
-                    confirm(cluster, out, seq, false, failures);
                 }
-                Ok(ack) => {
-                    if !ack.duplicate {
-                        // After one whose store was not confirmed (its ack lost, or
-                        // another writer's copy of it stored first).
-                        tracing::warn!(
-                            seq = ack.sequence,
-                            "signal stored after one not confirmed; reading the stream's tail again"
-                        );
-                    }
-                    // The stream's last is no longer known here: read it before the next.
-                    tail = None;
-                    confirm(cluster, out, ack.sequence, ack.duplicate, failures);
-                }
-                Err((error, conflict)) => {
-                    if unsent.signals.is_empty() {
-                        (unsent.error, unsent.conflict) = (error, conflict);
-                    }
-                    tail = None;
-                    unsent.signals.push(out);
-                }
+                Ok((ack.sequence, false))
             }
+            Err(e) => Err(Failed {
+                conflict: e.kind() == PublishErrorKind::WrongLastSequence,
+                error: e.to_string(),
+            }),
         }
-        self.tail = tail;
-        unsent
     }
 }
 
