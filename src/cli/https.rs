@@ -14,6 +14,13 @@ pub struct Answer {
     pub next_from: Option<u64>,
 }
 
+/// A server's journal keys (`GET /v1/journal/key`, public), as JSON text.
+pub fn journal_keys(url: &str, ca: Option<&PathBuf>) -> anyhow::Result<String> {
+    let answer =
+        super::runtime()?.block_on(get(url, crate::server::journal::KEY_PATH, None, ca))?;
+    Ok(answer.body)
+}
+
 /// `GET <url><path>` (with a bearer `token` when given), trusting `ca` if given; a status
 /// other than 2xx is an error naming it.
 pub async fn get(

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
-use super::https::get;
+use super::https::{get, journal_keys};
 use super::settings::SettingsArgs;
 use crate::config::Overrides;
 use crate::hub::journal;
@@ -71,16 +71,7 @@ pub fn run(command: JournalCommand) -> anyhow::Result<ExitCode> {
     match command {
         JournalCommand::Key(args) => {
             let text = match &args.url {
-                Some(url) => {
-                    super::runtime()?
-                        .block_on(get(
-                            url,
-                            crate::server::journal::KEY_PATH,
-                            None,
-                            args.ca.as_ref(),
-                        ))?
-                        .body
-                }
+                Some(url) => journal_keys(url, args.ca.as_ref())?,
                 None => {
                     let config = args.settings.load(Overrides::default())?;
                     let keys = KeyDir::of(&config.data.dir);

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::Args;
 
-use super::https::get;
+use super::https::journal_keys;
 use super::lines::{MAX_LINE, each_line};
 use super::settings::SettingsArgs;
 use crate::config::Overrides;
@@ -116,16 +116,7 @@ fn keys(args: &Verify) -> anyhow::Result<KeySet> {
     let text = match (&args.keys, &args.url) {
         (Some(file), _) => std::fs::read_to_string(file)
             .with_context(|| format!("--keys: cannot read {}", file.display()))?,
-        (None, Some(url)) => {
-            super::runtime()?
-                .block_on(get(
-                    url,
-                    crate::server::journal::KEY_PATH,
-                    None,
-                    args.ca.as_ref(),
-                ))?
-                .body
-        }
+        (None, Some(url)) => journal_keys(url, args.ca.as_ref())?,
         (None, None) => {
             let config = args.settings.load(Overrides::default())?;
             let dir = KeyDir::of(&config.data.dir);

@@ -7,14 +7,11 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_nats::jetstream::kv;
-use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{Cluster, ClusterError};
 use crate::hub::proof::{KeyDir, KeySet, PublicKey, Signer};
-
-const RETRY: Duration = Duration::from_secs(1);
 
 /// Opens (or creates) the keys bucket.
 pub async fn bucket(cluster: &Cluster) -> Result<kv::Store, ClusterError> {
@@ -89,41 +86,16 @@ impl JournalKey {
 /// Every producer's public keys as the bucket holds them, kept current until `stop`.
 pub fn watch(store: kv::Store, stop: CancellationToken) -> watch::Receiver<Arc<KeySet>> {
     let (tx, rx) = watch::channel(Arc::new(KeySet::default()));
-    tokio::spawn(async move {
-        let mut keys: Vec<PublicKey> = Vec::new();
-        loop {
-            let mut entries = match store.watch_with_history(">").await {
-                Ok(w) => w,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot watch the journal keys; trying again");
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(RETRY) => continue,
-                    }
-                }
-            };
-            loop {
-                let entry = tokio::select! {
-                    _ = stop.cancelled() => return,
-                    e = entries.next() => e,
-                };
-                let Some(Ok(entry)) = entry else {
-                    break;
-                };
-                keys.retain(|k| k.kid != entry.key);
-                if entry.operation == kv::Operation::Put
-                    && let Ok(key) = serde_json::from_slice::<PublicKey>(&entry.value)
-                    && key.kid == entry.key
-                {
-                    keys.push(key);
-                }
-                let _ = tx.send(Arc::new(KeySet { keys: keys.clone() }));
-            }
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(RETRY) => {}
-            }
+    let mut keys: Vec<PublicKey> = Vec::new();
+    super::watch_bucket(store, "the journal keys", stop, move |entry| {
+        keys.retain(|k| k.kid != entry.key);
+        if entry.operation == kv::Operation::Put
+            && let Ok(key) = serde_json::from_slice::<PublicKey>(&entry.value)
+            && key.kid == entry.key
+        {
+            keys.push(key);
         }
+        let _ = tx.send(Arc::new(KeySet { keys: keys.clone() }));
     });
     rx
 }

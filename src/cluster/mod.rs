@@ -315,6 +315,39 @@ pub async fn bucket(
         .map_err(|e| failed(e.to_string()))
 }
 
+/// Follows every entry of `store`, its history first, until `stop`, handing each to `apply`;
+/// watches again a second after the watch breaks (NATS away). `what` names it in the log.
+pub fn watch_bucket(
+    store: jetstream::kv::Store,
+    what: &'static str,
+    stop: tokio_util::sync::CancellationToken,
+    mut apply: impl FnMut(&jetstream::kv::Entry) + Send + 'static,
+) {
+    const RETRY: Duration = Duration::from_secs(1);
+    tokio::spawn(async move {
+        use futures_util::StreamExt;
+        loop {
+            match store.watch_with_history(">").await {
+                Ok(mut entries) => loop {
+                    let entry = tokio::select! {
+                        _ = stop.cancelled() => return,
+                        e = entries.next() => e,
+                    };
+                    let Some(Ok(entry)) = entry else {
+                        break;
+                    };
+                    apply(&entry);
+                },
+                Err(e) => tracing::warn!(error = %e, "cannot watch {what}; trying again"),
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(RETRY) => {}
+            }
+        }
+    });
+}
+
 /// Asks JetStream for the account's information (`$JS.API.INFO`), read as plain JSON so
 /// any server version answers (the client's typed reply wants fields of 2.10 and later).
 async fn jetstream_enabled(client: &async_nats::Client) -> Result<(), String> {

@@ -19,8 +19,6 @@ use super::{Cluster, ClusterError};
 use crate::auth::Claims;
 use crate::auth::registry::{Revoked, TokenRecord};
 
-const RETRY: Duration = Duration::from_secs(1);
-
 /// Opens (or creates) the tokens bucket.
 pub async fn bucket(cluster: &Cluster) -> Result<kv::Store, ClusterError> {
     super::bucket(
@@ -172,35 +170,10 @@ pub async fn known(store: &kv::Store, jti: &str) -> bool {
 /// The revocations as they change, from the bucket, until `stop`.
 pub fn watch(store: kv::Store, stop: CancellationToken) -> watch::Receiver<Arc<Revoked>> {
     let (tx, rx) = watch::channel(Arc::new(Revoked::default()));
-    tokio::spawn(async move {
-        let mut revoked = Revoked::default();
-        loop {
-            let mut entries = match store.watch_with_history(">").await {
-                Ok(w) => w,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot watch revocations; trying again");
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(RETRY) => continue,
-                    }
-                }
-            };
-            loop {
-                let entry = tokio::select! {
-                    _ = stop.cancelled() => return,
-                    e = entries.next() => e,
-                };
-                let Some(Ok(entry)) = entry else {
-                    break;
-                };
-                apply(&mut revoked, &entry);
-                revoked.clone().offer(&tx);
-            }
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(RETRY) => {}
-            }
-        }
+    let mut revoked = Revoked::default();
+    super::watch_bucket(store, "revocations", stop, move |entry| {
+        apply(&mut revoked, entry);
+        revoked.clone().offer(&tx);
     });
     rx
 }

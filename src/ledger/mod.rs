@@ -5,6 +5,10 @@
 //! Fed two things in time order: market prices ([`Ledger::mark`]) and signals
 //! ([`Ledger::signal`]). A signal for a symbol the ledger has no price for is counted as
 //! untracked, never traded at a guessed price.
+//!
+//! About 500 lines: sampling and the report share the curves' invariants (each curve's
+//! `start`, thinning, the final sample) and read best together; trades, figures and
+//! checkpoints live beside it.
 
 pub mod checkpoint;
 pub mod figures;
