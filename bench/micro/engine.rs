@@ -101,7 +101,7 @@ fn main() {
         &mut engine,
         merged.events(Malformed::new("bench")),
         Window::default(),
-        sigcast::ledger::Ledger::new(Default::default(), Default::default()),
+        sigcast::ledger::Ledger::new(Default::default()),
         |_| {},
     );
     let summaries = backtest::summarize(&run);
@@ -122,38 +122,52 @@ fn main() {
 fn ledger_cost(events: &[MarketEvent]) {
     use sigcast::ledger::Ledger;
     use sigcast::strategy::Side;
-    let priced: Vec<(&str, i64, f64)> = events
+    let priced: Vec<(Market, &str, i64, f64)> = events
         .iter()
-        .filter_map(|e| Some((e.symbol.as_str(), e.exchange_time_ms, e.price()?)))
+        .filter_map(|e| Some((e.market, e.symbol.as_str(), e.exchange_time_ms, e.price()?)))
         .collect();
-    let symbols: BTreeSet<&str> = priced.iter().map(|p| p.0).collect();
+    let symbols: BTreeSet<(Market, &str)> = priced.iter().map(|p| (p.0, p.1)).collect();
     let strategies: Vec<String> = (0..10).map(|i| format!("s{i}")).collect();
     let opened = |ledger: &mut Ledger| {
-        for (i, (symbol, time, price)) in priced.iter().take(1_000).enumerate() {
-            ledger.mark(symbol, *time, *price);
+        for (i, (market, symbol, time, price)) in priced.iter().take(1_000).enumerate() {
+            ledger.mark(*market, symbol, *time, *price);
             for s in &strategies {
                 ledger.signal(s, symbol, Side::Buy, *price, i as u64, *time);
             }
         }
     };
-    let mut mark = f64::MAX;
+    // Plain marks (a backtest), then marks that also hand back checkpoints (the live hub).
+    let (mut mark, mut checked) = (f64::MAX, f64::MAX);
     for _ in 0..3 {
-        let mut ledger = Ledger::new(Default::default(), Default::default());
+        let mut ledger = Ledger::new(Default::default());
         opened(&mut ledger);
         let started = Instant::now();
-        for (symbol, time, price) in &priced {
-            ledger.mark(std::hint::black_box(symbol), *time, *price);
+        for (market, symbol, time, price) in &priced {
+            ledger.mark(*market, std::hint::black_box(symbol), *time, *price);
         }
         mark = mark.min(started.elapsed().as_secs_f64() / priced.len() as f64);
+        let mut ledger = Ledger::new(Default::default());
+        opened(&mut ledger);
+        let mut kept = 0usize;
+        let started = Instant::now();
+        for (market, symbol, time, price) in &priced {
+            kept += usize::from(
+                ledger
+                    .mark_checked(*market, std::hint::black_box(symbol), *time, *price)
+                    .is_some(),
+            );
+        }
+        checked = checked.min(started.elapsed().as_secs_f64() / priced.len() as f64);
+        std::hint::black_box(kept);
     }
     let n = 200_000;
     let mut signal = f64::MAX;
     for _ in 0..3 {
-        let mut ledger = Ledger::new(Default::default(), Default::default());
+        let mut ledger = Ledger::new(Default::default());
         opened(&mut ledger);
         let started = Instant::now();
         for i in 0..n {
-            let (symbol, time, price) = priced[i % priced.len()];
+            let (_, symbol, time, price) = priced[i % priced.len()];
             let side = if i % 2 == 0 { Side::Sell } else { Side::Buy };
             ledger.signal(&strategies[i % 10], symbol, side, price, i as u64, time);
         }
@@ -161,9 +175,10 @@ fn ledger_cost(events: &[MarketEvent]) {
     }
     println!();
     println!(
-        "ledger, 10 strategies with positions on {} symbols: {:.1} ns per market price marked, {:.1} ns per signal traded",
+        "ledger, 10 strategies with positions on {} (market, symbol) pairs: {:.1} ns per market price marked ({:.1} ns with checkpoints, as live), {:.1} ns per signal traded",
         symbols.len(),
         mark * 1e9,
+        checked * 1e9,
         signal * 1e9
     );
     report_cost(&priced, &strategies);
@@ -171,15 +186,15 @@ fn ledger_cost(events: &[MarketEvent]) {
 
 /// What a live `/v1/performance` or `/metrics` scrape costs after a day of uptime: the copy
 /// taken under the hub's track-record lock, and the report computed from it outside.
-fn report_cost(priced: &[(&str, i64, f64)], strategies: &[String]) {
+fn report_cost(priced: &[(Market, &str, i64, f64)], strategies: &[String]) {
     use sigcast::ledger::Ledger;
     use sigcast::strategy::Side;
-    let mut ledger = Ledger::new(Default::default(), Default::default());
-    let start = priced[0].1;
+    let mut ledger = Ledger::new(Default::default());
+    let start = priced[0].2;
     for minute in 0..1_440i64 {
-        for (i, (symbol, _, price)) in priced.iter().take(64).enumerate() {
+        for (i, (market, symbol, _, price)) in priced.iter().take(64).enumerate() {
             let time = start + minute * 60_000 + i as i64;
-            ledger.mark(symbol, time, *price);
+            ledger.mark(*market, symbol, time, *price);
             if minute % 30 == 0 {
                 let side = if minute % 60 == 0 {
                     Side::Buy

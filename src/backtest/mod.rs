@@ -87,7 +87,7 @@ pub fn run(
         let in_window = window.from.is_none_or(|from| time >= from);
         if let Some(price) = event.price() {
             if in_window {
-                ledger.mark(&event.symbol, time, price);
+                ledger.mark(event.market, &event.symbol, time, price);
             }
             run.prices
                 .entry(event.symbol.to_string())

@@ -50,11 +50,7 @@ pub fn run(
 ) -> Result<(Run, Vec<Summary>), BacktestError> {
     let instances = definition::load(&options.signals, None)?;
     let defaults = options.forced.apply(options.ledger);
-    let rules = ledger::rules(&instances, &defaults)
-        .into_iter()
-        .map(|(name, rules)| (name, options.forced.apply(rules)))
-        .collect();
-    let ledger = Ledger::new(defaults, rules);
+    let ledger = Ledger::new(ledger::rules(&instances, &defaults).forced(&options.forced));
     let merged = Merged::open(&options.data)?;
     let meter = merged.meter();
     let mut engine = Engine::new(instances);

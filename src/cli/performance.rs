@@ -31,8 +31,8 @@ pub struct Performance {
     #[arg(long, value_name = "FILE", conflicts_with_all = ["url", "journal"])]
     report: Option<PathBuf>,
     /// A server's journal (data.dir's sigcast.db), its signals paper-traded again by the
-    /// configuration's [ledger] and the definitions in signals.dir; each signal's price marks
-    /// its symbol, as after a restart.
+    /// configuration's [ledger] and the definitions in signals.dir, among the market prices
+    /// the server kept beside them, as after a restart.
     #[arg(long, value_name = "DB", conflicts_with_all = ["url", "export"])]
     journal: Option<PathBuf>,
     /// Signals as JSON lines (`sigcast journal export`, `GET /v1/journal`, a `sigcast listen`
@@ -72,10 +72,7 @@ pub fn run(args: Performance) -> anyhow::Result<ExitCode> {
 fn configured(settings: &SettingsArgs) -> anyhow::Result<Ledger> {
     let config = settings.load(Overrides::default())?;
     let instances = definition::load(&config.signals.dir, None)?;
-    Ok(Ledger::new(
-        config.ledger,
-        ledger::rules(&instances, &config.ledger),
-    ))
+    Ok(Ledger::new(ledger::rules(&instances, &config.ledger)))
 }
 
 /// Exported signals paper-traded again, as the report's JSON.
@@ -103,15 +100,26 @@ fn from_journal(db: &Path, settings: &SettingsArgs) -> anyhow::Result<String> {
         bail!("--journal: no journal at {}", db.display());
     }
     let mut ledger = configured(settings)?;
+    let cannot = || format!("--journal: cannot read {}", db.display());
+    let mut replay = track::Replay::default();
     let mut after = 0;
     loop {
-        let (page, _) = journal::read_file(db, after, i64::MAX as u64)
-            .with_context(|| format!("--journal: cannot read {}", db.display()))?;
+        let (page, _) = journal::read_file(db, after, i64::MAX as u64).with_context(cannot)?;
         let Some(last) = page.last() else {
             break;
         };
         after = last.seq;
-        track::replay(&mut ledger, &page);
+        for p in &page {
+            while !replay.restore_before(&mut ledger, p.seq) {
+                replay.add(
+                    journal::read_checkpoints_file(db, replay.after_id()).with_context(cannot)?,
+                );
+            }
+            replay.signal(&mut ledger, p.seq, p.frame.as_str());
+        }
+    }
+    while !replay.restore_before(&mut ledger, u64::MAX) {
+        replay.add(journal::read_checkpoints_file(db, replay.after_id()).with_context(cannot)?);
     }
     Ok(serde_json::to_string(&ledger.report())?)
 }

@@ -65,7 +65,7 @@ pub fn run(args: Verify) -> anyhow::Result<ExitCode> {
         .track_record
         .then(|| -> anyhow::Result<Ledger> {
             let config = args.settings.load(Overrides::default())?;
-            Ok(Ledger::new(config.ledger, Default::default()))
+            Ok(Ledger::new(ledger::Rules::uniform(config.ledger)))
         })
         .transpose()?;
     each_line(input, |line| match line {

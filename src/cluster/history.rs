@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 use super::{Cluster, from_stored};
 use crate::hub::Published;
 use crate::hub::history::{History, HistoryError};
-use crate::hub::journal::{PAGE, Page};
+use crate::hub::journal::{CheckpointPage, PAGE, Page};
 
 /// Resume reads running at once (each is a short-lived consumer on the stream).
 const READERS: usize = 4;
@@ -71,6 +71,48 @@ impl StreamHistory {
     }
 }
 
+impl StreamHistory {
+    async fn checkpoints_after(&self, after_id: i64) -> Result<CheckpointPage, String> {
+        let _place = self.readers.acquire().await.map_err(|e| e.to_string())?;
+        let mut stream = self
+            .cluster
+            .js
+            .get_stream(self.cluster.checkpoint_stream())
+            .await
+            .map_err(|e| e.to_string())?;
+        let state = stream
+            .info()
+            .await
+            .map_err(|e| e.to_string())?
+            .state
+            .clone();
+        let start = (after_id.max(0) as u64 + 1).max(state.first_sequence);
+        let mut page = CheckpointPage::default();
+        if state.messages == 0 || start > state.last_sequence {
+            return Ok(page);
+        }
+        let want = ((state.last_sequence - start + 1) as usize).min(PAGE);
+        let mut messages = Cluster::messages_from(&stream, start).await?;
+        for _ in 0..want {
+            let message = match tokio::time::timeout(MESSAGE_WAIT, messages.next()).await {
+                Ok(Some(Ok(m))) => m,
+                Ok(Some(Err(e))) => return Err(e.to_string()),
+                Ok(None) | Err(_) => break,
+            };
+            let seq = message.info().map_err(|e| e.to_string())?.stream_sequence;
+            page.last_id = Some(seq as i64);
+            // One that does not read (another version's) is skipped, never guessed.
+            if let Ok(checkpoint) = serde_json::from_slice(&message.payload) {
+                page.checkpoints.push(checkpoint);
+            }
+            if seq >= state.last_sequence {
+                break;
+            }
+        }
+        Ok(page)
+    }
+}
+
 impl History for StreamHistory {
     fn read(&self, after: u64, upto: u64) -> BoxFuture<'_, Result<Page, HistoryError>> {
         Box::pin(async move { self.page(after, upto).await.map_err(HistoryError) })
@@ -79,5 +121,10 @@ impl History for StreamHistory {
     /// Whatever a node delivered, the stream had stored first.
     fn wait_readable(&self, _seq: u64) -> BoxFuture<'_, Result<(), HistoryError>> {
         Box::pin(async { Ok(()) })
+    }
+
+    /// The leader's checkpoints, from their own stream (its sequence is the id).
+    fn checkpoints(&self, after_id: i64) -> BoxFuture<'_, Result<CheckpointPage, HistoryError>> {
+        Box::pin(async move { self.checkpoints_after(after_id).await.map_err(HistoryError) })
     }
 }

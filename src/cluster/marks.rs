@@ -1,7 +1,8 @@
 //! Market prices from the leading producer to every other node, so that their track records
 //! are marked as the leader's is (only the leader follows the market). Once a second the
-//! leader sends each symbol's latest price and its market time on a core NATS subject; a lost
-//! message is made up by the next one.
+//! leader sends each symbol's latest price and its market time on a core NATS subject (a lost
+//! message is made up by the next one), and keeps its record's checkpoints in their own
+//! stream, from which any node that starts rebuilds the leader's equity samples.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -12,14 +13,19 @@ use tokio_util::sync::CancellationToken;
 
 use super::Cluster;
 use crate::hub::Hub;
+use crate::ledger::Checkpoint;
+use crate::market::Market;
 
 /// How often the leader sends prices.
 const EVERY: Duration = Duration::from_secs(1);
+/// How long the stream may take to confirm a checkpoint.
+const STORE_WAIT: Duration = Duration::from_secs(2);
 /// Most symbols one message carries (about 40 bytes each), well under NATS' payload limit.
 const MAX_SYMBOLS: usize = 10_000;
 
-/// One symbol's latest price, as sent: `[symbol, market time in Unix ms, price]`.
-type Mark = (String, i64, f64);
+/// One symbol's latest price on one market, as sent:
+/// `[symbol, "spot" or "futures", market time in Unix ms, price]`.
+type Mark = (String, Market, i64, f64);
 
 fn subject(cluster: &Cluster) -> String {
     format!("_SIGCAST.{}.marks", cluster.settings.stream)
@@ -42,11 +48,20 @@ pub async fn run(cluster: Cluster, hub: Arc<Hub>, stop: CancellationToken) {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {
-                let marks = hub.take_relayed_marks();
-                if marks.is_empty() || !cluster.status.leader.load(Ordering::Relaxed) {
+                let relayed = hub.take_relayed();
+                // Only the leader's prices and checkpoints are the record's.
+                if !cluster.status.leader.load(Ordering::Relaxed) {
                     continue;
                 }
-                let marks: Vec<Mark> = marks.into_iter().take(MAX_SYMBOLS).collect();
+                keep(&cluster, &relayed.checkpoints).await;
+                let marks: Vec<Mark> = relayed
+                    .marks()
+                    .take(MAX_SYMBOLS)
+                    .map(|(market, symbol, time_ms, price)| (symbol, market, time_ms, price))
+                    .collect();
+                if marks.is_empty() {
+                    continue;
+                }
                 if let Ok(body) = serde_json::to_vec(&marks) {
                     let _ = cluster.client.publish(subject.clone(), body.into()).await;
                 }
@@ -60,12 +75,38 @@ pub async fn run(cluster: Cluster, hub: Arc<Hub>, stop: CancellationToken) {
                 let Ok(marks) = serde_json::from_slice::<Vec<Mark>>(&message.payload) else {
                     continue;
                 };
-                for (symbol, time_ms, price) in marks.into_iter().take(MAX_SYMBOLS) {
+                for (symbol, market, time_ms, price) in marks.into_iter().take(MAX_SYMBOLS) {
                     if price.is_finite() && price > 0.0 {
-                        hub.mark_track(&symbol, time_ms, price);
+                        hub.mark_track(market, &symbol, time_ms, price);
                     }
                 }
             }
+        }
+    }
+}
+
+/// Stores the leader's checkpoints in their stream, in order. One that cannot be stored is
+/// dropped with a warning: the record then samples from signal prices around it after a
+/// restart, as before checkpoints.
+async fn keep(cluster: &Cluster, checkpoints: &[Checkpoint]) {
+    let subject = cluster.checkpoint_subject();
+    for checkpoint in checkpoints {
+        let Ok(body) = serde_json::to_vec(checkpoint) else {
+            continue;
+        };
+        let stored = async {
+            let ack = cluster
+                .js
+                .publish(subject.clone(), body.into())
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::time::timeout(STORE_WAIT, ack)
+                .await
+                .map_err(|_| "no answer".to_string())?
+                .map_err(|e| e.to_string())
+        };
+        if let Err(error) = stored.await {
+            tracing::warn!(%error, "a track-record checkpoint was not stored; a restarted node's curve is coarser around it");
         }
     }
 }

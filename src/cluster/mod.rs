@@ -104,7 +104,32 @@ impl Cluster {
         max_messages: u64,
     ) -> Result<Cluster, ClusterError> {
         let cluster = Self::join(settings).await?;
-        cluster.ensure_stream(max_age, max_messages).await?;
+        let max_messages = i64::try_from(max_messages).unwrap_or(i64::MAX);
+        cluster
+            .ensure_stream(stream::Config {
+                name: settings.stream.clone(),
+                subjects: cluster.subjects(),
+                max_age,
+                max_messages,
+                duplicate_window: settings.duplicate_window,
+                num_replicas: settings.replicas,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await?;
+        // The leader's checkpoints, kept as long as the signals they sit among.
+        cluster
+            .ensure_stream(stream::Config {
+                name: cluster.checkpoint_stream(),
+                description: Some("sigcast: the track record's checkpoints".into()),
+                subjects: vec![cluster.checkpoint_subject()],
+                max_age,
+                max_messages,
+                num_replicas: settings.replicas,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await?;
         Ok(cluster)
     }
 
@@ -168,24 +193,21 @@ impl Cluster {
         vec![format!("{}.>", self.settings.subjects)]
     }
 
-    /// Creates the stream, or checks the existing one's subjects and brings its retention
-    /// and duplicate window to the configuration.
-    async fn ensure_stream(
-        &self,
-        max_age: Duration,
-        max_messages: u64,
-    ) -> Result<(), ClusterError> {
-        let name = self.settings.stream.clone();
-        let config = stream::Config {
-            name: name.clone(),
-            subjects: self.subjects(),
-            max_age,
-            max_messages: i64::try_from(max_messages).unwrap_or(i64::MAX),
-            duplicate_window: self.settings.duplicate_window,
-            num_replicas: self.settings.replicas,
-            storage: stream::StorageType::File,
-            ..Default::default()
-        };
+    /// The stream of the leading producer's track-record checkpoints (`ledger::checkpoint`),
+    /// from which any node rebuilds the leader's equity samples (see `cluster::marks`).
+    pub fn checkpoint_stream(&self) -> String {
+        format!("{}_TRACK", self.settings.stream)
+    }
+
+    /// The subject checkpoints are kept on.
+    pub fn checkpoint_subject(&self) -> String {
+        format!("_SIGCAST.{}.checkpoints", self.settings.stream)
+    }
+
+    /// Creates a stream, or checks the existing one's subjects and brings its retention and
+    /// duplicate window to `config`.
+    async fn ensure_stream(&self, config: stream::Config) -> Result<(), ClusterError> {
+        let name = config.name.clone();
         let failed = |reason: String| ClusterError::Stream {
             name: name.clone(),
             reason,

@@ -3,7 +3,7 @@
 
 use futures_util::future::BoxFuture;
 
-use super::journal::{Journal, Page};
+use super::journal::{CheckpointPage, Journal, Page};
 
 /// Why history could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +18,12 @@ pub trait History: Send + Sync {
 
     /// Waits until every signal up to `seq` can be read.
     fn wait_readable(&self, seq: u64) -> BoxFuture<'_, Result<(), HistoryError>>;
+
+    /// The track record's checkpoints kept beside the signals after `after_id`, in the order
+    /// they were taken, at most a page. None, unless the history keeps them.
+    fn checkpoints(&self, _after_id: i64) -> BoxFuture<'_, Result<CheckpointPage, HistoryError>> {
+        Box::pin(async { Ok(CheckpointPage::default()) })
+    }
 }
 
 impl History for Journal {
@@ -32,6 +38,14 @@ impl History for Journal {
     fn wait_readable(&self, seq: u64) -> BoxFuture<'_, Result<(), HistoryError>> {
         Box::pin(async move {
             self.wait_flushed(seq)
+                .await
+                .map_err(|e| HistoryError(e.to_string()))
+        })
+    }
+
+    fn checkpoints(&self, after_id: i64) -> BoxFuture<'_, Result<CheckpointPage, HistoryError>> {
+        Box::pin(async move {
+            Journal::checkpoints(self, after_id)
                 .await
                 .map_err(|e| HistoryError(e.to_string()))
         })

@@ -148,9 +148,9 @@ pub struct Hub {
     /// prices the pipeline passes through [`Hub::mark`]. Fed under the numbering lock, so in
     /// `seq` order.
     track: Mutex<Ledger>,
-    /// Cluster mode: the latest price of each symbol marked since the cluster last took
-    /// them, for the nodes that do not follow the market (see `cluster::marks`).
-    relayed: Option<Mutex<HashMap<String, (i64, f64)>>>,
+    /// Cluster mode: what the track record passes to the other nodes until the cluster
+    /// takes it (see `cluster::marks`).
+    relayed: Option<Mutex<track::Relayed>>,
 }
 
 /// Where a hub's signals are kept.

@@ -3,10 +3,12 @@
 
 use std::collections::HashMap;
 
+use super::Hub;
 use super::history::HistoryError;
-use super::{Hub, Published};
+use super::journal::CheckpointPage;
 use crate::config::LedgerSettings;
-use crate::ledger::{Checkpoint, Ledger};
+use crate::ledger::{Checkpoint, Ledger, Rules};
+use crate::market::Market;
 use crate::strategy::Signal;
 
 impl Hub {
@@ -19,10 +21,11 @@ impl Hub {
     /// A market price at its market time: the latest price for `test` signals, and a mark
     /// for the track record. A cluster node also keeps it for the other nodes (see
     /// [`Hub::take_relayed_marks`]).
-    pub fn mark(&self, symbol: &str, time_ms: i64, price: f64) {
-        self.mark_track(symbol, time_ms, price);
+    pub fn mark(&self, market: Market, symbol: &str, time_ms: i64, price: f64) {
+        self.mark_track(market, symbol, time_ms, price);
         if let Some(relayed) = &self.relayed {
             let mut relayed = relayed.lock().unwrap_or_else(|p| p.into_inner());
+            let relayed = &mut relayed.marks[market as usize];
             match relayed.get_mut(symbol) {
                 Some(latest) => *latest = (time_ms, price),
                 None => {
@@ -34,41 +37,42 @@ impl Hub {
 
     /// A price another node followed (cluster mode: the leader's): marks the track record
     /// and sets the latest price, and is not relayed again.
-    pub fn mark_track(&self, symbol: &str, time_ms: i64, price: f64) {
+    pub fn mark_track(&self, market: Market, symbol: &str, time_ms: i64, price: f64) {
         self.mark_price(symbol, price);
         let checkpoint = self
             .track
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .mark_checked(symbol, time_ms, price);
-        // A single node keeps what a restart needs to take the same samples.
-        if let (Some(checkpoint), Some(journal)) = (checkpoint, self.journal()) {
+            .mark_checked(market, symbol, time_ms, price);
+        let Some(checkpoint) = checkpoint else {
+            return;
+        };
+        // Kept for a restart to take the same samples: beside a single node's journal; a
+        // cluster node hands it to the cluster, which keeps the leader's.
+        if let Some(journal) = self.journal() {
             journal.keep_checkpoint(checkpoint);
+        } else if let Some(relayed) = &self.relayed {
+            let mut relayed = relayed.lock().unwrap_or_else(|p| p.into_inner());
+            if relayed.checkpoints.len() < MAX_RELAYED_CHECKPOINTS {
+                relayed.checkpoints.push(checkpoint);
+            }
         }
     }
 
-    /// Cluster mode: each symbol's latest price and its time since the last call, for the
-    /// nodes that do not follow the market.
-    pub fn take_relayed_marks(&self) -> Vec<(String, i64, f64)> {
-        let Some(relayed) = &self.relayed else {
-            return Vec::new();
-        };
-        let mut relayed = relayed.lock().unwrap_or_else(|p| p.into_inner());
-        relayed
-            .drain()
-            .map(|(symbol, (time_ms, price))| (symbol, time_ms, price))
-            .collect()
+    /// Cluster mode: the prices and checkpoints since the last call.
+    pub fn take_relayed(&self) -> Relayed {
+        match &self.relayed {
+            Some(relayed) => {
+                std::mem::take(&mut *relayed.lock().unwrap_or_else(|p| p.into_inner()))
+            }
+            None => Relayed::default(),
+        }
     }
 
-    /// How the track record trades: `defaults` for every strategy, `rules` for those whose
-    /// definitions say (see [`crate::ledger::rules`]).
-    pub fn set_track_rules(
-        &self,
-        defaults: LedgerSettings,
-        rules: HashMap<String, LedgerSettings>,
-    ) {
+    /// How the track record trades and marks each strategy (see [`crate::ledger::rules`]).
+    pub fn set_track_rules(&self, rules: Rules) {
         let mut track = self.track.lock().unwrap_or_else(|p| p.into_inner());
-        track.set_rules(defaults, rules);
+        track.set_rules(rules);
     }
 
     /// The rules the track record trades a strategy with none of its own by.
@@ -88,19 +92,15 @@ impl Hub {
     }
 
     /// Paper-trades the signals the journal (or the cluster's stream) holds again, in `seq`
-    /// order, before anything new is numbered (at startup), so a restart keeps the record.
-    /// A single node's checkpoints (`ledger::checkpoint`) are taken again in their places
-    /// among the signals, so its equity samples are the ones it took live. Signals from
-    /// before the first checkpoint (a journal older than checkpoints, or the stream) mark their
-    /// symbol at their own price, the only price there is. Returns the signals replayed.
+    /// order, among a single node's checkpoints (see [`Replay`]), before anything new is
+    /// numbered (at startup), so a restart keeps the record. Returns the signals replayed.
     pub async fn rebuild_track(&self) -> Result<u64, HistoryError> {
         let Some(history) = self.history() else {
             return Ok(0);
         };
-        let mut checkpoints = Checkpoints::new(self.journal());
-        let first = checkpoints.first_after_seq().await?;
+        let mut replay = Replay::default();
         let upto = self.last_seq();
-        let (mut after, mut replayed) = (0, 0);
+        let mut after = 0;
         while after < upto {
             let (page, _) = history.read(after, upto).await?;
             let Some(last) = page.last() else {
@@ -108,25 +108,16 @@ impl Hub {
             };
             after = last.seq;
             for p in &page {
-                while let Some(c) = checkpoints.next_before(p.seq).await? {
-                    self.track_lock().restore(&c);
+                while !replay.restore_before(&mut self.track_lock(), p.seq) {
+                    replay.add(history.checkpoints(replay.after_id()).await?);
                 }
-                let mut track = self.track_lock();
-                let marked = first.is_some_and(|f| p.seq > f);
-                let took = match super::contract::decode(p.frame.as_str()) {
-                    Some((signal, _)) if marked && track.has_price(&signal.symbol) => {
-                        track.trade(&signal, p.seq);
-                        true
-                    }
-                    _ => replay_frame(&mut track, p.seq, p.frame.as_str()),
-                };
-                replayed += u64::from(took);
+                replay.signal(&mut self.track_lock(), p.seq, p.frame.as_str());
             }
         }
-        while let Some(c) = checkpoints.next_before(u64::MAX).await? {
-            self.track_lock().restore(&c);
+        while !replay.restore_before(&mut self.track_lock(), u64::MAX) {
+            replay.add(history.checkpoints(replay.after_id()).await?);
         }
-        Ok(replayed)
+        Ok(replay.replayed)
     }
 
     fn track_lock(&self) -> std::sync::MutexGuard<'_, Ledger> {
@@ -134,67 +125,105 @@ impl Hub {
     }
 }
 
-/// A single node's checkpoints, read a page at a time as the rebuild reaches them.
-struct Checkpoints<'j> {
-    journal: Option<&'j super::journal::Journal>,
-    page: std::collections::VecDeque<Checkpoint>,
-    after_id: i64,
-    done: bool,
+/// Most checkpoints a cluster node holds between two takes (a second apart): a sample a
+/// minute and each symbol's first price, so only a stalled cluster task reaches it.
+const MAX_RELAYED_CHECKPOINTS: usize = 10_000;
+
+/// What a cluster node's track record keeps for the other nodes until the cluster takes it.
+#[derive(Debug, Default)]
+pub struct Relayed {
+    /// Each symbol's latest market time and price, by market (`Market as usize`): the
+    /// leader's mark the other nodes' records.
+    pub marks: [HashMap<String, (i64, f64)>; 2],
+    /// The checkpoints taken (the leader's are kept in the cluster for rebuilds).
+    pub checkpoints: Vec<Checkpoint>,
 }
 
-impl<'j> Checkpoints<'j> {
-    fn new(journal: Option<&'j super::journal::Journal>) -> Self {
-        Checkpoints {
-            journal,
-            page: Default::default(),
-            after_id: 0,
-            done: journal.is_none(),
-        }
-    }
-
-    /// The first checkpoint's `after_seq`, `None` when there is none.
-    async fn first_after_seq(&mut self) -> Result<Option<u64>, HistoryError> {
-        self.fill().await?;
-        Ok(self.page.front().map(|c| c.after_seq))
-    }
-
-    /// The next checkpoint when it was taken before `seq` was traded.
-    async fn next_before(&mut self, seq: u64) -> Result<Option<Checkpoint>, HistoryError> {
-        self.fill().await?;
-        match self.page.front() {
-            Some(c) if c.after_seq < seq => Ok(self.page.pop_front()),
-            _ => Ok(None),
-        }
-    }
-
-    async fn fill(&mut self) -> Result<(), HistoryError> {
-        if !self.page.is_empty() || self.done {
-            return Ok(());
-        }
-        let Some(journal) = self.journal else {
-            return Ok(());
+impl Relayed {
+    /// Every mark as `(market, symbol, time, price)`.
+    pub fn marks(self) -> impl Iterator<Item = (Market, String, i64, f64)> {
+        let [spot, futures] = self.marks;
+        let tag = |market: Market| {
+            move |(symbol, (time_ms, price)): (String, (i64, f64))| (market, symbol, time_ms, price)
         };
-        let page = journal
-            .checkpoints(self.after_id)
-            .await
-            .map_err(|e| HistoryError(e.to_string()))?;
-        match page.last() {
-            Some((id, _)) => self.after_id = *id,
-            None => self.done = true,
-        }
-        self.page.extend(page.into_iter().map(|(_, c)| c));
-        Ok(())
+        spot.into_iter()
+            .map(tag(Market::Spot))
+            .chain(futures.into_iter().map(tag(Market::Futures)))
     }
 }
 
-/// Paper-trades journaled signals into `ledger`, each marking its symbol at its own price
-/// first (the journal holds no other prices); returns how many it took.
-pub fn replay(ledger: &mut Ledger, page: &[Published]) -> u64 {
-    let replayed = page
-        .iter()
-        .filter(|p| replay_frame(ledger, p.seq, p.frame.as_str()))
-        .count();
-    replayed as u64
+/// A record rebuilt from journaled signals and the checkpoints kept beside them
+/// (`ledger::checkpoint`), each checkpoint taken again in its place among the signals, so the
+/// equity samples are the ones taken live. Signals from before the first checkpoint (a
+/// journal older than checkpoints, a cluster's stream, an export) mark their symbol at their
+/// own price, the only price there is. Fed a page at a time by whoever reads the journal:
+/// the server at startup ([`Hub::rebuild_track`]) and `sigcast performance --journal`.
+#[derive(Debug, Default)]
+pub struct Replay {
+    /// Checkpoints read and not yet taken, in the order they were taken live.
+    pending: std::collections::VecDeque<Checkpoint>,
+    /// The row id of the last checkpoint read, where the next page starts.
+    after_id: i64,
+    /// Every checkpoint has been read.
+    read_all: bool,
+    /// The first checkpoint's `after_seq`: signals after it trade on the kept prices.
+    first: Option<u64>,
+    /// Signals paper-traded so far.
+    pub replayed: u64,
+}
+
+impl Replay {
+    /// Where the next page of checkpoints starts (a row id).
+    pub fn after_id(&self) -> i64 {
+        self.after_id
+    }
+
+    /// The next page of checkpoints.
+    pub fn add(&mut self, page: CheckpointPage) {
+        match page.last_id {
+            Some(id) => self.after_id = id,
+            None => self.read_all = true,
+        }
+        if self.first.is_none() {
+            self.first = page.checkpoints.first().map(|c| c.after_seq);
+        }
+        self.pending.extend(page.checkpoints);
+    }
+
+    /// Takes again every checkpoint taken before `seq` was traded (`u64::MAX`: all the
+    /// rest); `false` when it needs the next page of checkpoints ([`Replay::add`]) first.
+    pub fn restore_before(&mut self, ledger: &mut Ledger, seq: u64) -> bool {
+        loop {
+            match self.pending.front() {
+                Some(c) if c.after_seq < seq => {
+                    ledger.restore(c);
+                    self.pending.pop_front();
+                }
+                Some(_) => return true,
+                None if self.read_all => return true,
+                None => return false,
+            }
+        }
+    }
+
+    /// Paper-trades one journaled frame numbered `seq`: at the kept prices once checkpoints
+    /// have begun, else (or for a symbol no checkpoint priced) marking at its own price.
+    pub fn signal(&mut self, ledger: &mut Ledger, seq: u64, frame: &str) {
+        let marked = self.first.is_some_and(|f| seq > f);
+        let took = match super::contract::decode(frame) {
+            Some((signal, _))
+                if marked
+                    && ledger
+                        .market_for(&signal.strategy, &signal.symbol)
+                        .is_some() =>
+            {
+                ledger.trade(&signal, seq);
+                true
+            }
+            _ => replay_frame(ledger, seq, frame),
+        };
+        self.replayed += u64::from(took);
+    }
 }
 
 /// Paper-trades one journaled frame numbered `seq` (its price marking its symbol first);
@@ -203,11 +232,7 @@ pub fn replay_frame(ledger: &mut Ledger, seq: u64, frame: &str) -> bool {
     let Some(signal) = journaled(frame) else {
         return false;
     };
-    ledger.mark(
-        &signal.symbol,
-        signal.timestamp.saturating_mul(1000),
-        signal.price,
-    );
+    ledger.mark_at_signal(&signal);
     ledger.trade(&signal, seq);
     true
 }

@@ -6,32 +6,41 @@
 use serde::{Deserialize, Serialize};
 
 use super::Ledger;
+use crate::market::Market;
 
 /// One kept mark.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Checkpoint {
     /// The last `seq` traded before it: signals up to here are replayed first.
     pub after_seq: u64,
+    pub market: Market,
     pub symbol: String,
     pub time_ms: i64,
     pub price: f64,
-    /// Held symbols' latest prices just before it, which its sample marked them at.
-    pub prices: Vec<(String, f64)>,
+    /// Held symbols' latest prices just before it, each on the market its book is marked
+    /// by, which its sample marked them at.
+    pub prices: Vec<(Market, String, f64)>,
 }
 
 impl Ledger {
     /// [`Ledger::mark`], and the checkpoint a restart needs when this mark takes a sample or
     /// is its symbol's first.
-    pub fn mark_checked(&mut self, symbol: &str, time_ms: i64, price: f64) -> Option<Checkpoint> {
+    pub fn mark_checked(
+        &mut self,
+        market: Market,
+        symbol: &str,
+        time_ms: i64,
+        price: f64,
+    ) -> Option<Checkpoint> {
         if !price.is_finite() || price <= 0.0 {
             return None;
         }
-        let first = !self.prices.contains_key(symbol);
+        let first = !self.priced(market, symbol);
         let samples = self
             .minute
             .is_none_or(|last| time_ms.div_euclid(self.period_ms()) > last);
         if !first && !samples {
-            self.mark(symbol, time_ms, price);
+            self.mark(market, symbol, time_ms, price);
             return None;
         }
         let prices = if samples {
@@ -39,9 +48,10 @@ impl Ledger {
         } else {
             Vec::new()
         };
-        self.mark(symbol, time_ms, price);
+        self.mark(market, symbol, time_ms, price);
         Some(Checkpoint {
             after_seq: self.last_seq,
+            market,
             symbol: symbol.to_string(),
             time_ms,
             price,
@@ -51,23 +61,29 @@ impl Ledger {
 
     /// Takes a kept mark again: the prices it sampled, then the mark itself.
     pub fn restore(&mut self, checkpoint: &Checkpoint) {
-        for (symbol, price) in &checkpoint.prices {
-            if let Some(mark) = self.prices.get_mut(symbol) {
+        for (market, symbol, price) in &checkpoint.prices {
+            if let Some(mark) = self.prices[*market as usize].get_mut(symbol) {
                 mark.last = *price;
             }
         }
-        self.mark(&checkpoint.symbol, checkpoint.time_ms, checkpoint.price);
+        self.mark(
+            checkpoint.market,
+            &checkpoint.symbol,
+            checkpoint.time_ms,
+            checkpoint.price,
+        );
     }
 
-    /// The latest price of every symbol some strategy has a book in.
-    fn held_prices(&self) -> Vec<(String, f64)> {
-        let mut held: Vec<(String, f64)> = Vec::new();
+    /// The latest price of every symbol some strategy has a book in, on the book's market.
+    fn held_prices(&self) -> Vec<(Market, String, f64)> {
+        let mut held: Vec<(Market, String, f64)> = Vec::new();
         for account in self.accounts.values() {
-            for symbol in account.books.keys() {
-                if let Some(mark) = self.prices.get(symbol)
-                    && !held.iter().any(|(s, _)| s == symbol)
+            for (symbol, sampled) in &account.books {
+                let market = sampled.market;
+                if let Some(mark) = self.prices[market as usize].get(symbol)
+                    && !held.iter().any(|(m, s, _)| *m == market && s == symbol)
                 {
-                    held.push((symbol.clone(), mark.last));
+                    held.push((market, symbol.clone(), mark.last));
                 }
             }
         }
@@ -106,7 +122,7 @@ mod tests {
             let wave = (step as f64 / 40.0).sin();
             for (symbol, base) in [("BTCUSDT", 60_000.0), ("ETHUSDT", 3_000.0)] {
                 let price = base * (1.0 + 0.02 * wave);
-                checkpoints.extend(live.mark_checked(symbol, t, price));
+                checkpoints.extend(live.mark_checked(Market::Spot, symbol, t, price));
             }
             if step % 42 == 41 {
                 seq += 1;
@@ -125,6 +141,7 @@ mod tests {
         }
         // End on a sample, so both stop at the same mark.
         checkpoints.extend(live.mark_checked(
+            Market::Spot,
             "BTCUSDT",
             1_720_000_000_000 + 1_080 * 10_000 + 60_000,
             61_000.0,
@@ -150,7 +167,7 @@ mod tests {
 
         let mut coarse = Ledger::default();
         for (seq, s) in &signals {
-            coarse.mark(&s.symbol, s.timestamp * 1000, s.price);
+            coarse.mark_at_signal(s);
             coarse.trade(s, *seq);
         }
         let curve = |l: &Ledger| l.report().strategies[0].equity.clone();

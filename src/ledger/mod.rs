@@ -12,6 +12,7 @@
 
 pub mod checkpoint;
 pub mod figures;
+pub mod rules;
 pub mod table;
 pub mod trade;
 
@@ -22,12 +23,14 @@ use serde::Serialize;
 pub use crate::config::ledger::{LedgerSettings, Positions};
 pub use checkpoint::Checkpoint;
 pub use figures::Figures;
+pub use rules::{Forced, Rules, rules};
 pub use trade::{Direction, Trade};
 
 use figures::Record;
 use trade::{Book, Order};
 
-use crate::strategy::{Instance, Side, Signal};
+use crate::market::Market;
+use crate::strategy::{Side, Signal};
 
 /// Equity is sampled on each minute boundary.
 const MINUTE_MS: i64 = 60_000;
@@ -40,13 +43,11 @@ pub const MAX_SAMPLES: usize = 10_080;
 /// server computes the figures outside the lock its numbering takes.
 #[derive(Debug, Default, Clone)]
 pub struct Ledger {
-    /// The rules for a strategy with none of its own.
-    defaults: LedgerSettings,
-    /// Rules from a strategy's definition.
-    rules: HashMap<String, LedgerSettings>,
+    rules: Rules,
     accounts: BTreeMap<String, Account>,
-    /// The first and latest price of each symbol marked.
-    prices: HashMap<String, Mark>,
+    /// The first and latest price of each symbol marked, by market (`Market as usize`):
+    /// a futures position is marked by futures prices, never by spot's.
+    prices: [HashMap<String, Mark>; 2],
     /// When each equity sample was taken, shared by every curve.
     times: Vec<i64>,
     /// The sampling period is a minute doubled this many times (see [`MAX_SAMPLES`]).
@@ -84,41 +85,75 @@ struct Account {
 /// A book and its P&L at each sample from `start` on.
 #[derive(Debug, Clone)]
 struct Sampled {
+    /// Whose prices mark it, chosen when it opened (see [`Ledger::market_for`]).
+    market: Market,
     book: Book,
     pnl: Vec<f64>,
     start: usize,
 }
 
 impl Ledger {
-    /// A ledger trading every strategy by `defaults`, unless `rules` names its own.
-    pub fn new(defaults: LedgerSettings, rules: HashMap<String, LedgerSettings>) -> Self {
+    /// A ledger trading every strategy by `rules`.
+    pub fn new(rules: Rules) -> Self {
         Ledger {
-            defaults,
             rules,
             ..Ledger::default()
         }
     }
 
     /// New rules (the configuration's defaults and the definitions', on a reload). A strategy
-    /// that has traded keeps the rules it started with, so its record is one set of rules.
-    pub fn set_rules(&mut self, defaults: LedgerSettings, rules: HashMap<String, LedgerSettings>) {
-        self.defaults = defaults;
+    /// that has traded keeps the rules it started with, and each book the market it opened
+    /// on, so its record is one set of rules.
+    pub fn set_rules(&mut self, rules: Rules) {
         self.rules = rules;
-    }
-
-    /// Whether `symbol` has been marked: a signal for it is traded, not listed as untracked.
-    pub fn has_price(&self, symbol: &str) -> bool {
-        self.prices.contains_key(symbol)
     }
 
     /// The rules a strategy with none of its own is traded by.
     pub fn defaults(&self) -> LedgerSettings {
-        self.defaults
+        self.rules.defaults
     }
 
-    /// A market price: the symbol's latest, for marking and for signals to come. Takes an
-    /// equity sample first when a minute boundary has passed since the last mark.
-    pub fn mark(&mut self, symbol: &str, time_ms: i64, price: f64) {
+    fn priced(&self, market: Market, symbol: &str) -> bool {
+        self.prices[market as usize].contains_key(symbol)
+    }
+
+    /// The market whose prices trade and mark `strategy`'s signals for `symbol`: its book's
+    /// if it has one, else its definition's, else spot where spot prices the symbol, else
+    /// futures. `None` when that market has no price for it: the signal is untracked.
+    pub fn market_for(&self, strategy: &str, symbol: &str) -> Option<Market> {
+        if let Some(sampled) = self
+            .accounts
+            .get(strategy)
+            .and_then(|a| a.books.get(symbol))
+        {
+            return Some(sampled.market);
+        }
+        match self.rules.markets.get(strategy) {
+            Some(&market) => self.priced(market, symbol).then_some(market),
+            None => [Market::Spot, Market::Futures]
+                .into_iter()
+                .find(|&m| self.priced(m, symbol)),
+        }
+    }
+
+    /// Marks the market a signal is traded on at the signal's own price: how a journal is
+    /// replayed where it holds no other prices (before its first checkpoint, or an export).
+    pub fn mark_at_signal(&mut self, signal: &Signal) {
+        let market = self
+            .market_for(&signal.strategy, &signal.symbol)
+            .or_else(|| self.rules.markets.get(signal.strategy.as_str()).copied())
+            .unwrap_or(Market::Spot);
+        self.mark(
+            market,
+            &signal.symbol,
+            signal.timestamp.saturating_mul(1000),
+            signal.price,
+        );
+    }
+
+    /// A market price: the symbol's latest on `market`, for marking and for signals to come.
+    /// Takes an equity sample first when a minute boundary has passed since the last mark.
+    pub fn mark(&mut self, market: Market, symbol: &str, time_ms: i64, price: f64) {
         if !price.is_finite() || price <= 0.0 {
             return;
         }
@@ -137,10 +172,11 @@ impl Ledger {
             _ => {}
         }
         self.now_ms = self.now_ms.max(time_ms);
-        match self.prices.get_mut(symbol) {
+        let prices = &mut self.prices[market as usize];
+        match prices.get_mut(symbol) {
             Some(mark) => mark.last = price,
             None => {
-                self.prices.insert(
+                prices.insert(
                     symbol.to_string(),
                     Mark {
                         first: price,
@@ -161,20 +197,21 @@ impl Ledger {
         seq: u64,
         time_ms: i64,
     ) {
-        if !self.prices.contains_key(symbol) || !price.is_finite() || price <= 0.0 {
+        let market = self.market_for(strategy, symbol);
+        let Some(market) = market.filter(|_| price.is_finite() && price > 0.0) else {
             *self
                 .untracked
                 .entry((strategy.to_string(), symbol.to_string()))
                 .or_default() += 1;
             return;
-        }
+        };
         self.now_ms = self.now_ms.max(time_ms);
         let start = self.times.len();
         let account = self
             .accounts
             .entry(strategy.to_string())
             .or_insert_with(|| Account {
-                settings: self.rules.get(strategy).copied().unwrap_or(self.defaults),
+                settings: self.rules.settings(strategy),
                 books: BTreeMap::new(),
                 pnl: Vec::new(),
                 start,
@@ -187,6 +224,7 @@ impl Ledger {
             .books
             .entry(symbol.to_string())
             .or_insert_with(|| Sampled {
+                market,
                 book: Book::default(),
                 pnl: Vec::new(),
                 start,
@@ -265,7 +303,7 @@ impl Ledger {
         for account in self.accounts.values_mut() {
             let mut total = 0.0;
             for (symbol, sampled) in &mut account.books {
-                if let Some(mark) = self.prices.get(symbol) {
+                if let Some(mark) = self.prices[sampled.market as usize].get(symbol) {
                     sampled.book.mark(mark.last, &account.settings);
                 }
                 let pnl = sampled.book.realized + sampled.book.unrealized();
@@ -300,7 +338,8 @@ impl Ledger {
                 let mut holds = Vec::new();
                 for (symbol, sampled) in &account.books {
                     let mut book = sampled.book.clone();
-                    if let Some(mark) = self.prices.get(symbol) {
+                    let prices = &self.prices[sampled.market as usize];
+                    if let Some(mark) = prices.get(symbol) {
                         book.mark(mark.last, settings);
                         holds.push((mark.last / mark.first - 1.0) * 100.0);
                     }
@@ -311,12 +350,10 @@ impl Ledger {
                         pnl.push(pnl_now);
                     }
                     let curve = equity(&times, sampled.start, &pnl, settings.capital);
-                    let hold = self
-                        .prices
-                        .get(symbol)
-                        .map(|m| (m.last / m.first - 1.0) * 100.0);
+                    let hold = prices.get(symbol).map(|m| (m.last / m.first - 1.0) * 100.0);
                     symbols.push(SymbolReport {
                         symbol: symbol.clone(),
+                        market: sampled.market,
                         figures: figures_of(
                             &book,
                             &curve,
@@ -389,40 +426,6 @@ impl Ledger {
     }
 }
 
-/// Each strategy's rules: `defaults` with its definition's `[strategy.ledger]` over them.
-pub fn rules(instances: &[Instance], defaults: &LedgerSettings) -> HashMap<String, LedgerSettings> {
-    instances
-        .iter()
-        .filter_map(|i| {
-            let table = i.ledger.as_ref()?;
-            // Checked when the definitions were loaded.
-            let settings = defaults.with(table).ok()?;
-            Some((i.strategy.name().to_string(), settings))
-        })
-        .collect()
-}
-
-/// Settings that win over the configuration and every definition (`sigcast backtest
-/// --positions --fee-bps --slippage-bps`).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Forced {
-    pub positions: Option<Positions>,
-    pub fee_bps: Option<f64>,
-    pub slippage_bps: Option<f64>,
-}
-
-impl Forced {
-    /// `settings` with what is forced put over it.
-    pub fn apply(&self, settings: LedgerSettings) -> LedgerSettings {
-        LedgerSettings {
-            positions: self.positions.unwrap_or(settings.positions),
-            fee_bps: self.fee_bps.unwrap_or(settings.fee_bps),
-            slippage_bps: self.slippage_bps.unwrap_or(settings.slippage_bps),
-            ..settings
-        }
-    }
-}
-
 /// One symbol's figures in one strategy.
 fn figures_of(
     book: &Book,
@@ -487,6 +490,8 @@ pub struct StrategyReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct SymbolReport {
     pub symbol: String,
+    /// Whose prices marked it.
+    pub market: Market,
     pub figures: Figures,
 }
 

@@ -172,7 +172,7 @@ pub async fn run(
     if link.is_none() {
         // The record's rules first, then the journal's signals through them, then live.
         let rules = crate::ledger::rules(&strategies, &config.ledger);
-        shared.hub.set_track_rules(config.ledger, rules);
+        shared.hub.set_track_rules(rules);
         match shared.hub.rebuild_track().await {
             Ok(0) => {}
             Ok(signals) => tracing::info!(signals, "track record rebuilt from the journal"),

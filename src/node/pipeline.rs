@@ -82,10 +82,7 @@ pub fn start_reporting(
     positions: Option<(Cursor, Vec<Position>)>,
 ) -> anyhow::Result<Pipeline> {
     let live = config.source.kind == SourceKind::Binance;
-    hub.set_track_rules(
-        config.ledger,
-        crate::ledger::rules(&instances, &config.ledger),
-    );
+    hub.set_track_rules(crate::ledger::rules(&instances, &config.ledger));
     let mut engine = Engine::new(instances);
     if live {
         engine = engine.with_history_source();
@@ -207,7 +204,7 @@ fn resumable(saved: Vec<Position>, within: Duration) -> HashMap<(Market, String)
 /// One event through the engine into the hub; `out` is scratch space.
 pub fn pump(engine: &mut Engine, hub: &Hub, event: &MarketEvent, out: &mut Vec<Signal>) {
     if let Some(price) = event.price() {
-        hub.mark(&event.symbol, event.market_time_ms(), price);
+        hub.mark(event.market, &event.symbol, event.market_time_ms(), price);
     }
     engine.on_event(event, out);
     publish(hub, out);
@@ -424,7 +421,7 @@ impl Runner {
     fn reload(&mut self, set: Vec<Instance>) {
         let defaults = self.hub.track_defaults();
         self.hub
-            .set_track_rules(defaults, crate::ledger::rules(&set, &defaults));
+            .set_track_rules(crate::ledger::rules(&set, &defaults));
         let report = self.engine.replace(set);
         let engine = &self.engine;
         self.cursor

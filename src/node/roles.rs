@@ -102,10 +102,7 @@ pub async fn join(
         public,
         last,
     ));
-    hub.set_track_rules(
-        config.ledger,
-        crate::ledger::rules(strategies, &config.ledger),
-    );
+    hub.set_track_rules(crate::ledger::rules(strategies, &config.ledger));
     // The stream's signals through the track record before anything live: new signals, the
     // leader's prices, a term's pipeline.
     match hub.rebuild_track().await {

@@ -92,21 +92,20 @@ fn thin(curve: &[(i64, f64)]) -> Vec<(i64, f64)> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
-    use crate::ledger::Ledger;
+    use crate::ledger::{Ledger, Rules};
+    use crate::market::Market;
     use crate::strategy::Side;
 
     fn report() -> Report {
-        let mut ledger = Ledger::new(Default::default(), HashMap::new());
-        ledger.mark("BTCUSDT", 0, 100.0);
-        ledger.mark("ETHUSDT", 0, 10.0);
+        let mut ledger = Ledger::new(Rules::default());
+        ledger.mark(Market::Spot, "BTCUSDT", 0, 100.0);
+        ledger.mark(Market::Spot, "ETHUSDT", 0, 10.0);
         ledger.signal("a", "BTCUSDT", Side::Buy, 100.0, 1, 0);
         ledger.signal("a", "ETHUSDT", Side::Buy, 10.0, 2, 0);
         ledger.signal("b", "BTCUSDT", Side::Buy, 100.0, 3, 0);
         ledger.signal("b", "SOLUSDT", Side::Buy, 1.0, 4, 0);
-        ledger.mark("BTCUSDT", 90_000, 110.0);
+        ledger.mark(Market::Spot, "BTCUSDT", 90_000, 110.0);
         ledger.report()
     }
 

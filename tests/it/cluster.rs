@@ -665,15 +665,32 @@ async fn one_producer_three_edges_every_client_the_same_sequence() {
             "edge trade {trade:?} not the leader's: {on_producer:?}"
         );
     }
-    // An edge started now rebuilds the record from the stream: the leader's first trades too.
+    // An edge started now rebuilds the record from the stream: the leader's first trades too,
+    // and the leader's equity samples, from the checkpoints the leader keeps in the cluster.
     let late = Node::start(&material, "late", "edge", &nats.url()).await;
     late.wait_ready("following", |code, _| code == 200).await;
-    let rebuilt = trades(&performance(late.listen).await);
+    let late_report = performance(late.listen).await;
+    let rebuilt = trades(&late_report);
     assert_eq!(rebuilt.first(), on_producer.first(), "{rebuilt:?}");
-    let now = trades(&performance(producer.listen).await);
+    let leader_report = performance(producer.listen).await;
+    let now = trades(&leader_report);
     for trade in &rebuilt {
         assert!(now.contains(trade), "rebuilt {trade:?} not the leader's");
     }
+    let samples = |report: &Value| -> Vec<Value> {
+        let quick = report["strategies"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["strategy"] == "quick"));
+        let mut equity = quick.unwrap()["equity"].as_array().unwrap().clone();
+        equity.pop(); // the closing point, at each node's latest mark
+        equity
+    };
+    let (late_samples, leader_samples) = (samples(&late_report), samples(&leader_report));
+    assert_eq!(
+        late_samples.first(),
+        leader_samples.first(),
+        "the rebuilt curve starts at the leader's first sample"
+    );
 
     // A late client resuming from the start, on an edge that has never seen it.
     let (history, _) = reader(

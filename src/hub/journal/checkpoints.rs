@@ -31,9 +31,19 @@ pub(super) fn insert(conn: &Connection, checkpoint: &Checkpoint) -> rusqlite::Re
     Ok(())
 }
 
-/// Those after row `after_id`, in the order they were taken, at most [`PAGE`], each with its
-/// row id.
-pub(super) fn read(path: &Path, after_id: i64) -> rusqlite::Result<Vec<(i64, Checkpoint)>> {
+/// A page of kept checkpoints, wherever they are kept (beside the journal, or in a cluster's
+/// stream).
+#[derive(Debug, Default)]
+pub struct CheckpointPage {
+    /// Those that read, in the order they were taken.
+    pub checkpoints: Vec<Checkpoint>,
+    /// The id of the last one looked at, read or not, where the next page starts; `None`
+    /// when there were no more.
+    pub last_id: Option<i64>,
+}
+
+/// Those after row `after_id`, in the order they were taken, at most [`PAGE`].
+pub(super) fn read(path: &Path, after_id: i64) -> rusqlite::Result<CheckpointPage> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -44,19 +54,20 @@ pub(super) fn read(path: &Path, after_id: i64) -> rusqlite::Result<Vec<(i64, Che
         |r| r.get(0),
     )?;
     if !exists {
-        return Ok(Vec::new());
+        return Ok(CheckpointPage::default());
     }
     let mut stmt =
         conn.prepare("SELECT id, body FROM track_checkpoints WHERE id > ?1 ORDER BY id LIMIT ?2")?;
     let rows = stmt.query_map(params![after_id, PAGE as i64], |r| {
         Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
     })?;
-    let mut page = Vec::new();
+    let mut page = CheckpointPage::default();
     for row in rows {
         let (id, body) = row?;
+        page.last_id = Some(id);
         // One that does not read (written by another version) is skipped, never guessed.
         if let Ok(checkpoint) = serde_json::from_str(&body) {
-            page.push((id, checkpoint));
+            page.checkpoints.push(checkpoint);
         }
     }
     Ok(page)

@@ -24,6 +24,8 @@
 
 mod checkpoints;
 
+pub use checkpoints::CheckpointPage;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -254,19 +256,11 @@ impl Journal {
 
     /// The track record's checkpoints after row `after_id`, in order, at most [`PAGE`], each
     /// with its row id. Runs on the blocking pool.
-    pub async fn checkpoints(
-        &self,
-        after_id: i64,
-    ) -> Result<Vec<(i64, crate::ledger::Checkpoint)>, JournalError> {
+    pub async fn checkpoints(&self, after_id: i64) -> Result<CheckpointPage, JournalError> {
         let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            checkpoints::read(&path, after_id).map_err(|source| JournalError::Sqlite {
-                path: path.clone(),
-                source,
-            })
-        })
-        .await
-        .map_err(|_| JournalError::Stopped)?
+        tokio::task::spawn_blocking(move || read_checkpoints_file(&path, after_id))
+            .await
+            .map_err(|_| JournalError::Stopped)?
     }
 
     /// Broadcasts every signal written from now on on `ring`.
@@ -338,6 +332,15 @@ impl Journal {
 /// performance --journal`): read-only, on the calling thread.
 pub fn read_file(path: &Path, after: u64, upto: u64) -> Result<Page, JournalError> {
     read_page(path, after, upto)
+}
+
+/// The track record's checkpoints in the journal at `path` after row `after_id`, in the order
+/// they were taken, at most a page, each with its row id (offline, as [`read_file`]).
+pub fn read_checkpoints_file(path: &Path, after_id: i64) -> Result<CheckpointPage, JournalError> {
+    checkpoints::read(path, after_id).map_err(|source| JournalError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn read_page(path: &Path, after: u64, upto: u64) -> Result<Page, JournalError> {
