@@ -83,7 +83,7 @@ pub fn render(observed: &Observed) -> String {
             side.as_str()
         );
     }
-    track_metrics(&mut out, &hub.performance());
+    track_metrics(&mut out, &hub.track_headlines());
     counter(
         &mut out,
         "sigcast_messages_delivered_total",
@@ -264,8 +264,8 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 /// The live track record's headline figures, per strategy (docs/performance.md).
-fn track_metrics(out: &mut String, report: &crate::ledger::Report) {
-    type Figure = fn(&crate::ledger::Figures) -> f64;
+fn track_metrics(out: &mut String, headlines: &[crate::ledger::Headline]) {
+    type Figure = fn(&crate::ledger::Headline) -> f64;
     let families: [(&str, &str, Figure); 3] = [
         (
             "sigcast_track_return_percent",
@@ -285,12 +285,12 @@ fn track_metrics(out: &mut String, report: &crate::ledger::Report) {
     ];
     for (name, help, figure) in families {
         family(out, name, "gauge", help);
-        for s in &report.strategies {
+        for h in headlines {
             let _ = writeln!(
                 out,
                 "{name}{{strategy=\"{}\"}} {}",
-                escape(&s.strategy),
-                figure(&s.figures)
+                escape(&h.strategy),
+                figure(h)
             );
         }
     }

@@ -120,6 +120,12 @@ impl Hub {
         Ok(replay.replayed)
     }
 
+    /// Every strategy's headline figures (for `/metrics`), as [`Hub::performance`] gives
+    /// them. Computed under the lock: cheaper than the copy a whole report takes.
+    pub fn track_headlines(&self) -> Vec<crate::ledger::Headline> {
+        self.track_lock().headlines()
+    }
+
     fn track_lock(&self) -> std::sync::MutexGuard<'_, Ledger> {
         self.track.lock().unwrap_or_else(|p| p.into_inner())
     }

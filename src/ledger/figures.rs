@@ -145,7 +145,7 @@ fn median(values: &[f64]) -> Option<f64> {
 
 /// The deepest fall from a running peak, percent of that peak, and the longest time from a
 /// peak until equity was back at it (or the curve ended), ms.
-fn drawdown(curve: &[(i64, f64)]) -> (f64, i64) {
+pub(super) fn drawdown(curve: &[(i64, f64)]) -> (f64, i64) {
     let Some(&(mut peak_time, mut peak)) = curve.first() else {
         return (0.0, 0);
     };

@@ -12,6 +12,7 @@
 
 pub mod checkpoint;
 pub mod figures;
+pub mod headline;
 pub mod rules;
 pub mod table;
 pub mod trade;
@@ -23,6 +24,7 @@ use serde::Serialize;
 pub use crate::config::ledger::{LedgerSettings, Positions};
 pub use checkpoint::Checkpoint;
 pub use figures::Figures;
+pub use headline::Headline;
 pub use rules::{Forced, Rules, rules};
 pub use trade::{Direction, Trade};
 

@@ -49,7 +49,7 @@ impl Trade {
     }
 
     /// P&L if closed at `price` now (its fill and exit fee included), and the return.
-    fn pnl_at(&self, price: f64, settings: &LedgerSettings) -> (f64, f64, f64) {
+    pub(super) fn pnl_at(&self, price: f64, settings: &LedgerSettings) -> (f64, f64, f64) {
         let fill = fill(price, self.closing_side(), settings);
         let exit_fee = self.quantity * fill * settings.fee();
         let gross = self.direction.sign() * self.quantity * (fill - self.entry_price);
