@@ -130,12 +130,7 @@ impl Writer {
 /// message that is not a sealed frame, or one no longer held).
 async fn read_tail(cluster: &Cluster) -> Result<(u64, Hash), String> {
     let mut stream = cluster.stream().await?;
-    let last = stream
-        .info()
-        .await
-        .map_err(|e| e.to_string())?
-        .state
-        .last_sequence;
+    let last = super::state(&mut stream).await?.last_sequence;
     if last == 0 {
         return Ok((0, GENESIS));
     }

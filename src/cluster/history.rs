@@ -7,7 +7,9 @@ use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use tokio::sync::Semaphore;
 
-use super::{Cluster, from_stored};
+use async_nats::jetstream::stream;
+
+use super::{Cluster, from_stored, state};
 use crate::hub::Published;
 use crate::hub::history::{History, HistoryError};
 use crate::hub::journal::{CheckpointPage, PAGE, Page};
@@ -34,44 +36,21 @@ impl StreamHistory {
     async fn page(&self, after: u64, upto: u64) -> Result<Page, String> {
         let _place = self.readers.acquire().await.map_err(|e| e.to_string())?;
         let mut stream = self.cluster.stream().await?;
-        let state = stream
-            .info()
-            .await
-            .map_err(|e| e.to_string())?
-            .state
-            .clone();
+        let state = state(&mut stream).await?;
         let oldest = (state.messages > 0).then_some(state.first_sequence);
         let start = (after + 1).max(state.first_sequence);
         let end = upto.min(state.last_sequence);
-        if state.messages == 0 || start > end {
-            return Ok((Vec::new(), oldest));
-        }
-        let want = ((end - start + 1) as usize).min(PAGE);
-        let mut messages = Cluster::messages_from(&stream, start).await?;
-        let mut page = Vec::with_capacity(want);
-        while page.len() < want {
-            let message = match tokio::time::timeout(MESSAGE_WAIT, messages.next()).await {
-                Ok(Some(Ok(m))) => m,
-                Ok(Some(Err(e))) => return Err(e.to_string()),
-                Ok(None) | Err(_) => break,
-            };
-            let seq = message.info().map_err(|e| e.to_string())?.stream_sequence;
-            if seq > end {
-                break;
-            }
-            let Ok((signal, frame)) = from_stored(seq, &message.payload) else {
-                continue;
-            };
-            page.push(Published::framed(seq, &signal, frame));
-            if seq == end {
-                break;
+        let mut page = Vec::new();
+        if state.messages > 0 && start <= end {
+            for (seq, payload) in stored(&stream, start, end).await? {
+                if let Ok((signal, frame)) = from_stored(seq, &payload) {
+                    page.push(Published::framed(seq, &signal, frame));
+                }
             }
         }
         Ok((page, oldest))
     }
-}
 
-impl StreamHistory {
     async fn checkpoints_after(&self, after_id: i64) -> Result<CheckpointPage, String> {
         let _place = self.readers.acquire().await.map_err(|e| e.to_string())?;
         let mut stream = self
@@ -80,37 +59,48 @@ impl StreamHistory {
             .get_stream(self.cluster.checkpoint_stream())
             .await
             .map_err(|e| e.to_string())?;
-        let state = stream
-            .info()
-            .await
-            .map_err(|e| e.to_string())?
-            .state
-            .clone();
+        let state = state(&mut stream).await?;
         let start = (after_id.max(0) as u64 + 1).max(state.first_sequence);
         let mut page = CheckpointPage::default();
-        if state.messages == 0 || start > state.last_sequence {
-            return Ok(page);
-        }
-        let want = ((state.last_sequence - start + 1) as usize).min(PAGE);
-        let mut messages = Cluster::messages_from(&stream, start).await?;
-        for _ in 0..want {
-            let message = match tokio::time::timeout(MESSAGE_WAIT, messages.next()).await {
-                Ok(Some(Ok(m))) => m,
-                Ok(Some(Err(e))) => return Err(e.to_string()),
-                Ok(None) | Err(_) => break,
-            };
-            let seq = message.info().map_err(|e| e.to_string())?.stream_sequence;
-            page.last_id = Some(seq as i64);
-            // One that does not read (another version's) is skipped, never guessed.
-            if let Ok(checkpoint) = serde_json::from_slice(&message.payload) {
-                page.checkpoints.push(checkpoint);
-            }
-            if seq >= state.last_sequence {
-                break;
+        if state.messages > 0 && start <= state.last_sequence {
+            for (seq, payload) in stored(&stream, start, state.last_sequence).await? {
+                page.last_id = Some(seq as i64);
+                // One that does not read (another version's) is skipped, never guessed.
+                if let Ok(checkpoint) = serde_json::from_slice(&payload) {
+                    page.checkpoints.push(checkpoint);
+                }
             }
         }
         Ok(page)
     }
+}
+
+/// The messages `stream` holds from `start` to `end`, in order, with their sequence: at most
+/// [`PAGE`], fewer when one is slow to come.
+async fn stored(
+    stream: &stream::Stream,
+    start: u64,
+    end: u64,
+) -> Result<Vec<(u64, bytes::Bytes)>, String> {
+    let want = ((end - start + 1) as usize).min(PAGE);
+    let mut messages = Cluster::messages_from(stream, start).await?;
+    let mut page = Vec::with_capacity(want);
+    while page.len() < want {
+        let message = match tokio::time::timeout(MESSAGE_WAIT, messages.next()).await {
+            Ok(Some(Ok(m))) => m,
+            Ok(Some(Err(e))) => return Err(e.to_string()),
+            Ok(None) | Err(_) => break,
+        };
+        let seq = message.info().map_err(|e| e.to_string())?.stream_sequence;
+        if seq > end {
+            break;
+        }
+        page.push((seq, message.payload.clone()));
+        if seq == end {
+            break;
+        }
+    }
+    Ok(page)
 }
 
 impl History for StreamHistory {

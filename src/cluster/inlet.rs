@@ -51,12 +51,7 @@ async fn follow(
     stop: &CancellationToken,
 ) -> Result<(), String> {
     let mut stream = cluster.stream().await?;
-    let last = stream
-        .info()
-        .await
-        .map_err(|e| e.to_string())?
-        .state
-        .last_sequence;
+    let last = super::state(&mut stream).await?.last_sequence;
     let mut messages = Cluster::messages_from(&stream, from).await?;
     let status = &cluster.status;
     status.caught_up.store(last < from, Ordering::Relaxed);
@@ -70,11 +65,9 @@ async fn follow(
             m = messages.next() => m,
             _ = check.tick() => {
                 if heard.elapsed() >= STALL_CHECK {
-                    let held = tokio::time::timeout(STALL_CHECK, stream.info())
+                    let held = tokio::time::timeout(STALL_CHECK, super::state(&mut stream))
                         .await
-                        .map_err(|_| "the stream did not answer".to_string())?
-                        .map_err(|e| e.to_string())?
-                        .state
+                        .map_err(|_| "the stream did not answer".to_string())??
                         .last_sequence;
                     if held > hub.last_seq() {
                         return Err(format!(

@@ -295,6 +295,16 @@ impl Cluster {
     }
 }
 
+/// What `stream` holds now: its first and last sequence and how many messages.
+pub async fn state(stream: &mut stream::Stream) -> Result<stream::State, String> {
+    Ok(stream
+        .info()
+        .await
+        .map_err(|e| e.to_string())?
+        .state
+        .clone())
+}
+
 /// Opens a key-value bucket, creating it when missing. Created as the stream the key-value
 /// convention names (`KV_<bucket>` on `$KV.<bucket>.>`, one value per key), since the
 /// client's own bucket creation asks for account fields older servers do not send.

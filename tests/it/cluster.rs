@@ -751,14 +751,19 @@ async fn assert_verifies(node: &Node, ca: &Path, frames: &BTreeMap<u64, String>)
     let (status, _, body) = common::https_get(node.listen, ca, "/v1/journal/key", None).await;
     assert_eq!(status, 200, "{body}");
     let keys: KeySet = serde_json::from_str(&body).unwrap();
-    let mut verifier = Verifier::new(&keys, false);
-    for frame in frames.values() {
-        verifier.line(frame);
-    }
-    let verdict = verifier.finish();
+    let verdict = verify(&keys, frames.values().map(String::as_str));
     assert!(verdict.passed(), "{verdict}");
     assert_eq!(verdict.verified, frames.len(), "{verdict}");
     verdict
+}
+
+/// `frames` through `sigcast verify`'s checks with `keys`, in the order given.
+fn verify<'a>(keys: &KeySet, frames: impl IntoIterator<Item = &'a str>) -> Verdict {
+    let mut verifier = Verifier::new(keys, false);
+    for frame in frames {
+        verifier.line(frame);
+    }
+    verifier.finish()
 }
 
 /// An edge killed: its clients resume on another edge with their last seq and lose nothing.
@@ -1553,11 +1558,7 @@ async fn two_writers_at_once_keep_one_chain() {
         let dir = sigcast::hub::proof::KeyDir::of(&material.path(&format!("data-{name}")));
         keys.keys.extend(dir.public_keys().unwrap().keys);
     }
-    let mut verifier = Verifier::new(&keys, false);
-    for frame in frames.values() {
-        verifier.line(frame);
-    }
-    let verdict = verifier.finish();
+    let verdict = verify(&keys, frames.values().map(String::as_str));
     assert!(verdict.passed() && verdict.chain_start, "{verdict}");
     assert_eq!(verdict.verified, 120, "{verdict}");
     assert_eq!(verdict.kids.len(), 2, "{verdict}");
@@ -1576,8 +1577,7 @@ async fn two_writers_at_once_keep_one_chain() {
         pending = writer.append(&cluster, pending, 0).await.signals;
     }
     let mut messages = Cluster::messages_from(&stream, 121).await.unwrap();
-    let mut verifier = Verifier::new(&keys, false);
-    verifier.line(&frames[&120]);
+    let mut chained = vec![frames[&120].clone()];
     for seq in 121..=125 {
         let m = common::within(Duration::from_secs(5), messages.next())
             .await
@@ -1585,9 +1585,9 @@ async fn two_writers_at_once_keep_one_chain() {
             .unwrap();
         let (_, frame) = from_stored(seq, &m.payload).unwrap();
         assert!(frame.as_str().contains("\"reason\":\"c-"), "{frame}");
-        verifier.line(frame.as_str());
+        chained.push(frame.as_str().to_string());
     }
-    let verdict = verifier.finish();
+    let verdict = verify(&keys, chained.iter().map(String::as_str));
     assert!(verdict.passed() && verdict.verified == 6, "{verdict}");
     let info = cluster
         .stream()
