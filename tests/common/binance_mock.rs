@@ -179,6 +179,60 @@ impl Tape {
         }
     }
 
+    /// The tape's `@trade` messages as `@aggTrade`s of one trade each (`a`, `f` and `l` the
+    /// trade's id), everything else left out: a recording of trades, such as the
+    /// hftbacktest ones, played to the candle strategies, which follow aggTrades.
+    pub fn trades_as_agg_trades(&self) -> Tape {
+        let entries = self
+            .entries
+            .iter()
+            .filter(|e| e.stream.ends_with("@trade"))
+            .map(|e| {
+                let v: Value = serde_json::from_str(&e.text).unwrap();
+                let d = &v["data"];
+                let symbol = d["s"].as_str().unwrap();
+                let stream = format!("{}@aggTrade", symbol.to_lowercase());
+                let text = json!({
+                    "stream": stream,
+                    "data": {
+                        "e": "aggTrade", "E": d["E"], "s": symbol, "a": d["t"], "p": d["p"],
+                        "q": d["q"], "f": d["t"], "l": d["t"], "T": d["T"], "m": d["m"],
+                    }
+                })
+                .to_string();
+                let agg = match parse(self.market, &text, SystemTime::now()) {
+                    Ok(Parsed::Event(ev)) => match ev.kind {
+                        MarketEventKind::AggTrade(t) => Some((ev.symbol.to_string(), t)),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                Entry { stream, text, agg }
+            })
+            .collect();
+        Tape {
+            market: self.market,
+            entries,
+        }
+    }
+
+    /// The tape as a recording `sigcast backtest` and `source.replay` read (sigcast's JSON
+    /// lines), so a backtest sees exactly what the mock plays.
+    pub fn write_recording(&self, path: &Path) {
+        let market = match self.market {
+            Market::Spot => "spot",
+            Market::Futures => "futures",
+        };
+        let mut text = String::new();
+        for e in &self.entries {
+            text.push_str(&format!(
+                "{{\"recv_ns\":0,\"market\":\"{market}\",\"msg\":{}}}\n",
+                e.text
+            ));
+        }
+        std::fs::write(path, text).unwrap();
+    }
+
     /// Every stream name on the tape.
     pub fn streams(&self) -> Vec<String> {
         let set: BTreeSet<&str> = self.entries.iter().map(|e| e.stream.as_str()).collect();

@@ -293,14 +293,14 @@ async fn performance(served: &common::served::Served, token: &str) -> (u16, Valu
     (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
-/// The record once all eight strategies are in it and it holds still (the replay has
+/// The record once `strategies` strategies are in it and it holds still (the market has
 /// played to its end).
-async fn settled(served: &common::served::Served, token: &str) -> Value {
+async fn settled(served: &common::served::Served, token: &str, strategies: usize) -> Value {
     let mut last = Value::Null;
     for _ in 0..200 {
         let (status, now) = performance(served, token).await;
         assert_eq!(status, 200, "{now}");
-        if now["strategies"].as_array().map(Vec::len) == Some(8) && now == last {
+        if now["strategies"].as_array().map(Vec::len) == Some(strategies) && now == last {
             break;
         }
         last = now;
@@ -340,7 +340,7 @@ async fn a_restart_rebuilds_the_record_from_the_journal() {
     let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let served = common::served::Served::start(&settings);
     let token = served.token("trader");
-    let before = settled(&served, &token).await;
+    let before = settled(&served, &token, 8).await;
     let material = served.kill();
     // Offline, from the journal: the same closed trades.
     let offline = common::sigcast_command()
@@ -423,7 +423,7 @@ async fn a_restart_rebuilds_the_record_from_the_journal() {
     let settings = replay("1h");
     let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let served = common::served::Served::start_with(material, &settings);
-    let after = settled(&served, &served.token("trader")).await;
+    let after = settled(&served, &served.token("trader"), 8).await;
     for s in before["strategies"].as_array().unwrap() {
         let name = s["strategy"].as_str().unwrap();
         let (was, is) = (&s["figures"], &strategy(&after, name)["figures"]);
@@ -453,6 +453,92 @@ async fn a_restart_rebuilds_the_record_from_the_journal() {
     );
 }
 
+/// `live` (`GET /v1/performance`) holds every strategy of `expected` (a backtest's
+/// report.json) with the same rules, figures, per-symbol figures, equity curve and latest 100
+/// trades, exactly.
+fn assert_same_record(live: &Value, expected: &Value) {
+    for want in expected["strategies"].as_array().unwrap() {
+        let name = want["strategy"].as_str().unwrap();
+        let got = strategy(live, name);
+        for part in ["settings", "figures", "symbols", "equity"] {
+            assert_eq!(got[part], want[part], "{name}: {part}");
+        }
+        let trades = want["trades"].as_array().unwrap();
+        let latest = &trades[trades.len().saturating_sub(100)..];
+        assert_eq!(
+            got["trades"].as_array().unwrap().as_slice(),
+            latest,
+            "{name}: trades"
+        );
+    }
+}
+
+/// The live path itself: `sigcast serve` follows a Binance mock playing the recorded USD-M
+/// BTCUSDT trades (as aggTrades, which candle strategies follow) over WebSocket, and its
+/// track record equals `sigcast backtest`'s over the same messages, exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_track_record_over_the_binance_mock_equals_the_backtest() {
+    use common::binance_mock::{MockBinance, Settings, Tape};
+    let tmp = tempfile::tempdir().unwrap();
+    let recording = root().join("../shared/data/binance/usdm_btcusdt_20240808.gz");
+    let tape = Tape::from_recordings(&[&recording]).trades_as_agg_trades();
+    let total = tape.entries.len();
+    assert!(total > 20_000, "{total} trades");
+    let data = tmp.path().join("tape.jsonl");
+    tape.write_recording(&data);
+    // The candle strategies of the other tests (the book ones follow streams the recording
+    // holds for another day).
+    let dir = tmp.path().join("candles");
+    std::fs::create_dir_all(&dir).unwrap();
+    let all = std::fs::read_to_string(signals(tmp.path()).join("all.toml")).unwrap();
+    let candles: Vec<&str> = all
+        .split("[[strategy]]")
+        .filter(|b| b.contains("name =") && !b.contains("book_imbalance"))
+        .collect();
+    std::fs::write(
+        dir.join("candles.toml"),
+        format!("[[strategy]]{}", candles.join("[[strategy]]")),
+    )
+    .unwrap();
+    let out = tmp.path().join("report");
+    let run = common::sigcast_command()
+        .args(["backtest", "--data"])
+        .arg(&data)
+        .arg("--signals")
+        .arg(&dir)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let expected = json(out.join("report.json"));
+    let n = expected["strategies"].as_array().unwrap().len();
+    assert_eq!(n, candles.len(), "every strategy traded");
+
+    let mock = MockBinance::start(tape, Settings::default()).await;
+    let mut settings: Vec<(&str, String)> = mock.sigcast_settings();
+    settings.push(("signals.dir", dir.display().to_string()));
+    let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let served = common::served::Served::start(&settings);
+    let token = served.token("trader");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while mock.stats().subscribe_requests == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sigcast never subscribed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    mock.play(5_000);
+    mock.wait_played(total).await;
+    let live = settled(&served, &token, n).await;
+    assert_same_record(&live, &expected);
+}
+
 /// The same tape and strategies through `sigcast serve` (a replay) give the same track
 /// record as `sigcast backtest`: every strategy's rules, figures, per-symbol figures, equity
 /// curve and latest trades, exactly.
@@ -478,21 +564,8 @@ async fn the_live_track_record_equals_the_backtest() {
     let token = served.token("trader");
     let (status, refused) = performance(&served, "not-a-token").await;
     assert_eq!(status, 401, "{refused}");
-    let live = settled(&served, &token).await;
-    for want in expected["strategies"].as_array().unwrap() {
-        let name = want["strategy"].as_str().unwrap();
-        let got = strategy(&live, name);
-        for part in ["settings", "figures", "symbols", "equity"] {
-            assert_eq!(got[part], want[part], "{name}: {part}");
-        }
-        let trades = want["trades"].as_array().unwrap();
-        let latest = &trades[trades.len().saturating_sub(100)..];
-        assert_eq!(
-            got["trades"].as_array().unwrap().as_slice(),
-            latest,
-            "{name}: trades"
-        );
-    }
+    let live = settled(&served, &token, 8).await;
+    assert_same_record(&live, &expected);
     // A token scoped to one strategy sees that one only.
     let scoped = served.token_scoped(
         "one",
