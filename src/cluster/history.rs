@@ -56,7 +56,7 @@ impl StreamHistory {
         let mut stream = self
             .cluster
             .js
-            .get_stream(self.cluster.checkpoint_stream())
+            .get_stream(super::marks::checkpoint_stream_name(&self.cluster.settings))
             .await
             .map_err(|e| e.to_string())?;
         let state = state(&mut stream).await?;

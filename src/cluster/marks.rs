@@ -11,7 +11,9 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use super::Cluster;
+use async_nats::jetstream::stream;
+
+use super::{Cluster, ClusterSettings};
 use crate::hub::Hub;
 use crate::ledger::Checkpoint;
 use crate::market::Market;
@@ -29,6 +31,35 @@ type Mark = (String, Market, i64, f64);
 
 fn subject(cluster: &Cluster) -> String {
     format!("_SIGCAST.{}.marks", cluster.settings.stream)
+}
+
+/// The subject the leader's checkpoints are kept on.
+fn checkpoint_subject(settings: &ClusterSettings) -> String {
+    format!("_SIGCAST.{}.checkpoints", settings.stream)
+}
+
+/// The name of the stream of the leader's track-record checkpoints (`ledger::checkpoint`),
+/// from which any node rebuilds the leader's equity samples.
+pub fn checkpoint_stream_name(settings: &ClusterSettings) -> String {
+    format!("{}_TRACK", settings.stream)
+}
+
+/// That stream, kept as long as the signals the checkpoints sit among.
+pub(super) fn checkpoint_stream(
+    settings: &ClusterSettings,
+    max_age: Duration,
+    max_messages: i64,
+) -> stream::Config {
+    stream::Config {
+        name: checkpoint_stream_name(settings),
+        description: Some("sigcast: the track record's checkpoints".into()),
+        subjects: vec![checkpoint_subject(settings)],
+        max_age,
+        max_messages,
+        num_replicas: settings.replicas,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    }
 }
 
 /// Sends the hub's prices while this node leads, and marks its track record with the
@@ -89,7 +120,7 @@ pub async fn run(cluster: Cluster, hub: Arc<Hub>, stop: CancellationToken) {
 /// dropped with a warning: the record then samples from signal prices around it after a
 /// restart, as before checkpoints.
 async fn keep(cluster: &Cluster, checkpoints: &[Checkpoint]) {
-    let subject = cluster.checkpoint_subject();
+    let subject = checkpoint_subject(&cluster.settings);
     for checkpoint in checkpoints {
         let Ok(body) = serde_json::to_vec(checkpoint) else {
             continue;

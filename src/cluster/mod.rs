@@ -10,7 +10,8 @@
 //!   stopped (every node, so every client sees the same `seq`);
 //! - [`history`]: resumes read the stream by sequence, so a node keeps no state of its own;
 //! - [`lease`]: producers elect the one that runs the upstream and the strategies;
-//! - [`marks`]: the leader's market prices, which mark the other nodes' track records;
+//! - [`marks`]: the leader's market prices, which mark the other nodes' track records, and
+//!   its checkpoints, kept in a stream of their own for rebuilds;
 //! - [`positions`]: where the leader's strategies stand in each trade stream, for the next;
 //! - [`tokens`]: the token registry and revocations in a key-value bucket every node watches.
 
@@ -117,18 +118,8 @@ impl Cluster {
                 ..Default::default()
             })
             .await?;
-        // The leader's checkpoints, kept as long as the signals they sit among.
         cluster
-            .ensure_stream(stream::Config {
-                name: cluster.checkpoint_stream(),
-                description: Some("sigcast: the track record's checkpoints".into()),
-                subjects: vec![cluster.checkpoint_subject()],
-                max_age,
-                max_messages,
-                num_replicas: settings.replicas,
-                storage: stream::StorageType::File,
-                ..Default::default()
-            })
+            .ensure_stream(marks::checkpoint_stream(settings, max_age, max_messages))
             .await?;
         Ok(cluster)
     }
@@ -191,17 +182,6 @@ impl Cluster {
     /// The subjects signals are published on.
     fn subjects(&self) -> Vec<String> {
         vec![format!("{}.>", self.settings.subjects)]
-    }
-
-    /// The stream of the leading producer's track-record checkpoints (`ledger::checkpoint`),
-    /// from which any node rebuilds the leader's equity samples (see `cluster::marks`).
-    pub fn checkpoint_stream(&self) -> String {
-        format!("{}_TRACK", self.settings.stream)
-    }
-
-    /// The subject checkpoints are kept on.
-    pub fn checkpoint_subject(&self) -> String {
-        format!("_SIGCAST.{}.checkpoints", self.settings.stream)
     }
 
     /// Creates a stream, or checks the existing one's subjects and brings its retention and
