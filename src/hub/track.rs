@@ -109,13 +109,13 @@ impl Hub {
             after = last.seq;
             for p in &page {
                 while !replay.restore_before(&mut self.track_lock(), p.seq) {
-                    replay.add(history.checkpoints(replay.after_id()).await?);
+                    replay.add(checkpoints(history.as_ref(), replay.after_id()).await);
                 }
                 replay.signal(&mut self.track_lock(), p.seq, p.frame.as_str());
             }
         }
         while !replay.restore_before(&mut self.track_lock(), u64::MAX) {
-            replay.add(history.checkpoints(replay.after_id()).await?);
+            replay.add(checkpoints(history.as_ref(), replay.after_id()).await);
         }
         Ok(replay.replayed)
     }
@@ -129,6 +129,15 @@ impl Hub {
     fn track_lock(&self) -> std::sync::MutexGuard<'_, Ledger> {
         self.track.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// The next page of checkpoints; none when they cannot be read, so the rest of the record
+/// is rebuilt from the signals' own prices rather than not at all.
+async fn checkpoints(history: &dyn super::history::History, after_id: i64) -> CheckpointPage {
+    history.checkpoints(after_id).await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "track-record checkpoints unreadable; the curve from here is drawn from signal prices");
+        CheckpointPage::default()
+    })
 }
 
 /// Most checkpoints a cluster node holds between two takes (a second apart): a sample a
@@ -246,4 +255,68 @@ pub fn replay_frame(ledger: &mut Ledger, seq: u64, frame: &str) -> bool {
 /// A journaled frame's signal (the contract shape, as the hub wrote it).
 fn journaled(frame: &str) -> Option<Signal> {
     super::contract::decode(frame).map(|(signal, _)| signal)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use futures_util::future::BoxFuture;
+    use tokio::sync::{mpsc, watch};
+
+    use super::super::history::{History, HistoryError};
+    use super::super::journal::Page;
+    use super::super::{Published, contract};
+    use super::*;
+    use crate::strategy::Side;
+
+    /// Ten signals, a buy and a sell in turn; its checkpoints cannot be read.
+    struct Unreadable(Vec<Published>);
+
+    impl History for Unreadable {
+        fn read(&self, after: u64, upto: u64) -> BoxFuture<'_, Result<Page, HistoryError>> {
+            let page = self
+                .0
+                .iter()
+                .filter(|p| p.seq > after && p.seq <= upto)
+                .cloned()
+                .collect();
+            Box::pin(async move { Ok((page, Some(1))) })
+        }
+
+        fn wait_readable(&self, _: u64) -> BoxFuture<'_, Result<(), HistoryError>> {
+            Box::pin(async { Ok(()) })
+        }
+
+        fn checkpoints(&self, _: i64) -> BoxFuture<'_, Result<CheckpointPage, HistoryError>> {
+            Box::pin(async { Err(HistoryError("the checkpoint stream is gone".into())) })
+        }
+    }
+
+    /// Checkpoints that cannot be read leave the rebuild to the signals' own prices: every
+    /// signal is still traded.
+    #[tokio::test]
+    async fn unreadable_checkpoints_still_rebuild_the_trades() {
+        let signals: Vec<Published> = (1..=10u64)
+            .map(|seq| {
+                let signal = Signal {
+                    side: if seq % 2 == 1 { Side::Buy } else { Side::Sell },
+                    symbol: "BTCUSDT".into(),
+                    price: 100.0 + seq as f64,
+                    timestamp: 1_720_000_000 + seq as i64 * 60,
+                    strategy: "s".into(),
+                    interval: "1m".into(),
+                    reason: String::new(),
+                };
+                let frame = contract::encode_seq(&signal, seq);
+                Published::framed(seq, &signal, frame)
+            })
+            .collect();
+        let (outbox, _) = mpsc::channel(1);
+        let (_, keys) = watch::channel(Arc::default());
+        let hub = Hub::clustered(vec![], 16, outbox, Arc::new(Unreadable(signals)), keys, 10);
+        assert_eq!(hub.rebuild_track().await.unwrap(), 10);
+        let report = hub.performance();
+        assert_eq!(report.strategies[0].figures.closed_trades, 5);
+    }
 }
