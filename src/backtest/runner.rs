@@ -49,8 +49,7 @@ pub fn run(
     mut progress: impl FnMut(f64, u64),
 ) -> Result<(Run, Vec<Summary>), BacktestError> {
     let instances = definition::load(&options.signals, None)?;
-    let defaults = options.forced.apply(options.ledger);
-    let ledger = Ledger::new(ledger::rules(&instances, &defaults).forced(&options.forced));
+    let ledger = Ledger::new(ledger::rules(&instances, &options.ledger).forced(&options.forced));
     let merged = Merged::open(&options.data)?;
     let meter = merged.meter();
     let mut engine = Engine::new(instances);

@@ -20,7 +20,7 @@ impl Hub {
 
     /// A market price at its market time: the latest price for `test` signals, and a mark
     /// for the track record. A cluster node also keeps it for the other nodes (see
-    /// [`Hub::take_relayed_marks`]).
+    /// [`Hub::take_relayed`]).
     pub fn mark(&self, market: Market, symbol: &str, time_ms: i64, price: f64) {
         self.mark_track(market, symbol, time_ms, price);
         if let Some(relayed) = &self.relayed {
@@ -69,7 +69,7 @@ impl Hub {
         }
     }
 
-    /// How the track record trades and marks each strategy (see [`crate::ledger::rules`]).
+    /// How the track record trades and marks each strategy (see [`crate::ledger::rules()`]).
     pub fn set_track_rules(&self, rules: Rules) {
         let mut track = self.track.lock().unwrap_or_else(|p| p.into_inner());
         track.set_rules(rules);
@@ -92,7 +92,7 @@ impl Hub {
     }
 
     /// Paper-trades the signals the journal (or the cluster's stream) holds again, in `seq`
-    /// order, among a single node's checkpoints (see [`Replay`]), before anything new is
+    /// order, among the checkpoints kept beside it (see [`Replay`]), before anything new is
     /// numbered (at startup), so a restart keeps the record. Returns the signals replayed.
     pub async fn rebuild_track(&self) -> Result<u64, HistoryError> {
         let Some(history) = self.history() else {

@@ -29,15 +29,20 @@ fn signals(dir: &Path) -> PathBuf {
 
 fn backtest(dir: &Path, out: &Path, extra: &[&str]) -> Output {
     let data = root().join("../shared/data/binance/usdm_btcusdt_20240808.gz");
+    backtest_of(&data, &signals(dir), out, extra)
+}
+
+/// `sigcast backtest` over `data` with the definitions in `signals`, writing to `out`.
+fn backtest_of(data: &Path, signals: &Path, out: &Path, extra: &[&str]) -> Output {
     common::sigcast_command()
         .args(["backtest", "--data"])
         .arg(data)
         .arg("--signals")
-        .arg(signals(dir))
+        .arg(signals)
         .arg("--out")
         .arg(out)
         .args(extra)
-        .current_dir(dir)
+        .current_dir(out.parent().unwrap())
         .output()
         .unwrap()
 }
@@ -501,15 +506,7 @@ async fn the_live_track_record_over_the_binance_mock_equals_the_backtest() {
     )
     .unwrap();
     let out = tmp.path().join("report");
-    let run = common::sigcast_command()
-        .args(["backtest", "--data"])
-        .arg(&data)
-        .arg("--signals")
-        .arg(&dir)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let run = backtest_of(&data, &dir, &out, &[]);
     assert!(
         run.status.success(),
         "{}",
